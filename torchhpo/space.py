@@ -1,0 +1,341 @@
+"""Search spaces: typed parameters and their map to and from the unit cube.
+
+Users see plain dicts (``{"lr": 3e-4, "layers": 2}``); every algorithm sees ``space.encode(configs)``, an
+``n x d`` tensor in [0, 1]. Log scales, integer rounding and categorical mapping live here alone.
+
+Each parameter owns one column. A column is cut into equal cells for integers and choices (the cell's centre
+encodes the value), so a uniform draw in [0, 1] is a uniform draw over the values, ``decode`` is a floor, and
+``decode(encode(c)) == c`` for every valid config.
+
+Example:
+    >>> space = Space({"lr": Float(1e-4, 1e-1, log=True), "layers": Int(1, 4), "act": Choice(["relu", "tanh"])})
+    >>> X = space.encode([{"lr": 1e-3, "layers": 2, "act": "tanh"}])
+    >>> space.decode(X)[0]["act"]
+    'tanh'
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import qmc
+
+Config = dict[str, Any]
+
+__all__ = ["Choice", "Config", "Float", "Int", "Space"]
+
+
+def _number(name: str, what: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"'{name}': {what}={value!r} must be a finite number")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Float:
+    """A real parameter in ``[low, high]``, on a log scale when ``log=True`` (then ``low > 0``)."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    def _check(self, name: str) -> None:
+        low, high = _number(name, "low", self.low), _number(name, "high", self.high)
+        if low >= high:
+            raise ValueError(f"Float '{name}': low={self.low} must be < high={self.high}; swap them or widen the range")
+        if self.log and low <= 0:
+            raise ValueError(f"Float '{name}': low={self.low} must be > 0 when log=True; use a positive low or log=False")
+
+    def _span(self) -> tuple[float, float]:
+        return (math.log(self.low), math.log(self.high)) if self.log else (float(self.low), float(self.high))
+
+    def to_unit(self, value: Any) -> float:
+        a, b = self._span()
+        return ((math.log(value) if self.log else float(value)) - a) / (b - a)
+
+    def from_unit(self, u: float) -> float:
+        a, b = self._span()
+        x = a + min(max(u, 0.0), 1.0) * (b - a)
+        return float(min(max(math.exp(x) if self.log else x, self.low), self.high))
+
+    def contains(self, value: Any) -> bool:
+        return not isinstance(value, bool) and isinstance(value, (int, float)) and self.low <= value <= self.high
+
+    def points(self, k: int) -> list[float]:
+        return [self.from_unit(u) for u in np.linspace(0.0, 1.0, k)]
+
+
+@dataclass(frozen=True)
+class Int:
+    """An integer parameter in ``[low, high]`` on a grid of ``step``; log-scaled when ``log=True`` (then ``low >= 1``)."""
+
+    low: int
+    high: int
+    log: bool = False
+    step: int = 1
+
+    def _check(self, name: str) -> None:
+        for what in ("low", "high", "step"):
+            v = getattr(self, what)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(f"Int '{name}': {what}={v!r} must be an int")
+        if self.low >= self.high:
+            raise ValueError(f"Int '{name}': low={self.low} must be < high={self.high}; swap them or widen the range")
+        if self.step < 1:
+            raise ValueError(f"Int '{name}': step={self.step} must be >= 1")
+        if self.log and self.low < 1:
+            raise ValueError(f"Int '{name}': low={self.low} must be >= 1 when log=True; use low=1 or log=False")
+        if self.log and self.step != 1:
+            raise ValueError(f"Int '{name}': step={self.step} cannot be combined with log=True; use step=1")
+        if (self.high - self.low) % self.step:
+            raise ValueError(f"Int '{name}': high - low = {self.high - self.low} must be a multiple of step={self.step}")
+
+    def _values(self) -> int:
+        return (self.high - self.low) // self.step + 1
+
+    def _edges(self) -> tuple[float, float]:
+        if self.log:  # cells of width one in log space around each integer
+            return math.log(self.low - 0.5), math.log(self.high + 0.5)
+        return self.low - 0.5 * self.step, self.high + 0.5 * self.step
+
+    def to_unit(self, value: Any) -> float:
+        a, b = self._edges()
+        return ((math.log(value) if self.log else value) - a) / (b - a)
+
+    def from_unit(self, u: float) -> int:
+        a, b = self._edges()
+        x = a + min(max(u, 0.0), 1.0) * (b - a)
+        v = math.exp(x) if self.log else x
+        k = round((v - self.low) / self.step)
+        return int(min(max(self.low + k * self.step, self.low), self.high))
+
+    def contains(self, value: Any) -> bool:
+        ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+        return ok and self.low <= value <= self.high and (value - self.low) % self.step == 0
+
+    def points(self, k: int) -> list[int]:
+        if self.log:
+            raw = np.exp(np.linspace(math.log(self.low), math.log(self.high), k))
+        else:
+            raw = np.linspace(self.low, self.high, k)
+        snapped = [int(self.low + round((float(v) - self.low) / self.step) * self.step) for v in raw]
+        return list(dict.fromkeys(snapped))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A categorical parameter: one of ``options`` (JSON values: str, int, float, bool or None), no order assumed."""
+
+    options: tuple[Any, ...]
+
+    def __init__(self, options: Iterable[Any]) -> None:
+        object.__setattr__(self, "options", tuple(options))
+
+    def _check(self, name: str) -> None:
+        if not self.options:
+            raise ValueError(f"Choice '{name}': options are empty; give at least one option")
+        keys = [json.dumps(o) for o in self.options]
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        if dup:
+            raise ValueError(f"Choice '{name}': duplicate options {', '.join(dup)}; list each option once")
+
+    def to_unit(self, value: Any) -> float:
+        return (self._index(value) + 0.5) / len(self.options)
+
+    def _index(self, value: Any) -> int:
+        for i, o in enumerate(self.options):
+            if type(o) is type(value) and o == value:
+                return i
+        raise KeyError(value)
+
+    def from_unit(self, u: float) -> Any:
+        return self.options[min(int(min(max(u, 0.0), 1.0) * len(self.options)), len(self.options) - 1)]
+
+    def contains(self, value: Any) -> bool:
+        try:
+            self._index(value)
+        except KeyError:
+            return False
+        return True
+
+    def points(self, k: int) -> list[Any]:
+        return list(self.options)
+
+
+Param = Float | Int | Choice
+
+
+def _param_to_dict(p: Param) -> dict[str, Any]:
+    if isinstance(p, Choice):
+        return {"type": "Choice", "options": list(p.options)}
+    d = {"type": type(p).__name__, "low": p.low, "high": p.high, "log": p.log}
+    if isinstance(p, Int):
+        d["step"] = p.step
+    return d
+
+
+def _param_from_dict(d: Mapping[str, Any]) -> Param:
+    kind = d["type"]
+    if kind == "Choice":
+        return Choice(d["options"])
+    if kind == "Float":
+        return Float(d["low"], d["high"], log=d["log"])
+    return Int(d["low"], d["high"], log=d["log"], step=d["step"])
+
+
+class Space:
+    """An ordered set of named parameters, each one column of the unit cube.
+
+    Args:
+        params: name -> ``Float`` / ``Int`` / ``Choice``.
+
+    Example:
+        >>> space = Space({"x": Float(-1.0, 1.0)})
+        >>> space.sample(2, seed=0)[0]["x"] <= 1.0
+        True
+    """
+
+    def __init__(self, params: Mapping[str, Param]) -> None:
+        if not isinstance(params, Mapping) or not params:
+            raise ValueError("Space: params must be a non-empty dict of name -> Float/Int/Choice")
+        for name, p in params.items():
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"Space: parameter names must be non-empty strings, got {name!r}")
+            if not isinstance(p, (Float, Int, Choice)):
+                raise TypeError(f"Space: '{name}' must be a Float, Int or Choice, got {type(p).__name__}")
+            p._check(name)
+        self.params: dict[str, Param] = dict(params)
+        self.names: list[str] = list(self.params)
+
+    @property
+    def dim(self) -> int:
+        """d, the number of columns."""
+        return len(self.names)
+
+    @property
+    def categorical_dims(self) -> list[int]:
+        """Columns that hold a ``Choice`` (for a categorical kernel)."""
+        return [j for j, p in enumerate(self.params.values()) if isinstance(p, Choice)]
+
+    @property
+    def discrete_dims(self) -> list[int]:
+        """Columns that hold an ``Int`` (relaxed to [0, 1], snapped by ``round``)."""
+        return [j for j, p in enumerate(self.params.values()) if isinstance(p, Int)]
+
+    def levels(self, j: int) -> list[float]:
+        """The encoded values column ``j`` can take after ``round`` (cell centres); empty for a ``Float``."""
+        p = self.params[self.names[j]]
+        if isinstance(p, Choice):
+            return [(i + 0.5) / len(p.options) for i in range(len(p.options))]
+        if isinstance(p, Int):
+            return [p.to_unit(v) for v in range(p.low, p.high + 1, p.step)]
+        return []
+
+    def bounds(self, **tkwargs: Any) -> torch.Tensor:
+        """``2 x d`` bounds of the unit cube."""
+        return torch.stack([torch.zeros(self.dim, **tkwargs), torch.ones(self.dim, **tkwargs)])
+
+    # --- validation -------------------------------------------------------------------------------------------
+    def validate(self, config: Mapping[str, Any]) -> Config:
+        """Check a config's keys and values; return it as a plain dict (numpy ints become ints).
+
+        Raises:
+            ValueError: unknown, missing or out-of-range keys, naming each.
+        """
+        if not isinstance(config, Mapping):
+            raise TypeError(f"config must be a dict of parameter values, got {type(config).__name__}")
+        unknown = [k for k in config if k not in self.params]
+        if unknown:
+            raise ValueError(f"config has unknown keys {unknown}; the space has {self.names}")
+        missing = [k for k in self.names if k not in config]
+        if missing:
+            raise ValueError(f"config misses keys {missing}; give a value for every parameter of the space")
+        out: Config = {}
+        for name, p in self.params.items():
+            v = config[name]
+            if not p.contains(v):
+                raise ValueError(f"config['{name}']={v!r} is outside {_describe(p)}")
+            out[name] = int(v) if isinstance(p, Int) else float(v) if isinstance(p, Float) else v
+        return out
+
+    # --- the unit cube ----------------------------------------------------------------------------------------
+    def encode(self, configs: Sequence[Mapping[str, Any]], **tkwargs: Any) -> torch.Tensor:
+        """Configs -> ``n x d`` tensor in [0, 1] (float64 unless ``dtype`` is given)."""
+        tkwargs.setdefault("dtype", torch.float64)
+        rows = [[p.to_unit(self.validate(c)[n]) for n, p in self.params.items()] for c in configs]
+        return torch.tensor(rows, **tkwargs).reshape(len(rows), self.dim)
+
+    def decode(self, X: torch.Tensor | np.ndarray) -> list[Config]:
+        """``n x d`` points of the unit cube -> configs (clipped, ints rounded, categoricals mapped)."""
+        A = np.asarray(X.detach().cpu() if isinstance(X, torch.Tensor) else X, dtype=float).reshape(-1, self.dim)
+        return [{n: p.from_unit(float(u)) for (n, p), u in zip(self.params.items(), row)} for row in A]
+
+    def round(self, X: torch.Tensor) -> torch.Tensor:
+        """Snap ``... x d`` points to the nearest encodable config (``encode(decode(X))``), same shape and tkwargs."""
+        flat = X.reshape(-1, self.dim)
+        out = self.encode(self.decode(flat), device=X.device, dtype=X.dtype)
+        return out.reshape(X.shape)
+
+    # --- designs ----------------------------------------------------------------------------------------------
+    def sample(self, n: int, seed: int | None = None) -> list[Config]:
+        """``n`` configs drawn uniformly (log-uniformly on log scales) from a generator seeded by ``seed``."""
+        rng = np.random.default_rng(seed)
+        return self.decode(rng.random((n, self.dim)))
+
+    def sobol(self, n: int, seed: int | None = None, *, skip: int = 0) -> list[Config]:
+        """``n`` configs from a scrambled Sobol sequence (points ``skip .. skip + n - 1``)."""
+        engine = qmc.Sobol(d=self.dim, scramble=True, seed=seed)
+        if skip:
+            engine.fast_forward(skip)
+        with warnings.catch_warnings():  # balance needs powers of 2; prefixes of the sequence are still good
+            warnings.simplefilter("ignore", UserWarning)
+            return self.decode(engine.random(n))
+
+    def grid(self, points_per_dim: int | Mapping[str, int] | None = None) -> list[Config]:
+        """Every combination of a grid: choices and ints take all values unless ``points_per_dim`` limits them;
+        floats need a count (linear or log spacing as declared)."""
+        axes = []
+        for name, p in self.params.items():
+            k = points_per_dim.get(name) if isinstance(points_per_dim, Mapping) else points_per_dim
+            if isinstance(p, Float) and k is None:
+                raise ValueError(f"grid: Float '{name}' needs a number of points; pass points={{'{name}': 5}} or an int")
+            if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+                raise ValueError(f"grid: points for '{name}' must be an int >= 1, got {k!r}")
+            if isinstance(p, Int) and (k is None or k >= p._values()):
+                axes.append(list(range(p.low, p.high + 1, p.step)))
+            else:
+                axes.append(p.points(k if k is not None else 0))
+        return [dict(zip(self.names, combo)) for combo in itertools.product(*axes)]
+
+    # --- persistence ------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {n: _param_to_dict(p) for n, p in self.params.items()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Space:
+        return cls({n: _param_from_dict(v) for n, v in d.items()})
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Space) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
+
+    def __repr__(self) -> str:
+        return f"Space({', '.join(f'{n}={_describe(p)}' for n, p in self.params.items())})"
+
+
+def _describe(p: Param) -> str:
+    if isinstance(p, Choice):
+        return f"Choice({list(p.options)})"
+    extra = ", log=True" if p.log else ""
+    extra += f", step={p.step}" if isinstance(p, Int) and p.step != 1 else ""
+    return f"{type(p).__name__}({p.low}, {p.high}{extra})"

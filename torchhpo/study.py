@@ -1,0 +1,348 @@
+"""The study: ask/tell, the optimize loop that drives executors, and the ``@tune`` decorator.
+
+The study is the one writer: only it calls the searcher and the scheduler and writes storage. It keeps an
+in-memory mirror of every trial, so searchers and the per-epoch report hook never read the database.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torchhpo.executors import Executor, Outcome, TrainFn, make_executor, resolve_devices
+from torchhpo.searchers import Searcher, make_searcher
+from torchhpo.space import Config, Space
+from torchhpo.storage import INTERRUPTED, SQLiteStorage, Storage, make_storage
+from torchhpo.trial import Decision, Status, Trial, TrialRecord
+
+__all__ = ["SearchExhausted", "Study", "Tuned", "tune"]
+
+
+class SearchExhausted(RuntimeError):
+    """The searcher has no config left to propose (a grid fully visited)."""
+
+
+class Study:
+    """A hyperparameter search: its space, its trials and how new ones are chosen and stopped.
+
+    Args:
+        space: the search space.
+        mode: ``"min"`` or ``"max"``: whether lower or higher values are better.
+        searcher: a ``Searcher`` or its name (``"random"`` by default, ``"grid"``, ``"sobol"``, ``"gp"``).
+        scheduler: a scheduler that may stop trials early from their reports, or ``None`` to run each to the end.
+        storage: ``None`` (memory), a path to a SQLite file (``"runs/x.db"``) or a ``Storage``.
+        name: the study's name inside the storage; a file may hold several studies.
+        seed: seeds the searcher and scheduler when they are given by name.
+        max_epochs: the default epoch budget of ``trial.epochs()``.
+
+    Example:
+        >>> from torchhpo.space import Float, Space
+        >>> study = Study(Space({"x": Float(-2.0, 2.0)}), mode="min", seed=0)
+        >>> for _ in range(5):
+        ...     trial = study.ask()
+        ...     _ = study.tell(trial, (trial.config["x"] - 1.0) ** 2)
+        >>> len(study.trials), study.best.value < 2.0
+        (5, True)
+    """
+
+    def __init__(self, space: Space, *, mode: str = "min", searcher: Searcher | str | None = None,
+                 scheduler: Any = None, storage: Storage | str | Path | None = None, name: str = "default",
+                 seed: int | None = None, max_epochs: int | None = None) -> None:
+        if not isinstance(space, Space):
+            raise TypeError(f"space must be a torchhpo Space, got {type(space).__name__}; wrap your dict: Space({{...}})")
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        if max_epochs is not None and (isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1):
+            raise ValueError(f"max_epochs must be a positive int, got {max_epochs!r}")
+        self.space, self.mode, self.name, self.seed, self.max_epochs = space, mode, name, seed, max_epochs
+        self.sign = 1 if mode == "max" else -1
+        self.searcher = make_searcher(searcher, seed=seed)
+        self.scheduler = _make_scheduler(scheduler, seed=seed, max_epochs=max_epochs)
+        self.storage = make_storage(storage)
+        self._records: list[TrialRecord] = self.storage.open(name, space, mode)
+        for r in self._records:
+            r.sign = self.sign
+        self._live: dict[int, Trial] = {}
+        if isinstance(self.storage, SQLiteStorage):
+            self.checkpoint_dir = self.storage.path.with_name(self.storage.path.name + ".ckpt") / name
+        else:
+            self._tmp = tempfile.TemporaryDirectory(prefix="torchhpo-")
+            self.checkpoint_dir = Path(self._tmp.name)
+
+    @classmethod
+    def load(cls, path: str | Path, *, name: str | None = None, **kwargs: Any) -> Study:
+        """Re-open a study from its SQLite file: every finished trial is back, trials that were running are FAILED.
+
+        Args:
+            path: the ``.db`` file.
+            name: which study in the file (needed only when it holds several).
+            **kwargs: ``searcher``, ``scheduler``, ``seed``, ``max_epochs`` to go on with.
+        """
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path}: no such study file; check the path or create it with Study(storage=...)")
+        storage = SQLiteStorage(path)
+        found = {n: (s, m) for n, s, m in storage.studies()}
+        if name is None:
+            if len(found) != 1:
+                raise ValueError(f"{path} holds studies {sorted(found)}; choose one with name=")
+            name = next(iter(found))
+        if name not in found:
+            raise ValueError(f"{path} has no study '{name}'; it has {sorted(found)}")
+        space, mode = found[name]
+        return cls(space, mode=mode, storage=storage, name=name, **kwargs)
+
+    # --- records ----------------------------------------------------------------------------------------------
+    @property
+    def trials(self) -> list[TrialRecord]:
+        """Every trial, in order of number (finished, pruned, failed and running)."""
+        return list(self._records)
+
+    @property
+    def best(self) -> TrialRecord:
+        """The completed trial with the best value.
+
+        Raises:
+            ValueError: no trial has completed yet.
+        """
+        done = [r for r in self._records if r.status is Status.COMPLETED]
+        if not done:
+            raise ValueError("no trial has completed yet; run study.optimize(...) or tell a value first")
+        return max(done, key=lambda r: r.score)
+
+    def to_dataframe(self) -> Any:
+        """The trials as a pandas DataFrame: number, status, value, duration, reason and one column per parameter."""
+        try:
+            import pandas as pd
+        except ImportError as e:
+            raise ImportError("to_dataframe needs pandas: pip install pandas") from e
+        rows = [{"number": r.number, "status": r.status.value, "value": r.value, "duration": r.duration,
+                 "reason": r.reason, **{f"config.{k}": v for k, v in r.config.items()}} for r in self._records]
+        return pd.DataFrame(rows)
+
+    # --- ask and tell -----------------------------------------------------------------------------------------
+    def enqueue(self, config: Config) -> None:
+        """Queue a config to run before the searcher's (a known-good baseline, a warm start). It is checked now."""
+        self.storage.enqueue(self.space.validate(config))
+
+    def ask(self, n: int | None = None) -> Trial | list[Trial]:
+        """Start new trials: enqueued configs first, then the searcher's, with running trials as pending points.
+
+        Args:
+            n: how many; ``None`` gives one ``Trial``, an int gives a list of up to ``n`` (fewer once exhausted).
+
+        Raises:
+            SearchExhausted: ``n`` is ``None`` and the searcher has nothing left.
+        """
+        k = 1 if n is None else n
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"ask(n): n must be a positive int, got {n!r}")
+        trials = []
+        while len(trials) < k and (config := self.storage.dequeue()) is not None:
+            trials.append(self._start(config, source="enqueued"))
+        if len(trials) < k:
+            for config in self.searcher.ask(self.space, self._records, k - len(trials))[: k - len(trials)]:
+                trials.append(self._start(self.space.validate(config), source=type(self.searcher).__name__))
+        if n is None:
+            if not trials:
+                raise SearchExhausted(f"{type(self.searcher).__name__} has no config left to propose")
+            return trials[0]
+        return trials
+
+    def _start(self, config: Config, source: str) -> Trial:
+        record = TrialRecord(len(self._records), config, attrs={"source": source}, sign=self.sign)
+        self._records.append(record)
+        self.storage.create_trial(record)
+        trial = Trial(record.number, config, max_epochs=self.max_epochs, checkpoint_dir=self.checkpoint_dir,
+                      reporter=self._report)
+        self._live[record.number] = trial
+        return trial
+
+    def _report(self, number: int, step: int, value: float) -> Decision:
+        """The per-epoch hook, in the driver: record the report, then ask the scheduler."""
+        record = self._records[number]
+        record.reports[step] = value
+        self.storage.add_report(number, step, value)
+        if self.scheduler is None:
+            return Decision.CONTINUE
+        return self.scheduler.on_report(record, step, self.sign * value, self._records)
+
+    def tell(self, trial: Trial | int, value: float | None = None, *, status: Status | None = None,
+             reason: str | None = None) -> TrialRecord:
+        """Finish a trial with its value (COMPLETED), or with ``status=Status.FAILED``/``PRUNED``.
+
+        A NaN or infinite value fails the trial. Returns its record.
+        """
+        number = trial.number if isinstance(trial, Trial) else trial
+        if not isinstance(number, int) or not 0 <= number < len(self._records):
+            raise ValueError(f"tell: no trial number {number} in this study")
+        record = self._records[number]
+        if record.status.finished:
+            raise ValueError(f"tell: trial {number} is already {record.status.value}; each trial is told once")
+        if status is None:
+            if value is None:
+                raise ValueError("tell: give the trial's value, or a status such as Status.FAILED")
+            status = Status.COMPLETED
+        if not isinstance(status, Status) or status is Status.RUNNING:
+            raise ValueError(f"tell: status must be COMPLETED, PRUNED or FAILED, got {status!r}")
+        if value is not None:
+            value = float(value)
+            if not math.isfinite(value):
+                status, reason, value = Status.FAILED, reason or f"value was {value}", None
+        if status is Status.PRUNED and value is None and record.reports:
+            value = record.reports[max(record.reports)]
+        if status is Status.COMPLETED and value is None:
+            raise ValueError("tell: a COMPLETED trial needs a value")
+        record.status, record.value, record.reason, record.finished = status, value, reason, time.time()
+        self.storage.finish(record)
+        self._live.pop(number, None)
+        return record
+
+    # --- the loop ---------------------------------------------------------------------------------------------
+    def optimize(self, fn: TrainFn, n_trials: int | None = None, timeout: float | None = None, *,
+                 executor: Executor | None = None, devices: str | list[str] | None = None,
+                 progress: bool = True) -> Study:
+        """Run trials of ``fn(config, trial)`` until ``n_trials`` have run, ``timeout`` seconds pass, or the
+        searcher is exhausted. Failed trials are recorded and the study goes on. Ctrl-C stops it, marking the
+        running trials FAILED, and re-raises.
+
+        Args:
+            fn: the training function; returns the value to optimize (or reports it).
+            n_trials: how many trials to start in this call.
+            timeout: stop starting trials after this many seconds.
+            executor: where trials run (``Inline`` by default).
+            devices: shortcut for the executor's devices (``"auto"``: every visible GPU, else the CPU).
+            progress: show a progress bar with the best value so far.
+        """
+        if n_trials is None and timeout is None and not _finite_searcher(self.searcher):
+            raise ValueError("optimize: give n_trials or timeout (only a grid search ends by itself)")
+        if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 0):
+            raise ValueError(f"optimize: n_trials must be a non-negative int, got {n_trials!r}")
+        own = executor is None
+        executor = make_executor(executor, devices)
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
+        bar = _progress(n_trials, progress)
+        running: set[int] = set()
+        started, exhausted = 0, False
+        try:
+            while True:
+                room = (n_trials - started) if n_trials is not None else executor.slots
+                free = min(executor.slots - len(running), room)
+                if free > 0 and not exhausted and time.monotonic() < deadline:
+                    trials = self.ask(free)
+                    exhausted = len(trials) < free
+                    for trial in trials:
+                        running.add(trial.number)
+                        started += 1
+                        executor.submit(fn, trial, self._report)
+                if not running:
+                    break
+                for outcome in executor.wait(timeout=None if deadline == math.inf else max(0.0, deadline - time.monotonic())):
+                    running.discard(outcome.number)
+                    self._finish(outcome)
+                    self._show(bar)
+        except KeyboardInterrupt:
+            for number in sorted(running):
+                self.tell(number, status=Status.FAILED, reason=INTERRUPTED)
+            raise
+        finally:
+            if own:
+                executor.close()
+            if bar is not None:
+                bar.close()
+        return self
+
+    def _finish(self, outcome: Outcome) -> None:
+        record = self.tell(outcome.number, outcome.value, status=outcome.status, reason=outcome.reason)
+        record.attrs["seconds"] = outcome.seconds
+
+    def _show(self, bar: Any) -> None:
+        if bar is None:
+            return
+        bar.update(1)
+        done = [r for r in self._records if r.status is Status.COMPLETED]
+        if done:
+            bar.set_postfix(best=f"{max(done, key=lambda r: r.score).value:.4g}", refresh=False)
+
+    def __repr__(self) -> str:
+        return f"Study(name={self.name!r}, mode={self.mode!r}, trials={len(self._records)})"
+
+
+def _finite_searcher(searcher: Searcher) -> bool:
+    return type(searcher).__name__ == "GridSearch"
+
+
+def _progress(total: int | None, show: bool) -> Any:
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc="trials", unit="trial", dynamic_ncols=True)
+
+
+def _make_scheduler(spec: Any, *, seed: int | None, max_epochs: int | None) -> Any:
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        raise ValueError(f"scheduler '{spec}' is unknown; pass None or an object with on_report(...)")
+    if not callable(getattr(spec, "on_report", None)):
+        raise TypeError(f"scheduler must have on_report(trial, step, score, peers), got {type(spec).__name__}")
+    return spec
+
+
+class Tuned:
+    """A training function decorated with ``@tune``: still callable with a config, and ``optimize``-able."""
+
+    def __init__(self, fn: TrainFn, space: Space, mode: str, max_epochs: int | None) -> None:
+        functools.update_wrapper(self, fn)
+        self.fn, self.space, self.mode, self.max_epochs = fn, space, mode, max_epochs
+
+    def __call__(self, config: Config, trial: Trial | None = None) -> Any:
+        """Run once with ``config``, outside any study (on the first GPU if any), unless a trial is given."""
+        if trial is None:
+            config = self.space.validate(config)
+            trial = Trial(-1, config, device=resolve_devices("auto")[0], max_epochs=self.max_epochs)
+        return self.fn(config, trial)
+
+    def study(self, *, searcher: Searcher | str | None = None, scheduler: Any = None,
+              storage: Storage | str | Path | None = None, name: str | None = None,
+              seed: int | None = None) -> Study:
+        """A ``Study`` over this function's space and mode (named after the function)."""
+        return Study(self.space, mode=self.mode, searcher=searcher, scheduler=scheduler, storage=storage,
+                     name=name or self.fn.__name__, seed=seed, max_epochs=self.max_epochs)
+
+    def optimize(self, n_trials: int | None = None, timeout: float | None = None, *, searcher: Any = None,
+                 scheduler: Any = None, storage: Storage | str | Path | None = None, seed: int | None = None,
+                 **run: Any) -> Study:
+        """Create (or resume, from ``storage``) the study and run it; ``run`` goes to ``Study.optimize``
+        (``executor``, ``devices``, ``progress``)."""
+        study = self.study(searcher=searcher, scheduler=scheduler, storage=storage, seed=seed)
+        return study.optimize(self.fn, n_trials, timeout, **run)
+
+
+def tune(space: Space, *, mode: str = "min", max_epochs: int | None = None) -> Callable[[TrainFn], Tuned]:
+    """Decorate ``train(config, trial)`` to tune it.
+
+    Example:
+        >>> from torchhpo.space import Float, Space
+        >>> @tune(Space({"x": Float(-1.0, 1.0)}), mode="min")
+        ... def f(config, trial):
+        ...     return config["x"] ** 2
+        >>> f({"x": 0.5})
+        0.25
+        >>> f.optimize(n_trials=4, seed=0, progress=False).best.value >= 0.0
+        True
+    """
+    if not isinstance(space, Space):
+        raise TypeError(f"tune: space must be a torchhpo Space, got {type(space).__name__}")
+    if mode not in ("min", "max"):
+        raise ValueError(f"tune: mode must be 'min' or 'max', got {mode!r}")
+
+    def wrap(fn: TrainFn) -> Tuned:
+        return Tuned(fn, space, mode, max_epochs)
+
+    return wrap
+

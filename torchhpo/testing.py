@@ -1,0 +1,106 @@
+"""Contract suites every implementation passes: built-in searchers, storages, and users' plugins alike.
+
+Call them from a test::
+
+    from torchhpo.testing import check_searcher
+    def test_my_searcher():
+        check_searcher(lambda seed: MySearcher(seed=seed))
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import time
+from collections.abc import Callable
+
+from torchhpo.searchers import Searcher
+from torchhpo.space import Choice, Float, Int, Space
+from torchhpo.storage import Storage
+from torchhpo.trial import Status, TrialRecord
+
+__all__ = ["CONTRACT_SPACES", "check_searcher", "check_storage"]
+
+CONTRACT_SPACES = {
+    "continuous": Space({"x": Float(-5.0, 10.0), "y": Float(1e-4, 1.0, log=True)}),
+    "mixed": Space({"lr": Float(1e-5, 1e-1, log=True), "layers": Int(1, 4), "width": Int(8, 512, log=True),
+                    "act": Choice(["relu", "tanh", "gelu"]), "drop": Float(0.0, 0.5)}),
+}
+
+
+def _history(space: Space, n: int, running: int = 0) -> list[TrialRecord]:
+    """``n`` finished trials with a smooth score, then ``running`` trials still RUNNING (pending points)."""
+    records = []
+    for i, config in enumerate(space.sobol(n + running, seed=123)):
+        x = space.encode([config])[0]
+        done = i < n
+        records.append(TrialRecord(i, config, Status.COMPLETED if done else Status.RUNNING,
+                                   value=-float(((x - 0.3) ** 2).sum()) if done else None, started=time.time()))
+    return records
+
+
+def check_searcher(make: Callable[[int], Searcher], *, spaces: dict[str, Space] | None = None,
+                   n_history: int = 12, batch: int = 3) -> None:
+    """Assert the searcher contract on each space.
+
+    ``make(seed)`` builds a fresh searcher. Checked: valid configs for an empty and a full history; exactly
+    ``n`` configs for a batch; the same seed and history give the same configs; a batch never repeats itself
+    or a pending (RUNNING) config; the searcher pickles; ``decode(encode(c)) == c`` for what it proposes.
+    """
+    for name, space in (spaces or CONTRACT_SPACES).items():
+        where = f"{type(make(0)).__name__} on the {name} space"
+        for history in ([], _history(space, n_history, running=2)):
+            configs = make(0).ask(space, history, batch)
+            assert len(configs) == batch, f"{where}: asked {batch}, got {len(configs)}"
+            for c in configs:
+                assert space.validate(c) == c, f"{where}: invalid config {c}"
+                assert space.decode(space.encode([c]))[0] == c, f"{where}: decode(encode(c)) != c for {c}"
+            again = make(0).ask(space, history, batch)
+            assert _keys(again) == _keys(configs), f"{where}: same seed and history gave other configs"
+            assert len(set(_keys(configs))) == batch, f"{where}: a batch repeats a config: {configs}"
+            pending = {k for k in _keys([t.config for t in history if t.status is Status.RUNNING])}
+            assert not pending & set(_keys(configs)), f"{where}: proposed a config that is still running"
+        clone = pickle.loads(pickle.dumps(make(0)))
+        assert _keys(clone.ask(space, [], 2)) == _keys(make(0).ask(space, [], 2)), f"{where}: pickling changed it"
+
+
+def _keys(configs: list[dict]) -> list[str]:
+    return [json.dumps(c, sort_keys=True) for c in configs]
+
+
+def check_storage(make: Callable[[], Storage], reopen: Callable[[], Storage] | None = None) -> None:
+    """Assert the storage contract: trials, reports and the queue come back as written, in order; re-opening
+    (with ``reopen``, a second handle on the same data) keeps finished trials and fails the running ones;
+    a different space is refused."""
+    space = CONTRACT_SPACES["mixed"]
+    store = make()
+    assert store.open("s", space, "min") == [], "a new study has no trials"
+    configs = space.sobol(3, seed=0)
+    for i, c in enumerate(configs):
+        store.create_trial(TrialRecord(i, c, attrs={"source": "test"}))
+    store.add_report(0, 1, 0.5)
+    store.add_report(0, 2, 0.25)
+    done = TrialRecord(0, configs[0], Status.COMPLETED, 0.25, {}, None, 1.0, 2.0, {"source": "test", "k": 1})
+    store.finish(done)
+    store.finish(TrialRecord(1, configs[1], Status.FAILED, None, {}, "boom", 1.0, 2.0, {}))
+    store.enqueue(configs[2])
+    got = store.trials()
+    assert [t.number for t in got] == [0, 1, 2]
+    assert got[0].config == configs[0] and got[0].value == 0.25 and got[0].reports == {1: 0.5, 2: 0.25}
+    assert got[0].status is Status.COMPLETED and got[0].attrs == {"source": "test", "k": 1}
+    assert got[1].status is Status.FAILED and got[1].reason == "boom"
+    assert got[2].status is Status.RUNNING
+    if reopen is not None:
+        again = reopen()
+        back = again.open("s", space, "min")
+        assert [(t.number, t.config, t.status) for t in back[:2]] == [(t.number, t.config, t.status) for t in got[:2]]
+        assert back[2].status is Status.FAILED and "interrupted" in back[2].reason
+        assert again.dequeue() == configs[2] and again.dequeue() is None
+        try:
+            reopen().open("s", CONTRACT_SPACES["continuous"], "min")
+        except ValueError as e:
+            assert "created with" in str(e)
+        else:
+            raise AssertionError("re-opening with another space must be refused")
+    else:
+        assert store.dequeue() == configs[2] and store.dequeue() is None
