@@ -1,0 +1,138 @@
+"""Problems to tune: the digits CNN of the recipes (real training on scikit-learn's bundled digits data).
+
+``digits_space()`` and ``train_digits_cnn(config, trial)`` are the embedded default job (``torchhpo run``), the
+multi-fidelity benchmark and the recipes' shared model. The data ships with scikit-learn: nothing downloads.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from torchhpo.space import Choice, Float, Int, Space
+from torchhpo.trial import Trial
+
+__all__ = ["DigitsCNN", "DigitsData", "digits_data", "digits_space", "train_digits_cnn"]
+
+
+@dataclass(frozen=True)
+class DigitsData:
+    """Digits as ``n x 1 x 8 x 8`` float images in [0, 1] and integer labels, split train / validation / test."""
+
+    X_train: torch.Tensor
+    y_train: torch.Tensor
+    X_val: torch.Tensor
+    y_val: torch.Tensor
+    X_test: torch.Tensor
+    y_test: torch.Tensor
+
+    def to(self, device: torch.device | str) -> DigitsData:
+        return DigitsData(*(t.to(device) for t in (self.X_train, self.y_train, self.X_val, self.y_val,
+                                                     self.X_test, self.y_test)))
+
+
+@lru_cache(maxsize=8)
+def digits_data(n_train: int = 500, n_val: int = 500, seed: int = 0) -> DigitsData:
+    """A seeded split of the 1,797 digits: ``n_train`` to train, ``n_val`` to validate, the rest to test.
+
+    A small training set (500 by default) keeps validation loss from saturating, so configs can be told apart.
+    """
+    from sklearn.datasets import load_digits
+
+    images, labels = load_digits(return_X_y=True)
+    if n_train + n_val >= len(labels):
+        raise ValueError(f"digits_data: n_train + n_val = {n_train + n_val} must leave a test set of the "
+                         f"{len(labels)} samples")
+    order = np.random.default_rng(seed).permutation(len(labels))
+    X = torch.tensor(images[order] / 16.0, dtype=torch.float32).reshape(-1, 1, 8, 8)
+    y = torch.tensor(labels[order], dtype=torch.long)
+    a, b = n_train, n_train + n_val
+    return DigitsData(X[:a], y[:a], X[a:b], y[a:b], X[b:], y[b:])
+
+
+class DigitsCNN(nn.Module):
+    """The lecture's CNN: ``layers`` blocks of conv 3x3 (same padding) -> batch norm -> ReLU -> max-pool 2, then
+    dropout and a linear classifier over 10 classes. Input ``n x 1 x 8 x 8``, output ``n x 10`` logits."""
+
+    def __init__(self, layers: int = 2, filters: int = 32, dropout: float = 0.0) -> None:
+        super().__init__()
+        blocks: list[nn.Module] = []
+        channels, size = 1, 8
+        for _ in range(layers):
+            blocks += [nn.Conv2d(channels, filters, 3, padding=1), nn.BatchNorm2d(filters), nn.ReLU(),
+                       nn.MaxPool2d(2, ceil_mode=True)]
+            channels, size = filters, math.ceil(size / 2)
+        self.features = nn.Sequential(*blocks)
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels * size * size, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def digits_space() -> Space:
+    """The digits CNN's hyperparameters: learning rate, weight decay, depth, filters, dropout, batch size, optimizer."""
+    return Space({
+        "lr": Float(1e-4, 3e-1, log=True),
+        "weight_decay": Float(1e-6, 1e-1, log=True),
+        "layers": Int(1, 4),
+        "filters": Int(4, 64, log=True),
+        "dropout": Float(0.0, 0.6),
+        "batch_size": Choice([16, 32, 64, 128]),
+        "optimizer": Choice(["adam", "sgd"]),
+    })
+
+
+def _optimizer(config: dict[str, Any], params: Any) -> torch.optim.Optimizer:
+    if config.get("optimizer", "adam") == "sgd":
+        return torch.optim.SGD(params, lr=config["lr"], momentum=0.9, weight_decay=config.get("weight_decay", 0.0))
+    return torch.optim.AdamW(params, lr=config["lr"], weight_decay=config.get("weight_decay", 0.0))
+
+
+def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """``(mean cross-entropy, accuracy)`` of ``model`` on ``X``, ``y``."""
+    model.eval()
+    with torch.no_grad():
+        logits = model(X)
+        loss = nn.functional.cross_entropy(logits, y).item()
+        acc = (logits.argmax(1) == y).float().mean().item()
+    return loss, acc
+
+
+def train_digits_cnn(config: dict[str, Any], trial: Trial, *, data: DigitsData | None = None,
+                     seed: int = 0) -> float:
+    """Train the digits CNN, reporting validation loss after every epoch; return the last validation loss.
+
+    Uses ``trial.device``, resumes from ``trial.load()`` when a checkpoint exists, checkpoints after each epoch,
+    and trains on the first ``trial.fidelity`` fraction of the training set (the data-subset fidelity).
+    """
+    data = (data or digits_data()).to(trial.device)
+    torch.manual_seed(seed + max(trial.number, 0))
+    model = DigitsCNN(config.get("layers", 2), config.get("filters", 32), config.get("dropout", 0.0)).to(trial.device)
+    opt = _optimizer(config, model.parameters())
+    saved = trial.load()
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+    n = max(1, round(trial.fidelity * len(data.y_train)))
+    X, y = data.X_train[:n], data.y_train[:n]
+    gen = torch.Generator().manual_seed(seed + max(trial.number, 0))
+    loss = math.inf
+    for _ in trial.epochs():
+        model.train()
+        for idx in torch.randperm(n, generator=gen).to(trial.device).split(config.get("batch_size", 32)):
+            if len(idx) < 2:  # batch norm needs two samples
+                continue
+            opt.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
+            opt.step()
+        loss, _ = evaluate(model, data.X_val, data.y_val)
+        if trial.checkpoint_dir is not None:
+            trial.save({"model": model.state_dict(), "opt": opt.state_dict()})
+        trial.report(loss)
+    return loss
