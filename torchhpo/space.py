@@ -276,7 +276,7 @@ class Space:
     def decode(self, X: torch.Tensor | np.ndarray) -> list[Config]:
         """``n x d`` points of the unit cube -> configs (clipped, ints rounded, categoricals mapped)."""
         A = np.asarray(X.detach().cpu() if isinstance(X, torch.Tensor) else X, dtype=float).reshape(-1, self.dim)
-        return [{n: p.from_unit(float(u)) for (n, p), u in zip(self.params.items(), row)} for row in A]
+        return [{n: p.from_unit(float(u)) for (n, p), u in zip(self.params.items(), row, strict=True)} for row in A]
 
     def round(self, X: torch.Tensor) -> torch.Tensor:
         """Snap ``... x d`` points to the nearest encodable config (``encode(decode(X))``), same shape and tkwargs."""
@@ -313,7 +313,7 @@ class Space:
                 axes.append(list(range(p.low, p.high + 1, p.step)))
             else:
                 axes.append(p.points(k if k is not None else 0))
-        return [dict(zip(self.names, combo)) for combo in itertools.product(*axes)]
+        return [dict(zip(self.names, combo, strict=True)) for combo in itertools.product(*axes)]
 
     # --- persistence ------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -77,7 +77,9 @@ class MemoryStorage:
         self._trials[number].reports[step] = value
 
     def finish(self, record: TrialRecord) -> None:
-        self._trials[record.number] = _copy(record)
+        kept = self._trials[record.number]
+        kept.status, kept.value, kept.reason, kept.finished = record.status, record.value, record.reason, record.finished
+        kept.attrs = dict(record.attrs)
 
     def trials(self) -> list[TrialRecord]:
         return [_copy(r) for r in sorted(self._trials.values(), key=lambda r: r.number)]

@@ -1,0 +1,38 @@
+"""Every recipe runs end to end with tiny settings (real training on the bundled digits data)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(script: str, *args: str, tmp_path: Path) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, str(ROOT / "recipes" / script), *args], capture_output=True, text=True,
+                         cwd=tmp_path, env=env, timeout=240)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_grid_cnn_digits(tmp_path):
+    out = run("grid_cnn_digits.py", "--epochs", "1", "--storage", str(tmp_path / "g.db"), "--no-progress",
+              tmp_path=tmp_path)
+    rows = [line for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert len(rows) == 9 and "best: {'num_layers':" in out
+
+
+def test_random_mlp_digits(tmp_path):
+    out = run("random_mlp_digits.py", "--trials", "3", "--storage", str(tmp_path / "r.db"), "--no-progress",
+              tmp_path=tmp_path)
+    assert "best of 3 trials" in out
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "recipes").glob("*.py")), ids=lambda p: p.name)
+def test_recipes_are_documented_and_small(path):
+    text = path.read_text()
+    assert text.startswith('"""') and "python recipes/" in text, "the exact commands belong in the docstring"
+    assert len(text.splitlines()) < 200

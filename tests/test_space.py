@@ -1,0 +1,132 @@
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import torchhpo as th
+
+SPACE = th.Space({
+    "lr": th.Float(1e-5, 1e-1, log=True),
+    "momentum": th.Float(0.0, 0.99),
+    "layers": th.Int(1, 4),
+    "width": th.Int(8, 512, log=True),
+    "batch": th.Int(16, 256, step=16),
+    "act": th.Choice(["relu", "tanh", "gelu"]),
+    "flag": th.Choice([True, False, None]),
+})
+
+
+def test_sizes_and_columns():
+    assert SPACE.dim == 7
+    assert SPACE.categorical_dims == [5, 6]
+    assert SPACE.discrete_dims == [2, 3, 4]
+    assert SPACE.bounds(dtype=torch.float32).shape == (2, 7)
+    assert SPACE.levels(2) == pytest.approx([0.125, 0.375, 0.625, 0.875])
+    assert SPACE.levels(5) == pytest.approx([1 / 6, 0.5, 5 / 6])
+    assert SPACE.levels(0) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0), min_size=7, max_size=7))
+def test_decode_encode_decode_is_stable(u):
+    """Every point of the cube decodes to a valid config that round-trips exactly."""
+    config = SPACE.decode(torch.tensor([u], dtype=torch.float64))[0]
+    assert SPACE.validate(config) == config
+    assert SPACE.decode(SPACE.encode([config]))[0] == config
+    X = SPACE.encode([config])
+    assert ((X >= 0) & (X <= 1)).all()
+    assert torch.equal(SPACE.round(X), X)
+
+
+@settings(max_examples=200, deadline=None)
+@given(lr=st.floats(1e-5, 1e-1), m=st.floats(0.0, 0.99), layers=st.integers(1, 4), width=st.integers(8, 512),
+       batch=st.sampled_from(range(16, 257, 16)), act=st.sampled_from(["relu", "tanh", "gelu"]),
+       flag=st.sampled_from([True, False, None]))
+def test_encode_decode_roundtrip(lr, m, layers, width, batch, act, flag):
+    config = {"lr": lr, "momentum": m, "layers": layers, "width": width, "batch": batch, "act": act, "flag": flag}
+    back = SPACE.decode(SPACE.encode([config]))[0]
+    assert back["lr"] == pytest.approx(lr, rel=1e-12) and back["momentum"] == pytest.approx(m, abs=1e-12)
+    assert {k: back[k] for k in ("layers", "width", "batch", "act", "flag")} == {
+        "layers": layers, "width": width, "batch": batch, "act": act, "flag": flag}
+
+
+def test_sampling_is_uniform_over_values_and_log_uniform():
+    space = th.Space({"k": th.Int(1, 3), "c": th.Choice("abc"), "lr": th.Float(1e-4, 1.0, log=True)})
+    configs = space.sample(6000, seed=0)
+    for key, values in (("k", [1, 2, 3]), ("c", ["a", "b", "c"])):
+        counts = [sum(c[key] == v for c in configs) for v in values]
+        assert max(counts) - min(counts) < 300, counts  # ends are not under-sampled
+    decades = [sum(10.0 ** -(d + 1) < c["lr"] <= 10.0 ** -d for c in configs) for d in range(4)]
+    assert max(decades) - min(decades) < 300, decades
+
+
+def test_round_snaps_relaxed_values():
+    space = th.Space({"k": th.Int(0, 10), "c": th.Choice([1, 2])})
+    X = torch.tensor([[0.52, 0.9]], dtype=torch.float64)
+    assert space.decode(space.round(X)) == [{"k": 5, "c": 2}]
+
+
+def test_sample_and_sobol_are_seeded():
+    assert SPACE.sample(5, seed=3) == SPACE.sample(5, seed=3)
+    assert SPACE.sample(5, seed=3) != SPACE.sample(5, seed=4)
+    assert SPACE.sobol(4, seed=1) == SPACE.sobol(4, seed=1)
+    assert SPACE.sobol(8, seed=1)[4:] == SPACE.sobol(4, seed=1, skip=4)
+
+
+def test_grid_linear_log_and_counts():
+    space = th.Space({"layers": th.Int(2, 4), "filters": th.Choice([32, 64, 128])})
+    assert len(space.grid()) == 9
+    g = th.Space({"lr": th.Float(1e-3, 1e-1, log=True), "m": th.Float(0.0, 1.0)}).grid({"lr": 3, "m": 2})
+    assert [c["lr"] for c in g[::2]] == pytest.approx([1e-3, 1e-2, 1e-1])
+    assert [c["m"] for c in g[:2]] == [0.0, 1.0]
+    assert [c["w"] for c in th.Space({"w": th.Int(1, 1000, log=True)}).grid(4)] == [1, 10, 100, 1000]
+
+
+def test_persistence_and_equality():
+    assert th.Space.from_dict(SPACE.to_dict()) == SPACE
+    assert th.Space({"x": th.Float(0, 1)}) != th.Space({"x": th.Float(0, 2)})
+    assert "Float(1e-05, 0.1, log=True)" in repr(SPACE)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: th.Float(1.0, 1.0), "Float 'p': low=1.0 must be < high=1.0"),
+    (lambda: th.Float(0.0, 1.0, log=True), "Float 'p': low=0.0 must be > 0 when log=True"),
+    (lambda: th.Float(0.0, math.nan), "must be a finite number"),
+    (lambda: th.Int(5, 1), "Int 'p': low=5 must be < high=1"),
+    (lambda: th.Int(0, 8, log=True), "must be >= 1 when log=True"),
+    (lambda: th.Int(0, 10, step=3), "multiple of step=3"),
+    (lambda: th.Int(0, 1.5), "must be an int"),
+    (lambda: th.Choice([]), "options are empty"),
+    (lambda: th.Choice(["a", "b", "a"]), 'duplicate options "a"'),
+])
+def test_bad_parameters_name_the_parameter_and_the_fix(make, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        th.Space({"p": make()})
+
+
+def test_bad_spaces():
+    with pytest.raises(ValueError, match="non-empty dict"):
+        th.Space({})
+    with pytest.raises(TypeError, match="'x' must be a Float, Int or Choice"):
+        th.Space({"x": (0, 1)})
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"x": 0.5, "k": 1, "z": 1}, r"unknown keys \['z'\]"),
+    ({"x": 0.5}, r"misses keys \['k'\]"),
+    ({"x": 2.0, "k": 1}, r"config\['x'\]=2.0 is outside Float\(0.0, 1.0\)"),
+    ({"x": 0.5, "k": 1.5}, r"config\['k'\]=1.5 is outside Int\(0, 3\)"),
+    ({"x": "a", "k": 1}, r"config\['x'\]='a' is outside"),
+])
+def test_bad_configs(config, message):
+    with pytest.raises(ValueError, match=message):
+        th.Space({"x": th.Float(0.0, 1.0), "k": th.Int(0, 3)}).validate(config)
+
+
+def test_grid_needs_points_for_floats():
+    with pytest.raises(ValueError, match="Float 'x' needs a number of points"):
+        th.Space({"x": th.Float(0.0, 1.0)}).grid()
+    with pytest.raises(ValueError, match="must be an int >= 1"):
+        th.Space({"x": th.Float(0.0, 1.0)}).grid(0)

@@ -1,0 +1,143 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import torchhpo as th
+from torchhpo.storage import SQLiteStorage, make_storage
+from torchhpo.testing import check_storage
+
+
+def test_memory_contract():
+    check_storage(th.MemoryStorage)
+
+
+def test_sqlite_contract(tmp_path):
+    path = tmp_path / "s.db"
+    check_storage(lambda: SQLiteStorage(path), reopen=lambda: SQLiteStorage(path))
+
+
+def test_sqlite_is_wal_with_schema_version(tmp_path):
+    store = SQLiteStorage(tmp_path / "a" / "b.db")  # folders are created
+    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == 1
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "s.db"
+    SQLiteStorage(path)._db.execute("PRAGMA user_version=99")
+    with pytest.raises(ValueError, match="schema version 99"):
+        SQLiteStorage(path)
+
+
+def test_make_storage():
+    assert isinstance(make_storage(None), th.MemoryStorage)
+    with pytest.raises(TypeError, match="storage must be"):
+        make_storage(3)
+
+
+def test_reopen_with_other_space_or_mode_is_a_clear_error(tmp_path):
+    path = tmp_path / "s.db"
+    th.Study(th.Space({"x": th.Float(0, 1)}), storage=path, mode="min")
+    with pytest.raises(ValueError, match="was created with Space"):
+        th.Study(th.Space({"x": th.Float(0, 2)}), storage=path, mode="min")
+    with pytest.raises(ValueError, match="mode='min'"):
+        th.Study(th.Space({"x": th.Float(0, 1)}), storage=path, mode="max")
+    other = th.Study(th.Space({"x": th.Float(0, 2)}), storage=path, name="other")  # another name is fine
+    assert other.trials == []
+
+
+CHILD = textwrap.dedent("""
+    import json, sys, time
+    import torchhpo as th
+
+    space = th.Space({"x": th.Float(-3.0, 3.0), "k": th.Int(1, 5), "c": th.Choice(["a", "b"])})
+    study = th.Study(space, mode="min", storage=sys.argv[1], seed=0)
+    study.enqueue({"x": 0.5, "k": 2, "c": "b"})
+    while True:
+        trial = study.ask()
+        for epoch in range(3):
+            trial.report(trial.config["x"] ** 2 + epoch)
+            time.sleep(0.01)
+        value = trial.config["x"] ** 2 + trial.config["k"]
+        study.tell(trial, value)
+        print(json.dumps({"number": trial.number, "config": trial.config, "value": value}), flush=True)
+""")
+
+
+def test_sigkill_mid_study_loses_no_finished_trial(tmp_path):
+    """A real driver process is SIGKILLed mid-study; re-opened, the file has every finished trial, identical."""
+    path = tmp_path / "killed.db"
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    child = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True,
+                             cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()})
+    seen = []
+    try:
+        while len(seen) < 8:
+            line = child.stdout.readline()
+            assert line, "the child died before finishing 8 trials"
+            seen.append(json.loads(line))
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    study = th.Study.load(path)
+    by_number = {t.number: t for t in study.trials}
+    for s in seen:  # everything the child saw finished is there, bit for bit
+        t = by_number[s["number"]]
+        assert t.status is th.Status.COMPLETED and t.config == s["config"] and t.value == s["value"]
+        assert t.reports == {1: s["config"]["x"] ** 2, 2: s["config"]["x"] ** 2 + 1, 3: s["config"]["x"] ** 2 + 2}
+    assert study.trials[0].config == {"x": 0.5, "k": 2, "c": "b"}  # the enqueued config ran first
+    done = [t for t in study.trials if t.status is th.Status.COMPLETED]
+    assert all(t.value == t.config["x"] ** 2 + t.config["k"] for t in done)
+    interrupted = [t for t in study.trials if t.status is th.Status.FAILED]
+    assert len(done) + len(interrupted) == len(study.trials) and len(interrupted) <= 1
+    assert all("interrupted" in t.reason for t in interrupted)
+    # the study goes on where it stopped: new numbers, and the searcher does not repeat itself
+    n = len(study.trials)
+    study.optimize(lambda c, t: c["x"] ** 2, n_trials=3, progress=False)
+    assert [t.number for t in study.trials[n:]] == [n, n + 1, n + 2]
+    configs = [json.dumps(t.config, sort_keys=True) for t in study.trials]
+    assert len(set(configs)) == len(configs)
+
+
+def test_resume_gives_same_trials_as_one_uninterrupted_run(tmp_path):
+    """Resume is correct from history alone: 5 + 5 trials over two processes' worth of studies equal 10 in one."""
+    space = th.Space({"x": th.Float(-1.0, 1.0)})
+    f = lambda c, t: c["x"] ** 2  # noqa: E731
+    whole = th.Study(space, searcher="sobol", seed=7).optimize(f, n_trials=10, progress=False)
+    th.Study(space, searcher="sobol", seed=7, storage=tmp_path / "r.db").optimize(f, n_trials=5, progress=False)
+    resumed = th.Study.load(tmp_path / "r.db", searcher="sobol", seed=7).optimize(f, n_trials=5, progress=False)
+    assert [t.config for t in resumed.trials] == [t.config for t in whole.trials]
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such study file"):
+        th.Study.load(tmp_path / "missing.db")
+    path = tmp_path / "two.db"
+    th.Study(th.Space({"x": th.Float(0, 1)}), storage=path, name="a")
+    th.Study(th.Space({"x": th.Float(0, 1)}), storage=path, name="b")
+    with pytest.raises(ValueError, match=r"holds studies \['a', 'b'\]; choose one with name="):
+        th.Study.load(path)
+    with pytest.raises(ValueError, match="has no study 'c'"):
+        th.Study.load(path, name="c")
+    assert th.Study.load(path, name="b").name == "b"
+
+
+def test_sqlite_write_is_visible_to_another_connection_at_once(tmp_path):
+    path = tmp_path / "live.db"
+    study = th.Study(th.Space({"x": th.Float(0, 1)}), storage=path)
+    trial = study.ask()
+    trial.report(0.5)
+    peek = SQLiteStorage(path)
+    peek._study = 1
+    assert peek.trials()[0].reports == {1: 0.5} and peek.trials()[0].status is th.Status.RUNNING
+    study.tell(trial, 0.25)
+    time.sleep(0.01)
+    assert peek.trials()[0].value == 0.25

@@ -1,0 +1,5 @@
+import sys
+
+from torchhpo.cli import main
+
+sys.exit(main())

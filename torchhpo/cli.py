@@ -1,0 +1,85 @@
+"""The command line: ``torchhpo run | show``.
+
+    torchhpo run                                  # tune the digits CNN (the embedded default job), SQLite storage
+    torchhpo run --trials 40 --storage runs/digits.db --seed 1
+    torchhpo show runs/digits.db                  # every trial and the best config
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from collections.abc import Sequence
+
+from torchhpo.study import Study
+
+__all__ = ["main"]
+
+
+def _run(args: argparse.Namespace) -> int:
+    from torchhpo.problems import digits_space, train_digits_cnn
+
+    study = Study(digits_space(), mode="min", searcher=args.searcher, storage=args.storage, name="digits_cnn",
+                  seed=args.seed, max_epochs=args.max_epochs)
+    done = sum(t.status.finished for t in study.trials)
+    if done:
+        print(f"resuming {args.storage}: {done} trials already finished")
+    study.optimize(train_digits_cnn, n_trials=args.trials, devices=args.devices, progress=not args.no_progress)
+    _print_best(study)
+    print(f"all trials are in {args.storage}; see them with: torchhpo show {args.storage}")
+    return 0
+
+
+def _print_best(study: Study) -> None:
+    best = study.best
+    print(f"best trial #{best.number}: validation loss {best.value:.4f}")
+    for k, v in best.config.items():
+        print(f"  {k:<14} {v:.4g}" if isinstance(v, float) else f"  {k:<14} {v}")
+
+
+def _show(args: argparse.Namespace) -> int:
+    study = Study.load(args.path, name=args.name)
+    trials = sorted(study.trials, key=lambda t: (t.score is None, -(t.score or 0.0)))
+    names = study.space.names
+    counts = Counter(t.status.value for t in study.trials)
+    print(f"study '{study.name}' ({study.mode}imize), {len(study.trials)} trials: "
+          + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    print("| # | status | value | epochs | " + " | ".join(names) + " |")
+    print("|---" * (4 + len(names)) + "|")
+    for t in trials[: args.top]:
+        value = "" if t.value is None else f"{t.value:.4g}"
+        cells = [f"{t.config[n]:.3g}" if isinstance(t.config[n], float) else str(t.config[n]) for n in names]
+        print(f"| {t.number} | {t.status.value} | {value} | {max(t.reports, default=0)} | " + " | ".join(cells) + " |")
+    if counts["completed"]:
+        _print_best(study)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="torchhpo", description="PyTorch-native hyperparameter optimization")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="tune the digits CNN (scikit-learn's bundled digits) and print the best config")
+    run.add_argument("--trials", type=int, default=30, help="trials to run (default 30)")
+    run.add_argument("--searcher", default="random", help="grid | random | sobol | gp (default random)")
+    run.add_argument("--storage", default="runs/digits_cnn.db", help="SQLite file; re-running resumes it")
+    run.add_argument("--max-epochs", type=int, default=27, help="epochs of a fully trained trial (default 27)")
+    run.add_argument("--devices", default=None, help="'auto' (every GPU, else CPU), 'cpu' or 'cuda:0'")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(func=_run)
+    show = sub.add_parser("show", help="print a study's trials, best first")
+    show.add_argument("path", help="the study's SQLite file")
+    show.add_argument("--name", default=None, help="the study's name, when the file holds several")
+    show.add_argument("--top", type=int, default=20, help="how many trials to list (default 20)")
+    show.set_defaults(func=_show)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"torchhpo: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
