@@ -14,6 +14,10 @@ def test_run_then_show_then_resume(tmp_path, capsys):
     assert "2 trials: 2 completed" in out and "| # | status | value | epochs |" in out
     assert main(["run", "--trials", "1", "--max-epochs", "2", "--storage", str(db), "--no-progress"]) == 0
     assert "resuming" in capsys.readouterr().out
+    assert main(["plot", str(db), "--out", str(tmp_path / "plots")]) == 0
+    for name in ("history", "curves", "parallel"):
+        png = tmp_path / "plots" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 
 
 def test_errors_are_one_line_and_exit_2(tmp_path, capsys):

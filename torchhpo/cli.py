@@ -1,8 +1,9 @@
-"""The command line: ``torchhpo run | show``.
+"""The command line: ``torchhpo run | show | plot``.
 
     torchhpo run                                  # tune the digits CNN (the embedded default job), SQLite storage
     torchhpo run --trials 40 --storage runs/digits.db --seed 1
     torchhpo show runs/digits.db                  # every trial and the best config
+    torchhpo plot runs/digits.db --out plots/     # history, learning curves, parallel coordinates (PNG)
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 from torchhpo.study import Study
 
@@ -56,6 +58,18 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from torchhpo import plot
+
+    study = Study.load(args.path, name=args.name)
+    out = Path(args.out)
+    for name, draw in (("history", plot.history), ("curves", plot.learning_curves),
+                       ("parallel", plot.parallel_coordinates)):
+        draw(study, out / f"{name}.png")
+        print(out / f"{name}.png")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="torchhpo", description="PyTorch-native hyperparameter optimization")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -73,6 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     show.add_argument("--name", default=None, help="the study's name, when the file holds several")
     show.add_argument("--top", type=int, default=20, help="how many trials to list (default 20)")
     show.set_defaults(func=_show)
+    pl = sub.add_parser("plot", help="save history, learning-curve and parallel-coordinate PNGs of a study")
+    pl.add_argument("path", help="the study's SQLite file")
+    pl.add_argument("--name", default=None, help="the study's name, when the file holds several")
+    pl.add_argument("--out", default="plots", help="folder for the PNGs (default plots/)")
+    pl.set_defaults(func=_plot)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
