@@ -16,6 +16,7 @@ from torchhpo.searchers import GridSearch, RandomSearch, Sobol
 from torchhpo.space import Choice, Float, Int, Space
 from torchhpo.storage import MemoryStorage, SQLiteStorage
 from torchhpo.study import SearchExhausted, Study, tune
+from torchhpo.tpe import TPE
 from torchhpo.trial import Decision, Status, Trial, TrialPruned, TrialRecord
 
 __version__ = "0.1.0"
@@ -35,6 +36,7 @@ __all__ = [
     "Space",
     "Status",
     "Study",
+    "TPE",
     "Trial",
     "TrialPruned",
     "TrialRecord",

@@ -104,7 +104,7 @@ def _key(config: Config) -> str:
 
 
 def make_searcher(spec: Searcher | str | None, *, seed: int | None = None, **options: Any) -> Searcher:
-    """A searcher from its name (``"grid"``, ``"random"``, ``"sobol"``, ``"gp"``) or as given; ``None`` is random."""
+    """A searcher from its name (``"grid"``, ``"random"``, ``"sobol"``, ``"tpe"``, ``"gp"``) or as given; ``None`` is random."""
     if spec is None:
         spec = "random"
     if not isinstance(spec, str):
@@ -115,6 +115,9 @@ def make_searcher(spec: Searcher | str | None, *, seed: int | None = None, **opt
     if spec == "gp":
         from torchhpo.gp import GP
         names["gp"] = GP
+    if spec == "tpe":
+        from torchhpo.tpe import TPE
+        names["tpe"] = TPE
     if spec not in names:
-        raise ValueError(f"searcher '{spec}' is unknown; choose one of {sorted([*names, 'gp'])} or pass an object")
+        raise ValueError(f"searcher '{spec}' is unknown; choose one of {sorted([*names, 'gp', 'tpe'])} or pass an object")
     return names[spec](seed=seed, **options)
