@@ -15,8 +15,8 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.special import logsumexp, ndtr
 import torch
+from scipy.special import logsumexp, ndtr
 from scipy.stats import truncnorm
 
 from torchhpo.searchers import Sobol, _fresh_seed, _key
