@@ -36,3 +36,8 @@ def test_recipes_are_documented_and_small(path):
     text = path.read_text()
     assert text.startswith('"""') and "python recipes/" in text, "the exact commands belong in the docstring"
     assert len(text.splitlines()) < 200
+
+
+def test_sklearn_searchcv(tmp_path):
+    out = run("sklearn_searchcv.py", "--trials", "4", "--no-progress", tmp_path=tmp_path)
+    assert "grid: cv accuracy" in out and " tpe: cv accuracy" in out
