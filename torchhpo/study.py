@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from torchhpo.executors import Executor, Outcome, TrainFn, make_executor, resolve_devices
+from torchhpo.schedulers import make_scheduler
 from torchhpo.searchers import Searcher, make_searcher
 from torchhpo.space import Config, Space
 from torchhpo.storage import INTERRUPTED, SQLiteStorage, Storage, make_storage
@@ -156,11 +157,40 @@ class Study:
     def _start(self, config: Config, source: str) -> Trial:
         record = TrialRecord(len(self._records), config, attrs={"source": source}, sign=self.sign)
         self._records.append(record)
+        budget = None
+        if callable(getattr(self.scheduler, "on_start", None)):  # e.g. Hyperband picks the bracket
+            budget = self.scheduler.on_start(record, self._records)
+            if budget is not None:
+                record.attrs["max_epochs"] = budget
         self.storage.create_trial(record)
-        trial = Trial(record.number, config, max_epochs=self.max_epochs, checkpoint_dir=self.checkpoint_dir,
-                      reporter=self._report)
+        trial = Trial(record.number, config, max_epochs=budget or self.max_epochs,
+                      checkpoint_dir=self.checkpoint_dir, reporter=self._report)
         self._live[record.number] = trial
         return trial
+
+    def _promote(self, k: int, *, drain: bool) -> list[Trial]:
+        """Act on the scheduler's decisions about PAUSED trials: prune the losers, resume up to ``k`` winners.
+
+        ``drain``: nothing else can run, so the scheduler decides every rung with the peers it has.
+        """
+        if not callable(getattr(self.scheduler, "promote", None)):
+            return []
+        resumed = []
+        for number, decision in self.scheduler.promote(self._records, drain=drain).items():
+            record = self._records[number]
+            if record.status is not Status.PAUSED:
+                continue
+            if decision is Decision.STOP:
+                self.tell(number, status=Status.PRUNED)
+            elif decision is Decision.CONTINUE and len(resumed) < k:
+                record.status = Status.RUNNING
+                self.storage.finish(record)
+                trial = self._live.get(number) or Trial(number, record.config, max_epochs=record.attrs.get(
+                    "max_epochs", self.max_epochs), checkpoint_dir=self.checkpoint_dir)
+                trial.pruned, trial.reporter = False, self._report
+                self._live[number] = trial
+                resumed.append(trial)
+        return resumed
 
     def _report(self, number: int, step: int, value: float) -> Decision:
         """The per-epoch hook, in the driver: record the report, then ask the scheduler."""
@@ -207,7 +237,9 @@ class Study:
                  executor: Executor | None = None, devices: str | list[str] | None = None,
                  progress: bool = True) -> Study:
         """Run trials of ``fn(config, trial)`` until ``n_trials`` have run, ``timeout`` seconds pass, or the
-        searcher is exhausted. Failed trials are recorded and the study goes on. Ctrl-C stops it, marking the
+        searcher is exhausted. Failed trials are recorded and the study goes on. PAUSED trials that the scheduler
+        promotes resume (same number, same record, from their checkpoint) before new configs start; once no new
+        trial may start, the scheduler settles every paused trial with the peers it has. Ctrl-C stops it, marking the
         running trials FAILED, and re-raises.
 
         Args:
@@ -230,6 +262,10 @@ class Study:
         started, exhausted = 0, False
         try:
             while True:
+                if time.monotonic() < deadline:  # promoted PAUSED trials go before new configs
+                    for trial in self._promote(executor.slots - len(running), drain=False):
+                        running.add(trial.number)
+                        executor.submit(fn, trial, self._report)
                 room = (n_trials - started) if n_trials is not None else executor.slots
                 free = min(executor.slots - len(running), room)
                 if free > 0 and not exhausted and time.monotonic() < deadline:
@@ -239,12 +275,17 @@ class Study:
                         running.add(trial.number)
                         started += 1
                         executor.submit(fn, trial, self._report)
+                if not running and time.monotonic() < deadline:  # no new trial may start: settle the paused ones
+                    for trial in self._promote(executor.slots, drain=True):
+                        running.add(trial.number)
+                        executor.submit(fn, trial, self._report)
                 if not running:
                     break
                 for outcome in executor.wait(timeout=None if deadline == math.inf else max(0.0, deadline - time.monotonic())):
                     running.discard(outcome.number)
                     self._finish(outcome)
-                    self._show(bar)
+                    if outcome.status is not Status.PAUSED:
+                        self._show(bar)
         except KeyboardInterrupt:
             for number in sorted(running):
                 self.tell(number, status=Status.FAILED, reason=INTERRUPTED)
@@ -257,8 +298,13 @@ class Study:
         return self
 
     def _finish(self, outcome: Outcome) -> None:
-        record = self.tell(outcome.number, outcome.value, status=outcome.status, reason=outcome.reason)
-        record.attrs["seconds"] = outcome.seconds
+        record = self._records[outcome.number]
+        record.attrs["seconds"] = record.attrs.get("seconds", 0.0) + outcome.seconds  # summed over resumes
+        if outcome.status is Status.PAUSED:
+            record.status = Status.PAUSED
+            self.storage.finish(record)
+            return
+        self.tell(outcome.number, outcome.value, status=outcome.status, reason=outcome.reason)
 
     def _show(self, bar: Any) -> None:
         if bar is None:
@@ -287,7 +333,7 @@ def _make_scheduler(spec: Any, *, seed: int | None, max_epochs: int | None) -> A
     if spec is None:
         return None
     if isinstance(spec, str):
-        raise ValueError(f"scheduler '{spec}' is unknown; pass None or an object with on_report(...)")
+        return make_scheduler(spec, seed=seed, max_epochs=max_epochs)
     if not callable(getattr(spec, "on_report", None)):
         raise TypeError(f"scheduler must have on_report(trial, step, score, peers), got {type(spec).__name__}")
     return spec
