@@ -160,3 +160,41 @@ def test_non_int_budgets_and_objects_are_refused():
         Hyperband(1, None)
     with pytest.raises(TypeError, match="scheduler must have on_report"):
         th.Study(SPACE, scheduler=object())
+
+
+def test_data_fidelity_trains_each_rung_on_a_larger_fraction():
+    ran: list = []
+
+    def train(config, trial):
+        saved = trial.load() or 0
+        for epoch in trial.epochs():
+            ran.append((trial.number, trial.fidelity, epoch))
+            trial.save(saved + 1)
+            trial.report(config["x"] / trial.fidelity)
+        return config["x"]
+
+    study = th.Study(SPACE, mode="min", scheduler="sha", max_epochs=3, fidelity="data")
+    for x in (0.5, 0.1, 0.9):
+        study.enqueue({"x": x})
+    study.optimize(train, n_trials=3, progress=False)
+    assert [t.status for t in study.trials] == [th.Status.PRUNED, th.Status.COMPLETED, th.Status.PRUNED]
+    assert study.trials[1].reports == {1: 0.1 * 3, 3: 0.1}  # one report per rung: 1/3 of the data, then all
+    winner = [(f, e) for n, f, e in ran if n == 1]
+    assert winner == [(1 / 3, 0), (1 / 3, 1), (1 / 3, 2), (1.0, 0), (1.0, 1), (1.0, 2)]  # restarts on more data
+    with pytest.raises(ValueError, match="needs a rung scheduler"):
+        th.Study(SPACE, scheduler="median", fidelity="data")
+    with pytest.raises(ValueError, match="fidelity must be 'epochs' or 'data'"):
+        th.Study(SPACE, fidelity="subset")
+
+
+def test_a_scheduler_may_choose_the_budget_of_a_new_trial():
+    class Short:
+        def on_start(self, record, peers):
+            return 2 if record.number % 2 else None
+
+        def on_report(self, trial, step, score, peers):
+            return th.Decision.CONTINUE
+
+    study = _run(Short(), [0.1, 0.2, 0.3], _linear([]), max_epochs=4)
+    assert [max(t.reports) for t in study.trials] == [4, 2, 4]
+    assert study.trials[1].attrs["max_epochs"] == 2

@@ -228,7 +228,7 @@ class ASHA:
         out = {}
         for r in sorted(paused, key=lambda r: (-_reached(r, self.rungs(r)), r.number)):
             k = _reached(r, self.rungs(r))
-            if self._promotable(r, k, peers, least=int(drain)):
+            if k < r.attrs.get("rung", 0) or self._promotable(r, k, peers, least=int(drain)):
                 r.attrs["rung"] = k + 1
                 out[r.number] = Decision.CONTINUE
             elif drain:
