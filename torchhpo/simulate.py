@@ -211,17 +211,23 @@ class Tabulated:
         self.curves, self.searcher = curves, searcher
         self._X = curves.space.encode(curves.configs, dtype=torch.float64)  # n x d
 
+    def snap(self, config: Config, used: set[int]) -> int | None:
+        """The row nearest to ``config`` in the unit cube among rows not in ``used`` (``None`` when all are)."""
+        free = [i for i in range(len(self.curves.configs)) if i not in used]
+        if not free:
+            return None
+        x = self.curves.space.encode([config], dtype=torch.float64)  # 1 x d
+        return free[int(torch.cdist(x, self._X[free]).argmin())]
+
     def ask(self, space: Space, trials: Sequence[TrialRecord], n: int = 1) -> list[Config]:
         used = {self.curves.row(t.config) for t in trials}
-        free = [i for i in range(len(self.curves.configs)) if i not in used]
         if self.searcher is None:
-            return [self.curves.configs[i] for i in free[:n]]
+            return [c for i, c in enumerate(self.curves.configs) if i not in used][:n]
         out: list[Config] = []
         for config in self.searcher.ask(space, trials, n):
-            if not free:
+            i = self.snap(config, used)
+            if i is None:
                 break
-            x = space.encode([config], dtype=torch.float64)  # 1 x d
-            i = free[int(torch.cdist(x, self._X[free]).argmin())]
-            free.remove(i)
+            used.add(i)
             out.append(self.curves.configs[i])
         return out
