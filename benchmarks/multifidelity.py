@@ -31,10 +31,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torchhpo as th  # noqa: E402
-from torchhpo.problems import digits_data, digits_space, evaluate, train_digits_cnn  # noqa: E402
-from torchhpo.searchers import make_searcher  # noqa: E402
-from torchhpo.simulate import Curves, Event, Simulated, Tabulated  # noqa: E402
+import torchhpo as th
+from torchhpo.problems import digits_data, digits_space, evaluate, train_digits_cnn
+from torchhpo.searchers import make_searcher
+from torchhpo.simulate import Curves, Event, Simulated, Tabulated
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -195,7 +195,7 @@ def report(runs: dict[str, list[Run]], E: int, budget: int, header: str, name: s
     for m, rs in runs.items():
         to, tried, acc, secs = [], [], [], []
         for r in rs:
-            ep, ck, best, who = anytime(r, E, budget)
+            ep, _, best, who = anytime(r, E, budget)
             hit = np.nonzero(best <= target + 1e-12)[0]
             to.append(ep[hit[0]] if len(hit) else np.inf)
             tried.append(len({ev.number for ev in r.events if ev.epochs <= budget}))
