@@ -7,6 +7,8 @@ Hyperband when ``torchhpo.gp`` is importable; Optuna's TPESampler + HyperbandPru
 when Optuna is installed. Reported: the best *fully trained* (27-epoch) validation loss against cumulative epochs
 and simulated wall time (PNG), the epochs each method needs to reach full-budget random search's final median
 best, configs tried, and the test accuracy of the chosen config. ``--real`` trains for real (smaller scale).
+Every searcher's proposals snap to the nearest unused table row; our searchers then see the row's config, while
+Optuna's TPE keeps the config it suggested (its ask/tell API records its own suggestion), a small handicap.
 
     python benchmarks/multifidelity.py                  # table, 20 seeds (100..119), 1 simulated worker
     python benchmarks/multifidelity.py --slots 4        # 4 simulated workers (ASHA's setting)
