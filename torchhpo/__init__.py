@@ -12,22 +12,26 @@ Decorate a training function, declare a search space, and let a study find the b
 """
 
 from torchhpo.executors import Inline
+from torchhpo.schedulers import ASHA, Hyperband, MedianStopping, SuccessiveHalving
 from torchhpo.searchers import GridSearch, RandomSearch, Sobol
 from torchhpo.space import Choice, Float, Int, Space
 from torchhpo.storage import MemoryStorage, SQLiteStorage
 from torchhpo.study import SearchExhausted, Study, tune
 from torchhpo.tpe import TPE
-from torchhpo.trial import Decision, Status, Trial, TrialPruned, TrialRecord
+from torchhpo.trial import Decision, Status, Trial, TrialPaused, TrialPruned, TrialRecord
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ASHA",
     "Choice",
     "Decision",
     "Float",
     "GridSearch",
+    "Hyperband",
     "Inline",
     "Int",
+    "MedianStopping",
     "MemoryStorage",
     "RandomSearch",
     "SQLiteStorage",
@@ -36,8 +40,10 @@ __all__ = [
     "Space",
     "Status",
     "Study",
+    "SuccessiveHalving",
     "TPE",
     "Trial",
+    "TrialPaused",
     "TrialPruned",
     "TrialRecord",
     "tune",

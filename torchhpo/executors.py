@@ -16,7 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from torchhpo.trial import Reporter, Status, Trial, TrialPruned
+from torchhpo.trial import Reporter, Status, Trial, TrialPaused, TrialPruned
 
 __all__ = ["Executor", "Inline", "Outcome", "make_executor", "run_trial"]
 
@@ -38,7 +38,8 @@ def run_trial(fn: TrainFn, trial: Trial) -> Outcome:
     """Call ``fn(config, trial)`` and turn whatever happens into an ``Outcome``; never raises but for Ctrl-C.
 
     A returned number completes the trial; ``None`` falls back to the last reported value. ``TrialPruned``
-    prunes it. An exception, a NaN/inf, or a CUDA out-of-memory fails it with the reason (traceback kept).
+    prunes it; ``TrialPaused`` pauses it (the study may resume it). An exception, a NaN/inf, or a CUDA
+    out-of-memory fails it with the reason (traceback kept).
     """
     start = time.perf_counter()
     last = None
@@ -65,6 +66,8 @@ def run_trial(fn: TrainFn, trial: Trial) -> Outcome:
             status, value = Status.FAILED, None
     except TrialPruned:
         status, value, reason = Status.PRUNED, last, None
+    except TrialPaused:
+        status, value, reason = Status.PAUSED, last, None
     except torch.cuda.OutOfMemoryError:
         status, value, reason = Status.FAILED, None, "CUDA out of memory\n" + traceback.format_exc()
         torch.cuda.empty_cache()

@@ -115,13 +115,15 @@ def train_digits_cnn(config: dict[str, Any], trial: Trial, *, data: DigitsData |
     torch.manual_seed(seed + max(trial.number, 0))
     model = DigitsCNN(config.get("layers", 2), config.get("filters", 32), config.get("dropout", 0.0)).to(trial.device)
     opt = _optimizer(config, model.parameters())
-    saved = trial.load()
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["opt"])
     n = max(1, round(trial.fidelity * len(data.y_train)))
     X, y = data.X_train[:n], data.y_train[:n]
     gen = torch.Generator().manual_seed(seed + max(trial.number, 0))
+    saved = trial.load()
+    if saved is not None:  # the random streams too, so that a paused and resumed run equals an uninterrupted one
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        gen.set_state(saved["gen"])
+        torch.set_rng_state(saved["rng"])
     loss = math.inf
     for _ in trial.epochs():
         model.train()
@@ -133,6 +135,7 @@ def train_digits_cnn(config: dict[str, Any], trial: Trial, *, data: DigitsData |
             opt.step()
         loss, _ = evaluate(model, data.X_val, data.y_val)
         if trial.checkpoint_dir is not None:
-            trial.save({"model": model.state_dict(), "opt": opt.state_dict()})
+            trial.save({"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
+                        "rng": torch.get_rng_state()})
         trial.report(loss)
     return loss

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from torchhpo.executors import Executor, Outcome, TrainFn, make_executor, resolve_devices
+from torchhpo.schedulers import make_scheduler
 from torchhpo.searchers import Searcher, make_searcher
 from torchhpo.space import Config, Space
 from torchhpo.storage import INTERRUPTED, SQLiteStorage, Storage, make_storage
@@ -39,6 +40,10 @@ class Study:
         name: the study's name inside the storage; a file may hold several studies.
         seed: seeds the searcher and scheduler when they are given by name.
         max_epochs: the default epoch budget of ``trial.epochs()``.
+        fidelity: what rungs ration: ``"epochs"`` (default), or ``"data"``: each run trains ``max_epochs``
+            epochs on the fraction ``trial.fidelity = r / R`` of the training data, where ``r`` is the trial's
+            rung and ``R`` the scheduler's last; a promoted trial restarts on the larger fraction (see
+            docs/pruning.md). Needs a rung scheduler (``"sha"``, ``"hyperband"``, ``"asha"``).
 
     Example:
         >>> from torchhpo.space import Float, Space
@@ -52,7 +57,7 @@ class Study:
 
     def __init__(self, space: Space, *, mode: str = "min", searcher: Searcher | str | None = None,
                  scheduler: Any = None, storage: Storage | str | Path | None = None, name: str = "default",
-                 seed: int | None = None, max_epochs: int | None = None) -> None:
+                 seed: int | None = None, max_epochs: int | None = None, fidelity: str = "epochs") -> None:
         if not isinstance(space, Space):
             raise TypeError(f"space must be a torchhpo Space, got {type(space).__name__}; wrap your dict: Space({{...}})")
         if mode not in ("min", "max"):
@@ -63,6 +68,12 @@ class Study:
         self.sign = 1 if mode == "max" else -1
         self.searcher = make_searcher(searcher, seed=seed)
         self.scheduler = _make_scheduler(scheduler, seed=seed, max_epochs=max_epochs)
+        if fidelity not in ("epochs", "data"):
+            raise ValueError(f"fidelity must be 'epochs' or 'data', got {fidelity!r}")
+        if fidelity == "data" and not callable(getattr(self.scheduler, "rungs", None)):
+            raise ValueError("fidelity='data' needs a rung scheduler: scheduler='sha', 'hyperband' or 'asha' "
+                             f"(got {type(self.scheduler).__name__})")
+        self.fidelity = fidelity
         self.storage = make_storage(storage)
         self._records: list[TrialRecord] = self.storage.open(name, space, mode)
         for r in self._records:
@@ -156,20 +167,76 @@ class Study:
     def _start(self, config: Config, source: str) -> Trial:
         record = TrialRecord(len(self._records), config, attrs={"source": source}, sign=self.sign)
         self._records.append(record)
+        budget = None
+        if callable(getattr(self.scheduler, "on_start", None)):  # e.g. Hyperband picks the bracket
+            budget = self.scheduler.on_start(record, self._records)
+            if budget is not None:
+                record.attrs["max_epochs"] = budget
         self.storage.create_trial(record)
-        trial = Trial(record.number, config, max_epochs=self.max_epochs, checkpoint_dir=self.checkpoint_dir,
-                      reporter=self._report)
+        trial = Trial(record.number, config, max_epochs=budget or self.max_epochs,
+                      checkpoint_dir=self.checkpoint_dir, reporter=self._report)
+        if self.fidelity == "data":
+            trial.fidelity = self._data_level(record)
         self._live[record.number] = trial
         return trial
+
+    def _data_level(self, record: TrialRecord) -> float:
+        """With data fidelity: the fraction of the data for the trial's next run, ``r / R`` for its next rung."""
+        rungs = self.scheduler.rungs(record)
+        done = max(record.reports, default=0)
+        return next(r for r in rungs if r > done or r == rungs[-1]) / rungs[-1]
+
+    def _promote(self, k: int, *, drain: bool) -> list[Trial]:
+        """Act on the scheduler's decisions about PAUSED trials: prune the losers, resume up to ``k`` winners.
+
+        ``drain``: nothing else can run, so the scheduler decides every rung with the peers it has.
+        """
+        if not callable(getattr(self.scheduler, "promote", None)):
+            return []
+        resumed = []
+        for number, decision in self.scheduler.promote(self._records, drain=drain).items():
+            record = self._records[number]
+            if record.status is not Status.PAUSED:
+                continue
+            if decision is Decision.STOP:
+                self.tell(number, status=Status.PRUNED)
+            elif decision is Decision.CONTINUE and len(resumed) < k:
+                record.status = Status.RUNNING
+                self.storage.finish(record)
+                trial = self._live.get(number) or Trial(number, record.config, max_epochs=record.attrs.get(
+                    "max_epochs", self.max_epochs), checkpoint_dir=self.checkpoint_dir)
+                trial.pruned, trial.reporter = False, self._report
+                if self.fidelity == "data":  # the next rung: train again, from scratch, on more data
+                    trial.fidelity = self._data_level(record)
+                    if trial.checkpoint_path is not None:
+                        trial.checkpoint_path.unlink(missing_ok=True)
+                self._live[number] = trial
+                resumed.append(trial)
+        return resumed
 
     def _report(self, number: int, step: int, value: float) -> Decision:
         """The per-epoch hook, in the driver: record the report, then ask the scheduler."""
         record = self._records[number]
+        if self.fidelity == "data":
+            return self._report_data(record, step, value)
         record.reports[step] = value
         self.storage.add_report(number, step, value)
         if self.scheduler is None:
             return Decision.CONTINUE
         return self.scheduler.on_report(record, step, self.sign * value, self._records)
+
+    def _report_data(self, record: TrialRecord, step: int, value: float) -> Decision:
+        """Data fidelity: a run's reports count at its rung ``r`` (the last one stands); the scheduler decides
+        when the run ends, and a promotion pauses the trial so that the driver restarts it on more data."""
+        trial = self._live[record.number]
+        rungs = self.scheduler.rungs(record)
+        rung = round(trial.fidelity * rungs[-1])
+        record.reports[rung] = value
+        self.storage.add_report(record.number, rung, value)
+        if trial.max_epochs is not None and step < trial.max_epochs:
+            return Decision.CONTINUE
+        decision = self.scheduler.on_report(record, rung, self.sign * value, self._records)
+        return Decision.PAUSE if decision is Decision.CONTINUE and rung < rungs[-1] else decision
 
     def tell(self, trial: Trial | int, value: float | None = None, *, status: Status | None = None,
              reason: str | None = None) -> TrialRecord:
@@ -207,7 +274,9 @@ class Study:
                  executor: Executor | None = None, devices: str | list[str] | None = None,
                  progress: bool = True) -> Study:
         """Run trials of ``fn(config, trial)`` until ``n_trials`` have run, ``timeout`` seconds pass, or the
-        searcher is exhausted. Failed trials are recorded and the study goes on. Ctrl-C stops it, marking the
+        searcher is exhausted. Failed trials are recorded and the study goes on. PAUSED trials that the scheduler
+        promotes resume (same number, same record, from their checkpoint) before new configs start; once no new
+        trial may start, the scheduler settles every paused trial with the peers it has. Ctrl-C stops it, marking the
         running trials FAILED, and re-raises.
 
         Args:
@@ -230,6 +299,10 @@ class Study:
         started, exhausted = 0, False
         try:
             while True:
+                if time.monotonic() < deadline:  # promoted PAUSED trials go before new configs
+                    for trial in self._promote(executor.slots - len(running), drain=False):
+                        running.add(trial.number)
+                        executor.submit(fn, trial, self._report)
                 room = (n_trials - started) if n_trials is not None else executor.slots
                 free = min(executor.slots - len(running), room)
                 if free > 0 and not exhausted and time.monotonic() < deadline:
@@ -239,12 +312,17 @@ class Study:
                         running.add(trial.number)
                         started += 1
                         executor.submit(fn, trial, self._report)
+                if not running and time.monotonic() < deadline:  # no new trial may start: settle the paused ones
+                    for trial in self._promote(executor.slots, drain=True):
+                        running.add(trial.number)
+                        executor.submit(fn, trial, self._report)
                 if not running:
                     break
                 for outcome in executor.wait(timeout=None if deadline == math.inf else max(0.0, deadline - time.monotonic())):
                     running.discard(outcome.number)
                     self._finish(outcome)
-                    self._show(bar)
+                    if outcome.status is not Status.PAUSED:
+                        self._show(bar)
         except KeyboardInterrupt:
             for number in sorted(running):
                 self.tell(number, status=Status.FAILED, reason=INTERRUPTED)
@@ -257,8 +335,13 @@ class Study:
         return self
 
     def _finish(self, outcome: Outcome) -> None:
-        record = self.tell(outcome.number, outcome.value, status=outcome.status, reason=outcome.reason)
-        record.attrs["seconds"] = outcome.seconds
+        record = self._records[outcome.number]
+        record.attrs["seconds"] = record.attrs.get("seconds", 0.0) + outcome.seconds  # summed over resumes
+        if outcome.status is Status.PAUSED:
+            record.status = Status.PAUSED
+            self.storage.finish(record)
+            return
+        self.tell(outcome.number, outcome.value, status=outcome.status, reason=outcome.reason)
 
     def _show(self, bar: Any) -> None:
         if bar is None:
@@ -287,7 +370,7 @@ def _make_scheduler(spec: Any, *, seed: int | None, max_epochs: int | None) -> A
     if spec is None:
         return None
     if isinstance(spec, str):
-        raise ValueError(f"scheduler '{spec}' is unknown; pass None or an object with on_report(...)")
+        return make_scheduler(spec, seed=seed, max_epochs=max_epochs)
     if not callable(getattr(spec, "on_report", None)):
         raise TypeError(f"scheduler must have on_report(trial, step, score, peers), got {type(spec).__name__}")
     return spec
@@ -296,9 +379,9 @@ def _make_scheduler(spec: Any, *, seed: int | None, max_epochs: int | None) -> A
 class Tuned:
     """A training function decorated with ``@tune``: still callable with a config, and ``optimize``-able."""
 
-    def __init__(self, fn: TrainFn, space: Space, mode: str, max_epochs: int | None) -> None:
+    def __init__(self, fn: TrainFn, space: Space, mode: str, max_epochs: int | None, fidelity: str = "epochs") -> None:
         functools.update_wrapper(self, fn)
-        self.fn, self.space, self.mode, self.max_epochs = fn, space, mode, max_epochs
+        self.fn, self.space, self.mode, self.max_epochs, self.fidelity = fn, space, mode, max_epochs, fidelity
 
     def __call__(self, config: Config, trial: Trial | None = None) -> Any:
         """Run once with ``config``, outside any study (on the first GPU if any), unless a trial is given."""
@@ -312,7 +395,7 @@ class Tuned:
               seed: int | None = None) -> Study:
         """A ``Study`` over this function's space and mode (named after the function)."""
         return Study(self.space, mode=self.mode, searcher=searcher, scheduler=scheduler, storage=storage,
-                     name=name or self.fn.__name__, seed=seed, max_epochs=self.max_epochs)
+                     name=name or self.fn.__name__, seed=seed, max_epochs=self.max_epochs, fidelity=self.fidelity)
 
     def optimize(self, n_trials: int | None = None, timeout: float | None = None, *, searcher: Any = None,
                  scheduler: Any = None, storage: Storage | str | Path | None = None, seed: int | None = None,
@@ -323,8 +406,9 @@ class Tuned:
         return study.optimize(self.fn, n_trials, timeout, **run)
 
 
-def tune(space: Space, *, mode: str = "min", max_epochs: int | None = None) -> Callable[[TrainFn], Tuned]:
-    """Decorate ``train(config, trial)`` to tune it.
+def tune(space: Space, *, mode: str = "min", max_epochs: int | None = None,
+         fidelity: str = "epochs") -> Callable[[TrainFn], Tuned]:
+    """Decorate ``train(config, trial)`` to tune it (``fidelity``: ``"epochs"`` or ``"data"``, as for ``Study``).
 
     Example:
         >>> from torchhpo.space import Float, Space
@@ -342,7 +426,7 @@ def tune(space: Space, *, mode: str = "min", max_epochs: int | None = None) -> C
         raise ValueError(f"tune: mode must be 'min' or 'max', got {mode!r}")
 
     def wrap(fn: TrainFn) -> Tuned:
-        return Tuned(fn, space, mode, max_epochs)
+        return Tuned(fn, space, mode, max_epochs, fidelity)
 
     return wrap
 

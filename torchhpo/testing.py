@@ -10,16 +10,20 @@ Call them from a test::
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import time
 from collections.abc import Callable
+from typing import Any
+
+import numpy as np
 
 from torchhpo.searchers import Searcher
 from torchhpo.space import Choice, Float, Int, Space
 from torchhpo.storage import Storage
-from torchhpo.trial import Status, TrialRecord
+from torchhpo.trial import Decision, Status, Trial, TrialRecord
 
-__all__ = ["CONTRACT_SPACES", "check_searcher", "check_storage"]
+__all__ = ["CONTRACT_SPACES", "check_scheduler", "check_searcher", "check_storage"]
 
 CONTRACT_SPACES = {
     "continuous": Space({"x": Float(-5.0, 10.0), "y": Float(1e-4, 1.0, log=True)}),
@@ -104,3 +108,100 @@ def check_storage(make: Callable[[], Storage], reopen: Callable[[], Storage] | N
             raise AssertionError("re-opening with another space must be refused")
     else:
         assert store.dequeue() == configs[2] and store.dequeue() is None
+
+
+def _curve(config: dict, step: int) -> float:
+    """A learning curve whose early ranks differ from its late ones: loss of config ``x`` after ``step`` epochs."""
+    x = config["x"]
+    return (x - 0.3) ** 2 + 0.5 * (1.0 + math.sin(17.0 * x)) / (step + 1)
+
+
+def _train(config: dict, trial: Trial) -> float:
+    state = trial.load() or {"epochs": 0}
+    for epoch in trial.epochs():
+        state = {"epochs": epoch + 1}
+        trial.save(state)
+        trial.report(_curve(config, epoch + 1))
+    return _curve(config, state["epochs"])
+
+
+class _Logged:
+    """Forwards to a scheduler and logs every ``(number, step, decision)`` of ``on_report``."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.log = inner, []
+        for hook in ("on_start", "promote"):
+            if callable(getattr(inner, hook, None)):
+                setattr(self, hook, getattr(inner, hook))
+
+    def on_report(self, trial: TrialRecord, step: int, score: float, peers: Any) -> Decision:
+        decision = self.inner.on_report(trial, step, score, peers)
+        self.log.append((trial.number, step, decision))
+        return decision
+
+
+def _run(make: Callable[[int], Any], seed: int, executor: Any, n_trials: int, searcher: Any = None) -> tuple:
+    from torchhpo.study import Study
+
+    sched = _Logged(make(seed))
+    study = Study(Space({"x": Float(0.0, 1.0)}), mode="min", searcher=searcher, scheduler=sched, seed=seed,
+                  max_epochs=9)
+    study.optimize(_train, n_trials=n_trials, executor=executor, progress=False)
+    return study, sched
+
+
+def _check_run(study: Any, sched: _Logged, where: str) -> None:
+    trials = study.trials
+    left = [(t.number, t.status.value) for t in trials if not t.status.finished]
+    assert not left, f"{where}: trials left unfinished after optimize: {left}"
+    rungs = getattr(sched.inner, "rungs", None)
+    for number, step, decision in sched.log:
+        if decision is Decision.CONTINUE:
+            continue
+        if rungs is not None:
+            assert step in rungs(trials[number])[:-1], f"{where}: {decision} for trial {number} at step {step}, " \
+                                                       f"not a rung of {rungs(trials[number])}"
+        if decision is Decision.STOP:
+            better = [t for t in trials if step in t.reports and t.scores[step] > trials[number].scores[step]]
+            assert better, f"{where}: trial {number} stopped at step {step} though best there"
+    assert any(t.status is Status.COMPLETED for t in trials), f"{where}: no trial completed"
+
+
+def check_scheduler(make: Callable[[int], Any], *, n_trials: int = 20) -> None:
+    """Assert the scheduler contract. ``make(seed)`` builds a fresh scheduler for ``max_epochs=9``.
+
+    On a learning-curve problem whose early ranks mislead, run by a Study with the Inline executor and with the
+    simulated clock (3 workers): every trial ends COMPLETED or PRUNED (no PAUSED trial left); decisions other than
+    CONTINUE come only at rung boundaries (when the scheduler has ``rungs(record)``); a trial is never stopped at a
+    step where it is the best; the same seed and order give the same decisions; and the simulated clock with one
+    worker decides exactly as the real Inline run of the same configs.
+    """
+    from torchhpo.executors import Inline
+    from torchhpo.simulate import Curves, Simulated, Tabulated
+
+    name = type(make(0)).__name__
+    space = Space({"x": Float(0.0, 1.0)})
+    configs = space.sobol(n_trials, seed=7)
+    E = 9
+    curves = Curves(space, configs, *(np.array([[f(c, e) for e in range(1, E + 1)] for c in configs],
+                                              dtype=np.float32) for f in (_curve, _curve, _curve, _seconds)))
+    runs = {}
+    for label, executor in (("inline", lambda: Inline("cpu")), ("simulated x1", lambda: Simulated(curves)),
+                            ("simulated x3", lambda: Simulated(curves, slots=3))):
+        first = _run(make, 0, executor(), n_trials, Tabulated(curves))
+        again = _run(make, 0, executor(), n_trials, Tabulated(curves))
+        where = f"{name} ({label})"
+        _check_run(*first, where)
+        assert first[1].log == again[1].log, f"{where}: same seed and order gave other decisions"
+        runs[label] = first
+    a, b = runs["inline"], runs["simulated x1"]
+    assert [(t.status, _f32(t.reports)) for t in a[0].trials] == [(t.status, _f32(t.reports)) for t in b[0].trials], \
+        f"{name}: the simulated clock decided otherwise than the real run of the same configs"
+
+
+def _seconds(config: dict, step: int) -> float:
+    return 0.5 + config["x"]  # slower configs take longer, so parallel workers interleave
+
+
+def _f32(reports: dict[int, float]) -> dict[int, float]:
+    return {s: float(np.float32(v)) for s, v in reports.items()}

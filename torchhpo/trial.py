@@ -20,7 +20,7 @@ import torch
 
 from torchhpo.space import Config
 
-__all__ = ["Decision", "Status", "Trial", "TrialPruned", "TrialRecord"]
+__all__ = ["Decision", "Status", "Trial", "TrialPaused", "TrialPruned", "TrialRecord"]
 
 
 class Status(enum.Enum):
@@ -30,10 +30,11 @@ class Status(enum.Enum):
     COMPLETED = "completed"
     PRUNED = "pruned"
     FAILED = "failed"
+    PAUSED = "paused"  # waiting at a rung for its peers; the scheduler resumes it (from its checkpoint) or prunes it
 
     @property
     def finished(self) -> bool:
-        return self is not Status.RUNNING
+        return self in (Status.COMPLETED, Status.PRUNED, Status.FAILED)
 
 
 class Decision(enum.Enum):
@@ -41,10 +42,18 @@ class Decision(enum.Enum):
 
     CONTINUE = "continue"
     STOP = "stop"
+    PAUSE = "pause"  # wait at this rung; the study resumes the trial later with the same number and record
 
 
 class TrialPruned(Exception):
     """Raised by ``trial.report`` when the scheduler stops the trial. Control flow, not an error: let it propagate."""
+
+
+class TrialPaused(Exception):
+    """Raised by ``trial.report`` when the scheduler pauses the trial at a rung. Control flow: let it propagate.
+
+    Save a checkpoint (``trial.save``) before ``report`` so that the resumed trial goes on from there.
+    """
 
 
 @dataclass
@@ -157,6 +166,7 @@ class Trial:
 
         Raises:
             TrialPruned: the scheduler stopped the trial; let it propagate out of the training function.
+            TrialPaused: the scheduler paused the trial at a rung; let it propagate (it is resumed later).
             ValueError: the value is NaN or infinite (the trial is then marked FAILED).
         """
         value = float(value)
@@ -165,9 +175,12 @@ class Trial:
         if not math.isfinite(value):
             raise ValueError(f"trial {self.number} reported {value} at step {step}: the training diverged")
         self.last_step = step
-        if self.reporter is not None and self.reporter(self.number, step, value) is Decision.STOP:
+        decision = Decision.CONTINUE if self.reporter is None else self.reporter(self.number, step, value)
+        if decision is Decision.STOP:
             self.pruned = True
             raise TrialPruned(f"trial {self.number} pruned at step {step}")
+        if decision is Decision.PAUSE:
+            raise TrialPaused(f"trial {self.number} paused at step {step}")
 
     # --- checkpoints ------------------------------------------------------------------------------------------
     @property

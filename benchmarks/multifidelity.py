@@ -1,0 +1,299 @@
+"""Multi-fidelity benchmark: pruning schedulers x searchers on the digits CNN, at one total epoch budget.
+
+On the shipped tabulated curves (``torchhpo/data/digits_cnn_curves.npz``, 320 Sobol configs x 27 epochs) replayed
+with a simulated clock, every method gets the same budget of epochs (40 full runs by default) and many seeds:
+random search at full budget; random search + SuccessiveHalving / Hyperband / ASHA / MedianStopping; GP +
+Hyperband when ``torchhpo.gp`` is importable; Optuna's TPESampler + HyperbandPruner replaying the same table
+when Optuna is installed. Reported: the best *fully trained* (27-epoch) validation loss against cumulative epochs
+and simulated wall time (PNG), the epochs each method needs to reach full-budget random search's final median
+best, configs tried, and the test accuracy of the chosen config. ``--real`` trains for real (smaller scale).
+Every searcher's proposals snap to the nearest unused table row; our searchers then see the row's config, while
+Optuna's TPE keeps the config it suggested (its ask/tell API records its own suggestion), a small handicap.
+
+    python benchmarks/multifidelity.py                  # table, 20 seeds (100..119), 1 simulated worker
+    python benchmarks/multifidelity.py --slots 4        # 4 simulated workers (ASHA's setting)
+    python benchmarks/multifidelity.py --real           # real training: 9 epochs, budget 12 full runs, 2 seeds
+    python benchmarks/multifidelity.py --quick          # smoke run: 2 seeds, small budget, no GP/Optuna
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torchhpo as th
+from torchhpo.problems import digits_data, digits_space, evaluate, train_digits_cnn
+from torchhpo.searchers import make_searcher
+from torchhpo.simulate import Curves, Event, Simulated, Tabulated
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+class _Spent(Exception):
+    """The epoch budget is used up (control flow of the benchmark)."""
+
+
+class _Budget:
+    """Executor wrapper: logs every report as an ``Event`` and ends the run once ``budget`` epochs are spent."""
+
+    def __init__(self, inner: Any, budget: int, clock: Callable[[], float]) -> None:
+        self.inner, self.budget, self.clock, self.slots = inner, budget, clock, inner.slots
+        self.events: list[Event] = []
+
+    def submit(self, fn: Any, trial: th.Trial, on_report: Any) -> None:
+        def hook(number: int, step: int, value: float) -> th.Decision:
+            self.events.append(Event(self.clock(), len(self.events) + 1, number, step, value))
+            return on_report(number, step, value)
+
+        self.inner.submit(fn, trial, hook)
+
+    def wait(self, timeout: float | None = None) -> list[Any]:
+        if len(self.events) >= self.budget:
+            raise _Spent
+        return self.inner.wait(timeout)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@dataclass
+class Run:
+    """One method x seed: its reports and, per trial number, the fully trained value and test accuracy."""
+
+    events: list[Event]
+    full: dict[int, tuple[float, float]]  # number -> (val loss after max_epochs, test accuracy)
+
+
+def methods(E: int, r: int, with_gp: bool) -> dict[str, tuple[Callable[[int], Any], Callable[[int], Any]]]:
+    """Searcher and scheduler factories (of the seed) per method; ``r`` epochs at the first rung."""
+    rand = lambda s: th.RandomSearch(seed=s)  # noqa: E731
+    out = {
+        "random (full budget)": (rand, lambda s: None),
+        "random + SHA": (rand, lambda s: th.SuccessiveHalving(r, E)),
+        "random + Hyperband": (rand, lambda s: th.Hyperband(r, E)),
+        "random + ASHA": (rand, lambda s: th.ASHA(r, E, seed=s)),
+        "random + median": (rand, lambda s: th.MedianStopping(warmup_epochs=3, min_trials=5)),
+    }
+    if with_gp and importlib.util.find_spec("torchhpo.gp") is not None:
+        out["gp + Hyperband"] = (lambda s: make_searcher("gp", seed=s), lambda s: th.Hyperband(r, E))
+    return out
+
+
+def run_table(curves: Curves, searcher: Any, scheduler: Any, seed: int, budget: int, slots: int) -> Run:
+    E = curves.epochs
+    sim = Simulated(curves, slots=slots)
+    ex = _Budget(sim, budget, lambda: sim.clock)
+    study = th.Study(curves.space, mode="min", searcher=Tabulated(curves, searcher), scheduler=scheduler,
+                     seed=seed, max_epochs=E)
+    try:
+        study.optimize(None, n_trials=len(curves.configs), executor=ex, progress=False)
+    except _Spent:
+        pass
+    rows = {t.number: curves.row(t.config) for t in study.trials}
+    return Run(ex.events, {n: (float(curves.val_loss[r, -1]), float(curves.test_acc[r, -1])) for n, r in rows.items()})
+
+
+def run_optuna(curves: Curves, seed: int, budget: int, r: int) -> Run:
+    """Optuna's TPESampler + HyperbandPruner replaying the table (one worker); suggestions snap to rows."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    E = curves.epochs
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed),
+                                pruner=optuna.pruners.HyperbandPruner(r, E, 3))
+    snap, used, events, clock, full = Tabulated(curves), set(), [], 0.0, {}
+    while len(events) < budget and len(used) < len(curves.configs):
+        trial = study.ask()
+        row = snap.snap(_suggest(trial, curves.space), used)
+        used.add(row)
+        full[trial.number] = (float(curves.val_loss[row, -1]), float(curves.test_acc[row, -1]))
+        for e in range(E):
+            clock += float(curves.seconds[row, e])
+            value = float(curves.val_loss[row, e])
+            events.append(Event(clock, len(events) + 1, trial.number, e + 1, value))
+            trial.report(value, e + 1)
+            if e + 1 < E and trial.should_prune():
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                break
+        else:
+            study.tell(trial, value)
+    return Run(events, full)
+
+
+def _suggest(trial: Any, space: th.Space) -> dict[str, Any]:
+    out = {}
+    for name, p in space.params.items():
+        if isinstance(p, th.Float):
+            out[name] = trial.suggest_float(name, p.low, p.high, log=p.log)
+        elif isinstance(p, th.Int):
+            out[name] = trial.suggest_int(name, p.low, p.high, log=p.log)
+        else:
+            out[name] = trial.suggest_categorical(name, list(p.options))
+    return out
+
+
+def run_real(searcher: Any, scheduler: Any, seed: int, budget: int, E: int) -> Run:
+    """Real training of the digits CNN (Inline, wall clock); test accuracy from each full trial's checkpoint."""
+    data = digits_data()
+    test: dict[int, tuple[float, float]] = {}
+
+    def train(config: dict, trial: th.Trial) -> float:
+        loss = train_digits_cnn(config, trial)
+        if trial.last_step >= E:  # fully trained: its last checkpoint is the final model
+            from torchhpo.problems import DigitsCNN
+            model = DigitsCNN(config["layers"], config["filters"], config["dropout"])
+            model.load_state_dict(trial.load()["model"])
+            test[trial.number] = (loss, evaluate(model, data.X_test, data.y_test)[1])
+        return loss
+
+    start = time.perf_counter()
+    ex = _Budget(th.Inline("cpu"), budget, lambda: time.perf_counter() - start)
+    study = th.Study(digits_space(), mode="min", searcher=searcher, scheduler=scheduler, seed=seed, max_epochs=E)
+    try:
+        study.optimize(train, n_trials=10_000, executor=ex, progress=False)
+    except _Spent:
+        pass
+    return Run(ex.events, test)
+
+
+def anytime(run: Run, E: int, budget: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    """Per completion within ``budget``: cumulative epochs, clock, best fully trained val loss; and the best's
+    trial numbers."""
+    epochs, clock, best, who, b = [], [], [], [], np.inf
+    for ev in run.events:
+        if ev.epochs > budget:
+            break
+        if ev.step == E and ev.number in run.full and run.full[ev.number][0] < b:
+            b = run.full[ev.number][0]
+            epochs.append(ev.epochs), clock.append(ev.clock), best.append(b), who.append(ev.number)
+    return np.array(epochs), np.array(clock), np.array(best), who
+
+
+def _last(best: np.ndarray) -> float:
+    return float(best[-1]) if len(best) else np.inf
+
+
+def _at(x: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    idx = np.searchsorted(x, grid, side="right") - 1
+    return np.where(idx >= 0, y[np.clip(idx, 0, None)] if len(y) else np.inf, np.inf)
+
+
+def report(runs: dict[str, list[Run]], E: int, budget: int, header: str, png: Path) -> str:
+    ref = "random (full budget)"
+    finals = {m: [_last(anytime(r, E, budget)[2]) for r in rs] for m, rs in runs.items()}
+    target = float(np.median(finals[ref]))
+    lines = [header, "", f"Target: full-budget random search's final median best validation loss = {target:.4f}.", "",
+             "| method | best val loss at 1/5 of the budget, median | final best val loss, median [IQR] | epochs to "
+             "target, median (reached) | fraction of the budget | configs tried | test acc of chosen, median | "
+             "simulated/wall s at budget |", "|---|---|---|---|---|---|---|---|"]
+    need = {}
+    for m, rs in runs.items():
+        to, tried, acc, secs = [], [], [], []
+        for r in rs:
+            ep, _, best, who = anytime(r, E, budget)
+            hit = np.nonzero(best <= target + 1e-12)[0]
+            to.append(ep[hit[0]] if len(hit) else np.inf)
+            tried.append(len({ev.number for ev in r.events if ev.epochs <= budget}))
+            acc.append(r.full[who[-1]][1] if who else np.nan)
+            secs.append(max((ev.clock for ev in r.events if ev.epochs <= budget), default=0.0))
+        need[m] = float(np.median(to))
+        q = np.quantile(finals[m], [0.25, 0.5, 0.75])
+        reached = sum(np.isfinite(to))
+        fifth = np.median([_last(anytime(r, E, budget // 5)[2]) for r in rs])
+        lines.append(f"| {m} | {fifth:.4f} | {q[1]:.4f} [{q[0]:.4f}, {q[2]:.4f}] | "
+                     f"{'>' + str(budget) if not np.isfinite(need[m]) else f'{need[m]:.0f}'} ({reached}/{len(rs)}) | "
+                     f"{need[m] / budget:.2f} | {np.median(tried):.0f} | {np.nanmedian(acc):.4f} | "
+                     f"{np.median(secs):.0f} |")
+    plot(runs, E, budget, png)
+    return "\n".join(lines)
+
+
+def plot(runs: dict[str, list[Run]], E: int, budget: int, path: Path) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install matplotlib)")
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    grid = np.linspace(1, budget, 200)
+    tmax = max(max((ev.clock for ev in r.events if ev.epochs <= budget), default=1.0) for rs in runs.values()
+               for r in rs)
+    tgrid = np.linspace(0, tmax, 200)
+    for m, rs in runs.items():
+        curves = [anytime(r, E, budget) for r in rs]
+        for ax, g, k in ((axes[0], grid, 0), (axes[1], tgrid, 1)):
+            ys = np.median([_at(c[k], c[2], g) for c in curves], axis=0)
+            ax.plot(g, np.where(np.isfinite(ys), ys, np.nan), label=m)
+    axes[0].set_xlabel("cumulative epochs")
+    axes[1].set_xlabel("simulated wall time (s)")
+    for ax in axes:
+        ax.set_ylabel("best fully trained val loss (median over seeds)")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, default=20)
+    p.add_argument("--budget", type=int, default=40, help="total epochs, in full runs")
+    p.add_argument("--slots", type=int, default=1, help="simulated workers")
+    p.add_argument("--min-epochs", type=int, default=1, help="epochs at the first rung")
+    p.add_argument("--real", action="store_true", help="real training (9 epochs, 2 seeds, budget 12 full runs)")
+    p.add_argument("--table", type=Path, default=None, help="curves file (default: the shipped one)")
+    p.add_argument("--quick", action="store_true")
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    seeds = list(range(100, 100 + (2 if a.quick or a.real else a.seeds)))
+    start = time.time()
+    meta = (f"torch {torch.__version__}, numpy {np.__version__}, python {platform.python_version()}, "
+            f"{platform.platform()}, seeds {seeds[0]}..{seeds[-1]}")
+    runs: dict[str, list[Run]] = {}
+    if a.real:
+        E, budget = (3, 4 * 3) if a.quick else (9, 12 * 9)
+        for m, (searcher, sched) in methods(E, a.min_epochs, with_gp=not a.quick).items():
+            runs[m] = [run_real(searcher(s), sched(s), s, budget, E) for s in seeds]
+        name = "multifidelity_real" + ("_quick" if a.quick else "")
+        header = (f"## Multi-fidelity, real training of the digits CNN ({E} epochs max, budget {budget} epochs "
+                  f"= {budget // E} full runs, Inline, wall clock)\n\n{meta}")
+    else:
+        curves = Curves.load(a.table)
+        E = curves.epochs
+        budget = (6 if a.quick else a.budget) * E
+        for m, (searcher, sched) in methods(E, a.min_epochs, with_gp=not a.quick).items():
+            runs[m] = [run_table(curves, searcher(s), sched(s), s, budget, a.slots) for s in seeds]
+        if not a.quick and a.slots == 1 and importlib.util.find_spec("optuna") is not None:
+            runs["optuna TPE + HyperbandPruner"] = [run_optuna(curves, s, budget, a.min_epochs) for s in seeds]
+        name = f"multifidelity_table_slots{a.slots}_min{a.min_epochs}" + ("_quick" if a.quick else "")
+        header = (f"## Multi-fidelity on the tabulated digits-CNN curves ({len(curves.configs)} configs x {E} "
+                  f"epochs; budget {budget} epochs = {budget // E} full runs; {a.slots} simulated worker(s); "
+                  f"first rung {a.min_epochs} epoch(s), eta 3)\n\n"
+                  f"{meta}; table made with {curves.meta.get('torch', '?')}")
+    out = Path(tempfile.mkdtemp()) if a.quick else RESULTS  # a smoke run leaves the published results alone
+    text = report(runs, E, budget, header, out / f"{name}.png") + f"\n\n({time.time() - start:.0f} s to run)\n"
+    print(text)
+    out.mkdir(exist_ok=True)
+    (out / f"{name}.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Smoke runs of the pruning recipe and the multi-fidelity benchmark, with tiny settings."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+import torchhpo as th
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_hyperband_recipe_runs_tiny(tmp_path):
+    path = ROOT / "recipes" / "hyperband_cnn_digits.py"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:  # a fresh module each time: main() sets the module's settings
+        study = _load(path).main(max_epochs=3, n_trials=4, n_train=100, storage=str(tmp_path / "r.db"))
+        data = _load(path).main(max_epochs=3, n_trials=3, n_train=100, fidelity="data", scheduler="sha")
+    finally:
+        torch.set_num_threads(threads)
+    assert len(study.trials) == 4 and all(t.status.finished for t in study.trials)
+    assert any(t.status is th.Status.PRUNED for t in study.trials)
+    assert sorted(data.best.reports) == [1, 3]  # a rung on a third of the data, then all of it
+    assert len(path.read_text().splitlines()) < 200
+
+
+def test_multifidelity_benchmark_quick():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "multifidelity.py"), "--quick"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "| random + Hyperband |" in out.stdout and "Target:" in out.stdout

@@ -1,0 +1,233 @@
+"""Tabulated learning curves replayed with a simulated clock: compare schedulers x searchers x seeds in seconds.
+
+``Curves`` is a table of configs and their per-epoch metrics (the shipped one: the digits CNN, 320 Sobol configs
+x 27 epochs, made by ``benchmarks/make_curves.py``). ``Simulated`` follows the Executor protocol: instead of
+training, it replays a trial's row, advancing a virtual clock by the recorded seconds per epoch, with ``slots``
+trials in flight at once (Syne Tune's simulator backend). ``Tabulated`` wraps a searcher so that it proposes
+table rows (the nearest unused one), so any searcher runs on the table.
+
+Example:
+    >>> import torchhpo as th
+    >>> curves = Curves.load()
+    >>> study = th.Study(curves.space, mode="min", searcher=Tabulated(curves, th.RandomSearch(seed=0)),
+    ...                  scheduler=th.Hyperband(1, 27), max_epochs=27)
+    >>> sim = Simulated(curves, slots=4)
+    >>> _ = study.optimize(None, n_trials=40, executor=sim, progress=False)
+    >>> sim.epochs < 40 * 27
+    True
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from torchhpo.executors import Outcome, TrainFn
+from torchhpo.searchers import Searcher
+from torchhpo.space import Config, Space
+from torchhpo.trial import Decision, Reporter, Status, Trial, TrialRecord
+
+__all__ = ["Curves", "Event", "Simulated", "Tabulated", "tabulate"]
+
+METRICS = ("val_loss", "val_acc", "test_acc", "seconds")
+
+
+def _key(config: Config) -> str:
+    return json.dumps(config, sort_keys=True)
+
+
+@dataclass
+class Curves:
+    """A table of learning curves: ``configs[i]`` has ``val_loss[i, e]`` etc. after epoch ``e + 1``.
+
+    Arrays are ``n x E`` float32: ``val_loss``, ``val_acc``, ``test_acc``, ``seconds`` (training time of the epoch).
+    """
+
+    space: Space
+    configs: list[Config]
+    val_loss: np.ndarray
+    val_acc: np.ndarray
+    test_acc: np.ndarray
+    seconds: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._rows = {_key(c): i for i, c in enumerate(self.configs)}
+
+    @property
+    def epochs(self) -> int:
+        return self.val_loss.shape[1]
+
+    def row(self, config: Config) -> int:
+        """The row of ``config``; a config outside the table is a ``KeyError`` naming the fix."""
+        try:
+            return self._rows[_key(config)]
+        except KeyError:
+            raise KeyError(f"config {config} is not in the table; propose rows with Tabulated(curves, searcher)"
+                           ) from None
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> Curves:
+        """Read a table saved by ``save`` (default: the shipped digits-CNN curves)."""
+        z = np.load(path or Path(__file__).parent / "data" / "digits_cnn_curves.npz", allow_pickle=False)
+        meta = json.loads(str(z["meta"]))
+        space = Space.from_dict(meta["space"]) if "space" in meta else _digits_space()
+        return cls(space, json.loads(str(z["configs"])), *(z[m] for m in METRICS), meta=meta)
+
+    def save(self, path: str | Path) -> None:
+        """Write the table as a compressed ``.npz`` (configs and metadata as JSON)."""
+        meta = {**self.meta, "space": self.space.to_dict()}
+        np.savez_compressed(path, configs=np.array(json.dumps(self.configs)), meta=np.array(json.dumps(meta)),
+                            **{m: getattr(self, m).astype(np.float32) for m in METRICS})
+
+
+def _digits_space() -> Space:
+    from torchhpo.problems import digits_space
+
+    return digits_space()
+
+
+def tabulate(configs: Sequence[Config], epochs: int, *, first: int = 0, space: Space | None = None) -> Curves:
+    """Train the digits CNN on each config (as trial number ``first + row``, its training seed); tabulate the curves.
+
+    The real ``train_digits_cnn`` runs unchanged; after each epoch's report the saved checkpoint is evaluated for
+    the accuracies, and that evaluation is left out of the seconds.
+    """
+    from torchhpo.problems import DigitsCNN, digits_data, evaluate, train_digits_cnn
+
+    data = digits_data()
+    out: dict[str, list[list[float]]] = {m: [] for m in METRICS}
+    with tempfile.TemporaryDirectory() as workdir:
+        for i, config in enumerate(configs):
+            rows: dict[str, list[float]] = {m: [] for m in METRICS}
+            trial = Trial(first + i, config, max_epochs=epochs, checkpoint_dir=workdir)
+            model = DigitsCNN(config["layers"], config["filters"], config["dropout"])
+            clock = [time.perf_counter()]
+
+            def reporter(number: int, step: int, value: float, trial: Trial = trial, model: Any = model,
+                         rows: dict = rows, clock: list = clock) -> Decision:
+                rows["seconds"].append(time.perf_counter() - clock[0])
+                model.load_state_dict(trial.load()["model"])  # saved just before this report
+                rows["val_loss"].append(value)
+                rows["val_acc"].append(evaluate(model, data.X_val, data.y_val)[1])
+                rows["test_acc"].append(evaluate(model, data.X_test, data.y_test)[1])
+                clock[0] = time.perf_counter()
+                return Decision.CONTINUE
+
+            trial.reporter = reporter
+            train_digits_cnn(config, trial)
+            for m in METRICS:
+                out[m].append(rows[m])
+    return Curves(space or _digits_space(), [dict(c) for c in configs],
+                  *(np.array(out[m], dtype=np.float32) for m in METRICS),
+                  meta={"epochs": epochs, "n": len(configs), "torch": torch.__version__})
+
+
+@dataclass(frozen=True)
+class Event:
+    """One simulated report: when (virtual seconds), after how many epochs in all, which trial, step and value."""
+
+    clock: float
+    epochs: int
+    number: int
+    step: int
+    value: float
+
+
+class Simulated:
+    """An executor that replays ``curves`` instead of training, on a simulated clock.
+
+    Args:
+        curves: the table; each submitted trial's config must be one of its rows.
+        slots: trials in flight at once (simulated workers).
+        metric: the column reported (``"val_loss"`` or ``"val_acc"``; the study's mode must match).
+        checkpoints: a resumed trial goes on after its last epoch (as with ``trial.save``); ``False`` restarts it
+            from epoch 0 and the epochs are counted again.
+
+    After a run, ``clock`` is the simulated wall time, ``epochs`` the epochs trained in all, ``events`` every report.
+    """
+
+    def __init__(self, curves: Curves, slots: int = 1, *, metric: str = "val_loss", checkpoints: bool = True) -> None:
+        if metric not in ("val_loss", "val_acc"):
+            raise ValueError(f"Simulated: metric={metric!r} must be 'val_loss' or 'val_acc'")
+        if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+            raise ValueError(f"Simulated: slots={slots!r} must be a positive int")
+        self.curves, self.slots, self.metric, self.checkpoints = curves, slots, metric, checkpoints
+        self.clock, self.epochs = 0.0, 0
+        self.events: list[Event] = []
+        self._heap: list[tuple[float, int]] = []
+        self._running: dict[int, tuple[Trial, int, int, Reporter]] = {}  # number -> trial, row, next epoch, hook
+        self._saved: dict[int, int] = {}
+
+    def submit(self, fn: TrainFn, trial: Trial, on_report: Reporter) -> None:
+        """Start replaying ``trial``'s row (``fn`` is not called: the table stands for it)."""
+        row = self.curves.row(trial.config)
+        epoch = self._saved.get(trial.number, 0) if self.checkpoints else 0
+        self._running[trial.number] = (trial, row, epoch, on_report)
+        heapq.heappush(self._heap, (self.clock + float(self.curves.seconds[row, epoch]), trial.number))
+
+    def wait(self, timeout: float | None = None) -> list[Outcome]:
+        """Advance the clock epoch by epoch until a trial ends; return it."""
+        while self._heap:
+            self.clock, number = heapq.heappop(self._heap)
+            trial, row, epoch, on_report = self._running[number]
+            value = float(getattr(self.curves, self.metric)[row, epoch])
+            self.epochs += 1
+            self.events.append(Event(self.clock, self.epochs, number, epoch + 1, value))
+            decision = on_report(number, epoch + 1, value)
+            self._saved[number] = epoch + 1
+            stop = min(trial.max_epochs or self.curves.epochs, self.curves.epochs)
+            status = {Decision.STOP: Status.PRUNED, Decision.PAUSE: Status.PAUSED}.get(decision)
+            if status is None and epoch + 1 >= stop:
+                status = Status.COMPLETED
+            if status is not None:
+                del self._running[number]
+                return [Outcome(number, status, value)]
+            self._running[number] = (trial, row, epoch + 1, on_report)
+            heapq.heappush(self._heap, (self.clock + float(self.curves.seconds[row, epoch + 1]), number))
+        return []
+
+    def close(self) -> None:
+        self._heap, self._running = [], {}
+
+
+class Tabulated:
+    """Make any searcher propose rows of a table: each proposal snaps to the nearest unused row (unit cube).
+
+    With ``searcher=None`` the rows come in table order (a replay). Used rows are those of ``trials``, so the
+    wrapper is as stateless as the searcher it wraps.
+    """
+
+    def __init__(self, curves: Curves, searcher: Searcher | None = None) -> None:
+        self.curves, self.searcher = curves, searcher
+        self._X = curves.space.encode(curves.configs, dtype=torch.float64)  # n x d
+
+    def snap(self, config: Config, used: set[int]) -> int | None:
+        """The row nearest to ``config`` in the unit cube among rows not in ``used`` (``None`` when all are)."""
+        free = [i for i in range(len(self.curves.configs)) if i not in used]
+        if not free:
+            return None
+        x = self.curves.space.encode([config], dtype=torch.float64)  # 1 x d
+        return free[int(torch.cdist(x, self._X[free]).argmin())]
+
+    def ask(self, space: Space, trials: Sequence[TrialRecord], n: int = 1) -> list[Config]:
+        used = {self.curves.row(t.config) for t in trials}
+        if self.searcher is None:
+            return [c for i, c in enumerate(self.curves.configs) if i not in used][:n]
+        out: list[Config] = []
+        for config in self.searcher.ask(space, trials, n):
+            i = self.snap(config, used)
+            if i is None:
+                break
+            used.add(i)
+            out.append(self.curves.configs[i])
+        return out
