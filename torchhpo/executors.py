@@ -207,6 +207,7 @@ def _worker_main(conn: Connection, device: str, threads: int, parent: int) -> No
                     f"the worker could not unpickle the training function: {type(e).__name__}: {e}"))))
                 continue
         trial.device, trial.reporter = torch.device(device), reporter
+        conn.send(("started",))  # the trial's clock (timeout_per_trial) starts now, not at submit
         outcome = run_trial(fn, trial)
         conn.send(("done", outcome))
         del trial
@@ -318,14 +319,13 @@ class Processes:
         i = next((i for i, w in enumerate(self._workers) if w is None or w.trial is None), None)
         if i is None:
             raise RuntimeError(f"Processes: all {self.slots} workers are busy; wait() for one before submitting")
+        key, blob = self._pickled(fn)
         if all(w is None for w in self._workers):  # first use: start every worker now, so they warm up together
             self._workers[:] = [_Worker(self._ctx, slot, self.threads) for slot in self._slots]
         w = self._workers[i] or _Worker(self._ctx, self._slots[i], self.threads)
         self._workers[i] = w
-        key, blob = self._pickled(fn)
         w.conn.send(("run", key, blob if w.key != key else None, trial))
-        w.key, w.trial, w.on_report, w.timeout = key, trial, on_report, timeout
-        w.deadline = math.inf if timeout is None else time.monotonic() + timeout
+        w.key, w.trial, w.on_report, w.timeout, w.deadline = key, trial, on_report, timeout, math.inf
 
     def _pickled(self, fn: TrainFn) -> tuple[int, bytes]:
         if self._fn is None or self._fn[0] is not fn:
@@ -366,6 +366,9 @@ class Processes:
                 if msg[0] == "done":
                     w.trial = None
                     return [msg[1]]
+                if msg[0] == "started":
+                    w.deadline = math.inf if w.timeout is None else time.monotonic() + w.timeout
+                    continue
                 decision = w.on_report(*msg[1:]) if w.trial is not None and w.on_report else Decision.CONTINUE
                 w.conn.send(decision)
         except (EOFError, OSError):
@@ -422,6 +425,7 @@ class _Mailbox:
         import asyncio
 
         self._reports: list[tuple[int, int, float]] = []
+        self._started: list[int] = []
         self._arrived = asyncio.Event()
         self._decisions: dict[int, Any] = {}
 
@@ -434,17 +438,23 @@ class _Mailbox:
         self._arrived.set()
         return await decision
 
-    async def poll(self, timeout: float) -> list[tuple[int, int, float]]:
-        """The reports waiting for a decision; waits up to ``timeout`` seconds for one to arrive."""
+    async def start(self, number: int) -> None:
+        self._started.append(number)
+        self._arrived.set()
+
+    async def poll(self, timeout: float) -> tuple[list[int], list[tuple[int, int, float]]]:
+        """The trials started and the reports waiting for a decision since the last poll; waits up to ``timeout``
+        seconds for one to arrive."""
         import asyncio
 
-        if not self._reports:
+        if not self._reports and not self._started:
             try:
                 await asyncio.wait_for(self._arrived.wait(), timeout)
             except asyncio.TimeoutError:
                 pass
         self._arrived.clear()
-        out, self._reports = self._reports, []
+        out = self._started, self._reports
+        self._started, self._reports = [], []
         return out
 
     async def decide(self, number: int, decision: Decision) -> None:
@@ -460,6 +470,7 @@ def _ray_trial(fn: TrainFn, trial: Trial, mailbox: Any, gpus: float, threads: in
     torch.set_num_threads(threads)
     trial.device = torch.device("cuda:0" if gpus > 0 and torch.cuda.is_available() else "cpu")
     trial.reporter = lambda number, step, value: ray.get(mailbox.report.remote(number, step, value))
+    mailbox.start.remote(trial.number)  # the trial's clock (timeout_per_trial) starts now, not at submit
     try:
         return run_trial(fn, trial)
     finally:
@@ -520,8 +531,7 @@ class Ray:
         if self._fn is None or self._fn[0] is not fn:
             self._fn = (fn, ray.put(fn))  # shipped to the object store once, not once per trial
         ref = self._task.remote(self._fn[1], trial, self._mailbox, self.resources["gpu"], self.threads)
-        deadline = math.inf if timeout is None else time.monotonic() + timeout
-        self._running[ref] = (trial, on_report, deadline, timeout)
+        self._running[ref] = (trial, on_report, math.inf, timeout)
 
     def wait(self, timeout: float | None = None) -> list[Outcome]:
         ray = _import_ray()
@@ -534,7 +544,7 @@ class Ray:
             ready, _ = ray.wait([self._poll, *self._running], num_returns=1,
                                 timeout=None if limit == math.inf else max(0.0, limit))
             if self._poll in ready:
-                self._answer(ray.get(self._poll))
+                self._answer(*ray.get(self._poll))
                 self._poll = None
             out += [self._collect(ref) for ref in ready if ref in self._running]
             out += self._expire()
@@ -542,7 +552,10 @@ class Ray:
                 break
         return out
 
-    def _answer(self, reports: list[tuple[int, int, float]]) -> None:
+    def _answer(self, started: list[int], reports: list[tuple[int, int, float]]) -> None:
+        for ref, (trial, hook, _, timeout) in self._running.items():
+            if trial.number in started:
+                self._running[ref] = (trial, hook, math.inf if timeout is None else time.monotonic() + timeout, timeout)
         hooks = {trial.number: hook for trial, hook, _, _ in self._running.values()}
         for number, step, value in reports:
             decision = hooks[number](number, step, value) if number in hooks else Decision.STOP
