@@ -7,6 +7,7 @@ searchers, schedulers and storage need no locks.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import multiprocessing as mp
@@ -16,7 +17,7 @@ import threading
 import time
 import traceback
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_any
@@ -251,20 +252,15 @@ def _pin(slot: str) -> tuple[str | None, str]:
     return None, slot
 
 
-class _environment:
-    """Set environment variables for the duration of a ``with`` block (``None`` leaves one as it is)."""
-
-    def __init__(self, **values: str | None) -> None:
-        self.values = {k: v for k, v in values.items() if v is not None}
-        self.saved: dict[str, str | None] = {}
-
-    def __enter__(self) -> None:
-        for k, v in self.values.items():
-            self.saved[k] = os.environ.get(k)
-            os.environ[k] = v
-
-    def __exit__(self, *exc: object) -> None:
-        for k, v in self.saved.items():
+@contextlib.contextmanager
+def _environment(**values: str | None) -> Iterator[None]:
+    """Set environment variables inside a ``with`` block (``None`` leaves one as it is)."""
+    saved = {k: os.environ.get(k) for k, v in values.items() if v is not None}
+    os.environ.update({k: v for k, v in values.items() if v is not None})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
@@ -521,6 +517,12 @@ class Ray:
         self._poll: Any = None
         self._fn: tuple[Any, Any] | None = None
         self._running: dict[Any, tuple[Trial, Reporter, float, float | None]] = {}  # ref -> trial, hook, deadline
+
+    def __enter__(self) -> Ray:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return f"Ray(resources_per_trial={self.resources}, slots={self.slots})"
