@@ -292,3 +292,14 @@ def test_benchmark_parallel_quick(tmp_path, monkeypatch):
     load_script(ROOT / "benchmarks" / "parallel.py").main()
     text = (tmp_path / "parallel-quick.md").read_text()
     assert "| processes | 1 |" in text and "| processes | 2 |" in text and "torch " in text
+
+
+def test_gpu_pinning_counts_the_gpus_the_driver_sees(monkeypatch):
+    from torchhpo.executors import _pin
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert _pin("cuda:3") == ("3", "cuda:0") and _pin("cpu") == ("", "cpu")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert _pin("cuda:1") == ("3", "cuda:0")
+    with pytest.raises(ValueError, match="not visible here"):
+        _pin("cuda:2")

@@ -243,10 +243,20 @@ class _Worker:
 
 
 def _pin(slot: str) -> tuple[str | None, str]:
-    """``(CUDA_VISIBLE_DEVICES, trial.device)`` for a worker on ``slot``: GPU 3 is seen as cuda:0; CPU hides GPUs."""
+    """``(CUDA_VISIBLE_DEVICES, trial.device)`` for a worker on ``slot``: GPU 3 is seen as cuda:0; CPU hides GPUs.
+
+    The index counts the GPUs the driver sees: under ``CUDA_VISIBLE_DEVICES=2,3``, ``cuda:1`` is GPU 3.
+    """
     dev = torch.device(slot)
     if dev.type == "cuda":
-        return str(0 if dev.index is None else dev.index), "cuda:0"
+        index = dev.index or 0
+        seen = [s.strip() for s in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if s.strip()]
+        if "CUDA_VISIBLE_DEVICES" not in os.environ:
+            return str(index), "cuda:0"
+        if index >= len(seen):
+            raise ValueError(f"Processes: device {slot} is not visible here (CUDA_VISIBLE_DEVICES="
+                             f"{os.environ['CUDA_VISIBLE_DEVICES']!r}); use cuda:0 to cuda:{len(seen) - 1}")
+        return seen[index], "cuda:0"
     if dev.type == "cpu":
         return "", "cpu"
     return None, slot
@@ -295,6 +305,8 @@ class Processes:
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"Processes: threads must be a positive int or None, got {threads!r}")
         self.devices = resolve_devices(devices)
+        for device in self.devices:
+            _pin(device)  # an invisible GPU is refused here, not when the first trial starts
         self.slots = len(self.devices) * per_device
         self.threads = threads or max(1, (os.cpu_count() or 1) // self.slots)
         self._slots = [d for d in self.devices for _ in range(per_device)]
