@@ -303,3 +303,13 @@ def test_gpu_pinning_counts_the_gpus_the_driver_sees(monkeypatch):
     assert _pin("cuda:1") == ("3", "cuda:0")
     with pytest.raises(ValueError, match="not visible here"):
         _pin("cuda:2")
+
+
+def test_study_timeout_stops_starting_trials_and_lets_running_ones_finish(procs):
+    def train(config, trial):
+        time.sleep(1.0)
+        return config["x"]
+
+    study = th.Study(SPACE, seed=0)
+    study.optimize(train, timeout=0.5, executor=procs, progress=False)
+    assert len(study.trials) == 2 and all(t.status is th.Status.COMPLETED for t in study.trials)

@@ -596,7 +596,8 @@ class Ray:
         return out
 
     def close(self) -> None:
-        """Cancel running trials and stop the mailbox; shut Ray down only if this executor started it."""
+        """Cancel the running trials (their workers are killed); shut Ray down only if this executor started it
+        (it cannot be used again then; one given a running Ray can)."""
         ray = _import_ray()
         for ref in self._running:
             ray.cancel(ref, force=True)

@@ -255,8 +255,8 @@ class Study:
                         executor.submit(fn, trial, self._report, **limits)
                 if not running:
                     break
-                left = None if deadline == math.inf else max(0.0, deadline - time.monotonic())
-                for outcome in executor.wait(timeout=left):
+                left = deadline - time.monotonic()  # past the deadline, just wait for the running trials
+                for outcome in executor.wait(timeout=left if 0 < left < math.inf else None):
                     running.discard(outcome.number)
                     self._finish(outcome)
                     self._show(bar)
