@@ -126,6 +126,7 @@ def main() -> None:
     seconds = args.trial_seconds or (0.1 if q else 1.0)
     per_worker = args.trials or (2 if q else 12)
     args.reports = args.reports or (50 if q else 1000)
+    before = os.getloadavg()
     work = calibrate(seconds)
     rows = [measure(kind, w, per_worker * w, work, args) for kind in kinds for w in (1, 2)]
     load = os.getloadavg()
@@ -134,7 +135,8 @@ def main() -> None:
         import ray
         versions += f", ray {ray.__version__}"
     meta = (f"# Parallel execution{' (quick)' if q else ''}\n\n{platform.machine()} {platform.system()}, "
-            f"{os.cpu_count()} cores, load average after the run {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {versions}."
+            f"{os.cpu_count()} cores, 1-min load average {before[0]:.2f} before the run and {load[0]:.2f} after "
+            f"(other jobs share the cores); {versions}."
             f"\nTrials: {seconds:g} s of 1-thread matmuls ({work} products) in {EPOCHS} epochs, {per_worker} per "
             f"worker; searcher {args.searcher}, scheduler {args.scheduler}, batch {args.batch}, seed {args.seed}.")
     text = table(rows, meta)
