@@ -1,9 +1,11 @@
 """Parallel execution: 1 vs 2 workers on ~1-second CPU-bound trials, with Processes and Ray.
 
 For each executor and worker count: trials per minute, speed-up over one worker, worker utilization (time inside
-the user's function, measured in the worker, over workers x wall time) and the report round trip (trial.report
--> driver's scheduler -> decision back in the worker: median and p99). Workers are started and warmed up before
-the clock starts; each trial runs ``torch.set_num_threads(1)`` matrix products in 5 epochs, reporting after each.
+the user's function, measured in the worker, over workers x wall time), seconds per trial inside the function
+(it grows when other jobs take the cores: the speed-up then falls although utilization stays high) and the
+report round trip (trial.report -> driver's scheduler -> decision back in the worker: median and p99). Workers
+are started and warmed up before the clock starts; each trial runs ``torch.set_num_threads(1)`` matrix products
+in 5 epochs, reporting after each. Run from the repository root (PYTHONPATH=. in a checkout not installed).
 
     nice -n 5 python benchmarks/parallel.py                       # the published table (results/parallel.md)
     python benchmarks/parallel.py --quick                         # seconds: a smoke run
@@ -93,17 +95,19 @@ def measure(kind: str, workers: int, n_trials: int, work: int, args: argparse.Na
         executor.close()
     done = sum(t.status is not th.Status.FAILED for t in study.trials)
     return {"executor": kind, "workers": workers, "trials": done, "wall_s": wall, "per_min": 60 * done / wall,
-            "util": busy / (wall * workers), "rtt_p50_ms": 1e3 * statistics.median(times),
+            "util": busy / (wall * workers), "per_trial_s": busy / max(1, len(study.trials)),
+            "rtt_p50_ms": 1e3 * statistics.median(times),
             "rtt_p99_ms": 1e3 * times[int(0.99 * (len(times) - 1))]}
 
 
 def table(rows: list[dict], meta: str) -> str:
-    lines = [meta, "", "| executor | workers | trials | wall (s) | trials/min | speed-up | utilization | "
-             "report RTT p50 (ms) | p99 (ms) |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [meta, "", "| executor | workers | trials | wall (s) | trials/min | speed-up | utilization | s per trial "
+             "| report RTT p50 (ms) | p99 (ms) |", "|---|---|---|---|---|---|---|---|---|---|"]
     base = {r["executor"]: r["per_min"] for r in rows if r["workers"] == 1}
     for r in rows:
         lines.append(f"| {r['executor']} | {r['workers']} | {r['trials']} | {r['wall_s']:.1f} | {r['per_min']:.1f} "
-                     f"| {r['per_min'] / base[r['executor']]:.2f}x | {100 * r['util']:.1f}% | {r['rtt_p50_ms']:.3f} "
+                     f"| {r['per_min'] / base[r['executor']]:.2f}x | {100 * r['util']:.1f}% | {r['per_trial_s']:.2f} "
+                     f"| {r['rtt_p50_ms']:.3f} "
                      f"| {r['rtt_p99_ms']:.3f} |")
     return "\n".join(lines) + "\n"
 
