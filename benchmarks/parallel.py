@@ -1,11 +1,13 @@
 """Parallel execution: 1 vs 2 workers on ~1-second CPU-bound trials, with Processes and Ray.
 
-For each executor and worker count: trials per minute, speed-up over one worker, worker utilization (time inside
-the user's function, measured in the worker, over workers x wall time), seconds per trial inside the function
-(it grows when other jobs take the cores: the speed-up then falls although utilization stays high) and the
-report round trip (trial.report -> driver's scheduler -> decision back in the worker: median and p99). Workers
-are started and warmed up before the clock starts; each trial runs ``torch.set_num_threads(1)`` matrix products
-in 5 epochs, reporting after each. Run from the repository root (PYTHONPATH=. in a checkout not installed).
+A plain process pool doing the same work (no torchhpo) gives the speed-up the cores allow right now (the ceiling,
+lower when other jobs share the machine). For each executor and worker count: trials per minute, speed-up over one
+worker, worker utilization (time inside the user's function, measured in the worker, over workers x wall time),
+seconds per trial inside the function (it grows when other jobs take the cores: the speed-up then falls although
+utilization stays high) and the report round trip (trial.report -> driver's scheduler -> decision back in the
+worker: median and p99). Workers are started and warmed up before the clock starts; each trial runs
+``torch.set_num_threads(1)`` matrix products in 5 epochs, reporting after each. Run from the repository root
+(PYTHONPATH=. in a checkout not installed).
 
     nice -n 5 python benchmarks/parallel.py                       # the published table (results/parallel.md)
     python benchmarks/parallel.py --quick                         # seconds: a smoke run
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -54,6 +57,29 @@ def cpu_trial(work: int):
             trial.report(value + 1.0 / (epoch + 1))
         return value
     return train
+
+
+def bare_work(work: int) -> float:
+    """The trials' work without torchhpo: what the machine's cores allow."""
+    torch.set_num_threads(1)
+    a, start = torch.randn(128, 128), time.perf_counter()
+    for _ in range(work // EPOCHS * EPOCHS):
+        a = torch.tanh(a @ a)
+    return time.perf_counter() - start
+
+
+def measure_bare(workers: int, n_trials: int, work: int) -> dict:
+    """The same work in a plain spawned process pool (no reports, no study): the speed-up the cores allow."""
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(workers) as pool:
+        pool.map(bare_work, [1] * workers)  # start the processes first
+        start = time.perf_counter()
+        busy = sum(pool.map(bare_work, [work] * n_trials, chunksize=1))
+        wall = time.perf_counter() - start
+    return {"executor": "bare pool (ceiling)", "workers": workers, "trials": n_trials, "wall_s": wall,
+            "per_min": 60 * n_trials / wall, "util": busy / (wall * workers), "per_trial_s": busy / n_trials,
+            "rtt_p50_ms": math.nan, "rtt_p99_ms": math.nan}
 
 
 def latency_trial(path: str, n: int):
@@ -104,11 +130,16 @@ def table(rows: list[dict], meta: str) -> str:
     lines = [meta, "", "| executor | workers | trials | wall (s) | trials/min | speed-up | utilization | s per trial "
              "| report RTT p50 (ms) | p99 (ms) |", "|---|---|---|---|---|---|---|---|---|---|"]
     base = {r["executor"]: r["per_min"] for r in rows if r["workers"] == 1}
+    speedup = {(r["executor"], r["workers"]): r["per_min"] / base[r["executor"]] for r in rows}
     for r in rows:
+        rtt = "| - | - |" if math.isnan(r["rtt_p50_ms"]) else f"| {r['rtt_p50_ms']:.3f} | {r['rtt_p99_ms']:.3f} |"
         lines.append(f"| {r['executor']} | {r['workers']} | {r['trials']} | {r['wall_s']:.1f} | {r['per_min']:.1f} "
-                     f"| {r['per_min'] / base[r['executor']]:.2f}x | {100 * r['util']:.1f}% | {r['per_trial_s']:.2f} "
-                     f"| {r['rtt_p50_ms']:.3f} "
-                     f"| {r['rtt_p99_ms']:.3f} |")
+                     f"| {speedup[r['executor'], r['workers']]:.2f}x | {100 * r['util']:.1f}% "
+                     f"| {r['per_trial_s']:.2f} {rtt}")
+    ceiling = speedup.get(("bare pool (ceiling)", 2))
+    if ceiling:
+        share = ", ".join(f"{k} {v / ceiling:.2f}" for (k, w), v in speedup.items() if w == 2 and "bare" not in k)
+        lines += ["", f"2-worker speed-up as a fraction of the ceiling's ({ceiling:.2f}x): {share}."]
     return "\n".join(lines) + "\n"
 
 
@@ -132,7 +163,8 @@ def main() -> None:
     args.reports = args.reports or (50 if q else 1000)
     before = os.getloadavg()
     work = calibrate(seconds)
-    rows = [measure(kind, w, per_worker * w, work, args) for kind in kinds for w in (1, 2)]
+    rows = [measure_bare(w, per_worker * w, work) for w in (1, 2)]
+    rows += [measure(kind, w, per_worker * w, work, args) for kind in kinds for w in (1, 2)]
     load = os.getloadavg()
     versions = f"torch {torch.__version__}, torchhpo {th.__version__}, python {platform.python_version()}"
     if "ray" in kinds:
