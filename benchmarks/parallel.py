@@ -1,6 +1,6 @@
 """Parallel execution: 1 vs 2 workers on ~1-second CPU-bound trials, with Processes and Ray.
 
-A plain process pool doing the same work (no torchhpo) gives the speed-up the cores allow right now (the ceiling,
+Plain processes doing the same work (no torchhpo) gives the speed-up the cores allow right now (the ceiling,
 lower when other jobs share the machine). For each executor and worker count: trials per minute, speed-up over one
 worker, worker utilization (time inside the user's function, measured in the worker, over workers x wall time),
 seconds per trial inside the function (it grows when other jobs take the cores: the speed-up then falls although
@@ -59,25 +59,41 @@ def cpu_trial(work: int):
     return train
 
 
-def bare_work(work: int) -> float:
-    """The trials' work without torchhpo: what the machine's cores allow."""
-    torch.set_num_threads(1)
+BARE = """
+import sys, time, torch
+torch.set_num_threads(1)
+n, work = int(sys.argv[1]), int(sys.argv[2])
+print("ready", flush=True)
+sys.stdin.readline()  # go
+busy = 0.0
+for _ in range(n):
     a, start = torch.randn(128, 128), time.perf_counter()
-    for _ in range(work // EPOCHS * EPOCHS):
+    for _ in range(work):
         a = torch.tanh(a @ a)
-    return time.perf_counter() - start
+    busy += time.perf_counter() - start
+print(busy, flush=True)
+"""
 
 
 def measure_bare(workers: int, n_trials: int, work: int) -> dict:
-    """The same work in a plain spawned process pool (no reports, no study): the speed-up the cores allow."""
-    import multiprocessing as mp
+    """The same work in plain processes (no torchhpo, no reports; trials split evenly): the speed-up the cores
+    allow. The processes import torch before the clock starts."""
+    import subprocess
+    import sys
 
-    with mp.get_context("spawn").Pool(workers) as pool:
-        pool.map(bare_work, [1] * workers)  # start the processes first
-        start = time.perf_counter()
-        busy = sum(pool.map(bare_work, [work] * n_trials, chunksize=1))
-        wall = time.perf_counter() - start
-    return {"executor": "bare pool (ceiling)", "workers": workers, "trials": n_trials, "wall_s": wall,
+    procs = [subprocess.Popen([sys.executable, "-c", BARE, str(n_trials // workers), str(work // EPOCHS * EPOCHS)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(workers)]
+    for p in procs:
+        p.stdout.readline()  # ready: torch imported
+    start = time.perf_counter()
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    busy = sum(float(p.stdout.readline()) for p in procs)
+    wall = time.perf_counter() - start
+    for p in procs:
+        p.communicate()
+    return {"executor": "bare processes (ceiling)", "workers": workers, "trials": n_trials, "wall_s": wall,
             "per_min": 60 * n_trials / wall, "util": busy / (wall * workers), "per_trial_s": busy / n_trials,
             "rtt_p50_ms": math.nan, "rtt_p99_ms": math.nan}
 
@@ -136,7 +152,7 @@ def table(rows: list[dict], meta: str) -> str:
         lines.append(f"| {r['executor']} | {r['workers']} | {r['trials']} | {r['wall_s']:.1f} | {r['per_min']:.1f} "
                      f"| {speedup[r['executor'], r['workers']]:.2f}x | {100 * r['util']:.1f}% "
                      f"| {r['per_trial_s']:.2f} {rtt}")
-    ceiling = speedup.get(("bare pool (ceiling)", 2))
+    ceiling = speedup.get(("bare processes (ceiling)", 2))
     if ceiling:
         share = ", ".join(f"{k} {v / ceiling:.2f}" for (k, w), v in speedup.items() if w == 2 and "bare" not in k)
         lines += ["", f"2-worker speed-up as a fraction of the ceiling's ({ceiling:.2f}x): {share}."]
