@@ -11,7 +11,7 @@ Decorate a training function, declare a search space, and let a study find the b
     study = train.optimize(n_trials=20, storage="runs/x.db")
 """
 
-from torchhpo.executors import Inline
+from torchhpo.executors import Inline, Processes, Ray
 from torchhpo.schedulers import ASHA, Hyperband, MedianStopping, SuccessiveHalving
 from torchhpo.searchers import GridSearch, RandomSearch, Sobol
 from torchhpo.space import Choice, Float, Int, Space
@@ -33,7 +33,9 @@ __all__ = [
     "Int",
     "MedianStopping",
     "MemoryStorage",
+    "Processes",
     "RandomSearch",
+    "Ray",
     "SQLiteStorage",
     "SearchExhausted",
     "Sobol",

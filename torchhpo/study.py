@@ -79,6 +79,7 @@ class Study:
         for r in self._records:
             r.sign = self.sign
         self._live: dict[int, Trial] = {}
+        self._retries, self._retry, self._exhausted = 0, [], False  # optimize's retry queue: (config, number, attempt)
         if isinstance(self.storage, SQLiteStorage):
             self.checkpoint_dir = self.storage.path.with_name(self.storage.path.name + ".ckpt") / name
         else:
@@ -164,8 +165,8 @@ class Study:
             return trials[0]
         return trials
 
-    def _start(self, config: Config, source: str) -> Trial:
-        record = TrialRecord(len(self._records), config, attrs={"source": source}, sign=self.sign)
+    def _start(self, config: Config, source: str, **attrs: Any) -> Trial:
+        record = TrialRecord(len(self._records), config, attrs={"source": source, **attrs}, sign=self.sign)
         self._records.append(record)
         budget = None
         if callable(getattr(self.scheduler, "on_start", None)):  # e.g. Hyperband picks the bracket
@@ -271,61 +272,74 @@ class Study:
 
     # --- the loop ---------------------------------------------------------------------------------------------
     def optimize(self, fn: TrainFn, n_trials: int | None = None, timeout: float | None = None, *,
-                 executor: Executor | None = None, devices: str | list[str] | None = None,
-                 progress: bool = True) -> Study:
+                 executor: Executor | None = None, devices: str | list[str] | None = None, batch: bool = False,
+                 retries: int = 0, timeout_per_trial: float | None = None, progress: bool = True) -> Study:
         """Run trials of ``fn(config, trial)`` until ``n_trials`` have run, ``timeout`` seconds pass, or the
         searcher is exhausted. Failed trials are recorded and the study goes on. PAUSED trials that the scheduler
         promotes resume (same number, same record, from their checkpoint) before new configs start; once no new
-        trial may start, the scheduler settles every paused trial with the peers it has. Ctrl-C stops it, marking the
-        running trials FAILED, and re-raises.
+        trial may start, the scheduler settles every paused trial with the peers it has. Ctrl-C stops it, marking
+        the running trials FAILED, stopping the workers, and re-raises.
 
         Args:
             fn: the training function; returns the value to optimize (or reports it).
-            n_trials: how many trials to start in this call.
+            n_trials: how many trials to start in this call (retries come on top).
             timeout: stop starting trials after this many seconds.
-            executor: where trials run (``Inline`` by default).
-            devices: shortcut for the executor's devices (``"auto"``: every visible GPU, else the CPU).
+            executor: where trials run (``Inline`` by default; ``Processes``, ``Ray``).
+            devices: shortcut for the executor: several devices (``["cuda:0", "cuda:1"]``, ``["cpu"] * 2``) run
+                ``Processes`` workers, one each; ``"auto"``: every visible GPU, else the CPU.
+            batch: wait until every slot is free, then ask one batch of ``slots`` configs (synchronous batch
+                BO); by default a config is asked whenever a slot frees, running trials as pending points.
+            retries: run a FAILED trial's config again, up to this many times (new trials with
+                ``attrs["retry_of"]``).
+            timeout_per_trial: fail a trial ("timed out after N s") and kill its worker when it runs longer;
+                needs worker processes (``Processes`` or ``Ray``; built for you when ``executor`` is not given).
             progress: show a progress bar with the best value so far.
         """
         if n_trials is None and timeout is None and not _finite_searcher(self.searcher):
             raise ValueError("optimize: give n_trials or timeout (only a grid search ends by itself)")
         if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 0):
             raise ValueError(f"optimize: n_trials must be a non-negative int, got {n_trials!r}")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"optimize: retries must be a non-negative int, got {retries!r}")
+        per_trial = timeout_per_trial
+        if per_trial is not None and (isinstance(per_trial, bool) or not isinstance(per_trial, (int, float))
+                                      or not per_trial > 0):
+            raise ValueError(f"optimize: timeout_per_trial must be a positive number of seconds, got {per_trial!r}")
         own = executor is None
-        executor = make_executor(executor, devices)
+        executor = make_executor(executor, devices, timeout_per_trial=timeout_per_trial)
+        limits = {} if timeout_per_trial is None else {"timeout": float(timeout_per_trial)}
         deadline = math.inf if timeout is None else time.monotonic() + timeout
         bar = _progress(n_trials, progress)
         running: set[int] = set()
-        started, exhausted = 0, False
+        self._retries, self._retry, self._exhausted = retries, [], False
+        room = math.inf if n_trials is None else n_trials
         try:
             while True:
-                if time.monotonic() < deadline:  # promoted PAUSED trials go before new configs
-                    for trial in self._promote(executor.slots - len(running), drain=False):
+                if time.monotonic() < deadline:
+                    free = 0 if batch and running else executor.slots - len(running)
+                    promoted = self._promote(free, drain=False)  # promoted PAUSED trials go before new configs
+                    trials, asked = self._next(free - len(promoted), room) if free > len(promoted) else ([], 0)
+                    room -= asked
+                    for trial in promoted + trials:
                         running.add(trial.number)
-                        executor.submit(fn, trial, self._report)
-                room = (n_trials - started) if n_trials is not None else executor.slots
-                free = min(executor.slots - len(running), room)
-                if free > 0 and not exhausted and time.monotonic() < deadline:
-                    trials = self.ask(free)
-                    exhausted = len(trials) < free
-                    for trial in trials:
-                        running.add(trial.number)
-                        started += 1
-                        executor.submit(fn, trial, self._report)
-                if not running and time.monotonic() < deadline:  # no new trial may start: settle the paused ones
-                    for trial in self._promote(executor.slots, drain=True):
-                        running.add(trial.number)
-                        executor.submit(fn, trial, self._report)
+                        executor.submit(fn, trial, self._report, **limits)
+                    if not running:  # no new trial may start: settle the paused ones with the peers there are
+                        for trial in self._promote(executor.slots, drain=True):
+                            running.add(trial.number)
+                            executor.submit(fn, trial, self._report, **limits)
                 if not running:
                     break
-                for outcome in executor.wait(timeout=None if deadline == math.inf else max(0.0, deadline - time.monotonic())):
+                left = deadline - time.monotonic()  # past the deadline, just wait for the running trials
+                for outcome in executor.wait(timeout=left if 0 < left < math.inf else None):
                     running.discard(outcome.number)
                     self._finish(outcome)
                     if outcome.status is not Status.PAUSED:
                         self._show(bar)
-        except KeyboardInterrupt:
+        except BaseException:  # Ctrl-C, or an error in a scheduler or the storage: leave storage consistent
             for number in sorted(running):
                 self.tell(number, status=Status.FAILED, reason=INTERRUPTED)
+            if not own:
+                executor.close()  # its workers still run the abandoned trials
             raise
         finally:
             if own:
@@ -333,6 +347,17 @@ class Study:
             if bar is not None:
                 bar.close()
         return self
+
+    def _next(self, free: int, room: float) -> tuple[list[Trial], int]:
+        """Up to ``free`` trials to start: failed configs to retry first, then up to ``room`` new ones (one ask,
+        so a batch is proposed jointly); returns them and how many were new."""
+        trials = [self._start(config, source="retry", retry_of=number, attempt=attempt)
+                  for config, number, attempt in self._retry[:free]]
+        del self._retry[: len(trials)]
+        k = int(min(free - len(trials), room))
+        fresh = self.ask(k) if k > 0 and not self._exhausted else []
+        self._exhausted = len(fresh) < k
+        return trials + fresh, len(fresh)
 
     def _finish(self, outcome: Outcome) -> None:
         record = self._records[outcome.number]
@@ -342,6 +367,9 @@ class Study:
             self.storage.finish(record)
             return
         self.tell(outcome.number, outcome.value, status=outcome.status, reason=outcome.reason)
+        attempt = record.attrs.get("attempt", 0)
+        if record.status is Status.FAILED and attempt < self._retries:
+            self._retry.append((record.config, record.number, attempt + 1))
 
     def _show(self, bar: Any) -> None:
         if bar is None:

@@ -1,4 +1,4 @@
-"""Contract suites every implementation passes: built-in searchers, storages, and users' plugins alike.
+"""Contract suites every implementation passes: built-in searchers, storages, executors, and users' plugins alike.
 
 Call them from a test::
 
@@ -17,13 +17,15 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 
+from torchhpo.executors import Executor, Outcome
 from torchhpo.searchers import Searcher
 from torchhpo.space import Choice, Float, Int, Space
 from torchhpo.storage import Storage
 from torchhpo.trial import Decision, Status, Trial, TrialRecord
 
-__all__ = ["CONTRACT_SPACES", "check_scheduler", "check_searcher", "check_storage"]
+__all__ = ["CONTRACT_SPACES", "check_executor", "check_scheduler", "check_searcher", "check_storage"]
 
 CONTRACT_SPACES = {
     "continuous": Space({"x": Float(-5.0, 10.0), "y": Float(1e-4, 1.0, log=True)}),
@@ -205,3 +207,62 @@ def _seconds(config: dict, step: int) -> float:
 
 def _f32(reports: dict[int, float]) -> dict[int, float]:
     return {s: float(np.float32(v)) for s, v in reports.items()}
+def _contract_train(config: dict, trial: Trial) -> float:
+    """The training function of ``check_executor``: builds a tensor on ``trial.device``, reports 3 epochs."""
+    x = torch.tensor(config["x"], device=trial.device)  # fails if the executor set a device the worker lacks
+    if config["kind"] == "raise":
+        raise RuntimeError("contract: the training function raised")
+    if config["kind"] == "nan":
+        return float("nan")
+    for epoch in trial.epochs(3):
+        trial.report(float(x) + epoch)
+    return float(x * 2)
+
+
+def check_executor(make: Callable[[], Executor], *, n: int = 7, limit: float = 120.0) -> None:
+    """Assert the executor contract with the real ``make()`` executor (closed at the end).
+
+    Checked: ``slots`` is a positive int; ``wait`` with nothing running returns ``[]``; every submitted trial ends
+    with exactly one ``Outcome``; each report reaches ``on_report`` in order, and a STOP decision reaches the
+    worker (the trial ends PRUNED with its last reported value and reports no further); an exception or a NaN
+    becomes FAILED with a reason; ``trial.device`` is a device the worker can allocate on.
+    """
+    kinds = ["ok", "prune", "raise", "nan", "ok", "prune"] + ["ok"] * max(0, n - 6)
+    trials = [Trial(i, {"x": float(i), "kind": k}, max_epochs=3) for i, k in enumerate(kinds[:n])]
+    reports: dict[int, list[tuple[int, float]]] = {t.number: [] for t in trials}
+
+    def on_report(number: int, step: int, value: float) -> Decision:
+        reports[number].append((step, value))
+        return Decision.STOP if trials[number].config["kind"] == "prune" and step == 2 else Decision.CONTINUE
+
+    executor = make()
+    name = type(executor).__name__
+    try:
+        assert isinstance(executor.slots, int) and executor.slots >= 1, f"{name}: slots must be a positive int"
+        assert executor.wait(timeout=0.1) == [], f"{name}: wait() with nothing running must return []"
+        outcomes: dict[int, Outcome] = {}
+        queue, running, end = list(trials), 0, time.monotonic() + limit
+        while queue or running:
+            while queue and running < executor.slots:
+                executor.submit(_contract_train, queue.pop(0), on_report)
+                running += 1
+            for o in executor.wait(timeout=max(0.0, end - time.monotonic())):
+                assert o.number not in outcomes, f"{name}: trial {o.number} ended twice"
+                outcomes[o.number] = o
+                running -= 1
+            assert time.monotonic() < end, f"{name}: trials did not end within {limit} s: {sorted(outcomes)}"
+    finally:
+        executor.close()
+    for t in trials:
+        o, x, kind = outcomes[t.number], t.config["x"], t.config["kind"]
+        where = f"{name}, trial {t.number} ({kind})"
+        if kind == "ok":
+            assert o.status is Status.COMPLETED and o.value == 2 * x, f"{where}: {o}"
+            assert reports[t.number] == [(1, x), (2, x + 1), (3, x + 2)], f"{where}: reports {reports[t.number]}"
+        elif kind == "prune":
+            assert o.status is Status.PRUNED and o.value == x + 1, f"{where}: the STOP did not reach it: {o}"
+            assert reports[t.number] == [(1, x), (2, x + 1)], f"{where}: reported after STOP: {reports[t.number]}"
+        else:
+            assert o.status is Status.FAILED and o.value is None and o.reason, f"{where}: {o}"
+            assert kind != "raise" or "contract: the training function raised" in o.reason, f"{where}: {o.reason}"
+            assert reports[t.number] == [], f"{where}: reports {reports[t.number]}"

@@ -1,0 +1,344 @@
+"""Executors with real processes and a real local Ray: the contract, refill and batch modes, worker death,
+timeouts, retries, Ctrl-C, and clear errors for bad arguments."""
+
+import multiprocessing as mp
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import torchhpo as th
+from torchhpo.executors import make_executor
+from torchhpo.testing import check_executor
+from torchhpo.trial import Decision
+
+SPACE = th.Space({"x": th.Float(0.0, 1.0)})
+
+
+@pytest.fixture(scope="module")
+def procs():
+    """Two CPU workers shared by this module's study tests (a worker start imports torch: seconds here)."""
+    with th.Processes(devices=["cpu"] * 2) as ex:
+        yield ex
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray for every Ray test, started and stopped here; its workers import this checkout's torchhpo."""
+    ray = pytest.importorskip("ray")
+    root = str(Path(__file__).resolve().parents[1])
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning",
+             runtime_env={"env_vars": {"PYTHONPATH": root}})
+    yield ray
+    ray.shutdown()
+
+
+class Recorder:
+    """A searcher that records each ask: how many configs, and how many trials were running (pending)."""
+
+    def __init__(self, seed=0):
+        self.inner, self.asks = th.Sobol(seed=seed), []
+
+    def ask(self, space, trials, n=1):
+        self.asks.append((n, sum(t.status is th.Status.RUNNING for t in trials)))
+        return self.inner.ask(space, trials, n)
+
+
+class StopAbove:
+    """A tiny scheduler: stop a trial at step 1 when its report is above ``threshold`` (for mode="min")."""
+
+    def __init__(self, threshold):
+        self.threshold = threshold
+
+    def on_report(self, trial, step, score, peers):
+        return Decision.STOP if step == 1 and -score > self.threshold else Decision.CONTINUE
+
+
+def curve(config, trial):
+    for epoch in trial.epochs(3):
+        trial.report(config["x"] + epoch)
+    return config["x"]
+
+
+# --- the contract -----------------------------------------------------------------------------------------------
+def test_contract_inline():
+    check_executor(th.Inline)
+
+
+def test_contract_processes():
+    check_executor(lambda: th.Processes(devices=["cpu"], per_device=2))
+
+
+def test_contract_ray(ray_cluster):
+    check_executor(lambda: th.Ray(resources_per_trial={"cpu": 1}))
+    assert ray_cluster.is_initialized(), "Ray(address=None) must not shut down a Ray the user started"
+
+
+# --- the study loop with workers --------------------------------------------------------------------------------
+def test_async_refill_passes_running_trials_as_pending_and_never_repeats(procs):
+    offset = 0.5  # a closure: captured and shipped to the workers with cloudpickle
+
+    def train(config, trial):
+        time.sleep(0.2)
+        assert str(trial.device) == "cpu" and os.environ["CUDA_VISIBLE_DEVICES"] == ""
+        return (config["x"] - offset) ** 2
+
+    study = th.Study(SPACE, searcher=Recorder(), seed=0)
+    study.optimize(train, n_trials=6, executor=procs, progress=False)
+    assert [t.status for t in study.trials] == [th.Status.COMPLETED] * 6
+    assert len({t.config["x"] for t in study.trials}) == 6, "two workers received the same config"
+    assert study.searcher.asks[0] == (2, 0)
+    assert all(n == 1 and pending == 1 for n, pending in study.searcher.asks[1:]), study.searcher.asks
+    assert len({t.attrs["seconds"] > 0.15 for t in study.trials}) == 1  # measured in the worker, around the call
+
+
+def test_batch_mode_asks_one_batch_per_free_executor(procs):
+    study = th.Study(SPACE, searcher=Recorder(), seed=0)
+    study.optimize(lambda c, t: c["x"], n_trials=5, executor=procs, batch=True, progress=False)
+    assert study.searcher.asks == [(2, 0), (2, 0), (1, 0)]
+    assert len(study.trials) == 5 and all(t.status is th.Status.COMPLETED for t in study.trials)
+
+
+def test_scheduler_decisions_reach_workers(procs):
+    study = th.Study(SPACE, scheduler=StopAbove(0.5), seed=0)
+    study.optimize(curve, n_trials=6, executor=procs, progress=False)
+    for t in study.trials:
+        if t.config["x"] > 0.5:
+            assert t.status is th.Status.PRUNED and list(t.reports) == [1]
+        else:
+            assert t.status is th.Status.COMPLETED and list(t.reports) == [1, 2, 3]
+
+
+def test_killed_worker_fails_its_trial_and_the_study_goes_on(procs, tmp_path):
+    def train(config, trial):
+        if config["x"] == 0.25:
+            os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(0.05)
+        return config["x"]
+
+    path = tmp_path / "s.db"
+    study = th.Study(SPACE, storage=path, seed=0)
+    for x in (0.1, 0.25, 0.3, 0.4, 0.5, 0.6):
+        study.enqueue({"x": x})
+    study.optimize(train, n_trials=6, executor=procs, progress=False)
+    back = {t.config["x"]: t for t in th.Study.load(path).trials}
+    assert back[0.25].status is th.Status.FAILED and "worker died" in back[0.25].reason
+    assert "SIGKILL" in back[0.25].reason
+    assert all(back[x].status is th.Status.COMPLETED and back[x].value == x for x in (0.1, 0.3, 0.4, 0.5, 0.6))
+
+
+def test_timeout_per_trial_kills_a_runaway_trial(procs):
+    def train(config, trial):
+        if config["x"] == 0.5:
+            time.sleep(60)
+        return config["x"]
+
+    study = th.Study(SPACE, seed=0)
+    for x in (0.5, 0.1, 0.2):
+        study.enqueue({"x": x})
+    start = time.monotonic()
+    study.optimize(train, n_trials=3, executor=procs, timeout_per_trial=1.0, progress=False)
+    assert time.monotonic() - start < 30
+    slow, *rest = study.trials
+    assert slow.status is th.Status.FAILED and slow.reason == "timed out after 1 s"
+    assert [t.status for t in rest] == [th.Status.COMPLETED] * 2
+
+
+def test_retries_rerun_a_failed_config_as_new_trials():
+    failed = set()
+
+    def flaky(config, trial):
+        if config["x"] not in failed:
+            failed.add(config["x"])
+            raise RuntimeError("flaky")
+        return config["x"]
+
+    study = th.Study(SPACE, seed=0)
+    study.optimize(flaky, n_trials=3, retries=2, progress=False)
+    assert len(study.trials) == 6
+    again = [t for t in study.trials if "retry_of" in t.attrs]
+    assert all(t.status is th.Status.FAILED for t in study.trials if t not in again)
+    assert all(t.status is th.Status.COMPLETED for t in again)
+    assert sorted(t.attrs["retry_of"] for t in again) == [t.number for t in study.trials if t not in again]
+    assert all(t.config == study.trials[t.attrs["retry_of"]].config for t in again)
+
+
+def test_retries_stop_after_k_attempts():
+    study = th.Study(SPACE, seed=0)
+    study.optimize(lambda c, t: float("nan"), n_trials=1, retries=2, progress=False)
+    assert [t.attrs.get("retry_of") for t in study.trials] == [None, 0, 1]
+    assert all(t.status is th.Status.FAILED for t in study.trials)
+
+
+def test_interrupt_marks_running_failed_and_leaves_no_process(tmp_path):
+    class Interrupt:  # Ctrl-C arriving while the driver waits on its workers
+        def on_report(self, trial, step, score, peers):
+            raise KeyboardInterrupt
+
+    def train(config, trial):
+        trial.report(1.0)
+        time.sleep(60)
+
+    before = set(mp.active_children())
+    study = th.Study(SPACE, scheduler=Interrupt(), storage=tmp_path / "s.db", seed=0)
+    with pytest.raises(KeyboardInterrupt):
+        study.optimize(train, n_trials=4, devices=["cpu"] * 2, progress=False)
+    assert set(mp.active_children()) <= before, "the workers outlived the interrupted study"
+    back = th.Study.load(tmp_path / "s.db").trials
+    assert len(back) == 2 and all(t.status is th.Status.FAILED and "interrupted" in t.reason for t in back)
+
+
+# --- Ray --------------------------------------------------------------------------------------------------------
+def test_ray_study_with_pruning_a_dead_worker_and_a_timeout(ray_cluster):
+    def train(config, trial):
+        if config["x"] == 0.25:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if config["x"] == 0.75:
+            time.sleep(60)
+        return curve(config, trial)
+
+    study = th.Study(SPACE, scheduler=StopAbove(0.5), seed=0)
+    for x in (0.25, 0.75, 0.1, 0.6, 0.2):
+        study.enqueue({"x": x})
+    executor = th.Ray(resources_per_trial={"cpu": 1})
+    study.optimize(train, n_trials=5, executor=executor, timeout_per_trial=3.0, progress=False)
+    executor.close()
+    got = {t.config["x"]: t for t in study.trials}
+    assert got[0.25].status is th.Status.FAILED and "worker died" in got[0.25].reason
+    assert got[0.75].status is th.Status.FAILED and got[0.75].reason == "timed out after 3 s"
+    assert got[0.6].status is th.Status.PRUNED and list(got[0.6].reports) == [1]
+    assert all(got[x].status is th.Status.COMPLETED and list(got[x].reports) == [1, 2, 3] for x in (0.1, 0.2))
+    assert ray_cluster.is_initialized()
+
+
+# --- choosing an executor, and bad arguments --------------------------------------------------------------------
+def test_devices_build_the_executor():
+    assert isinstance(make_executor(None, ["cpu", "cpu"]), th.Processes)
+    assert make_executor(None, ["cpu", "cpu"]).slots == 2
+    assert isinstance(make_executor(None, "cpu"), th.Inline)
+    assert isinstance(make_executor(None, "cpu", timeout_per_trial=5), th.Processes)
+    assert th.Processes(devices=["cpu"], per_device=3).slots == 3
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: th.Processes(devices=["cpu"], per_device=0), "per_device must be a positive int"),
+    (lambda: th.Processes(devices=[]), "devices is empty"),
+    (lambda: th.Processes(devices=["cpu"], threads=0), "threads must be a positive int"),
+    (lambda: th.Ray(resources_per_trial={"tpu": 1}), "resources_per_trial must be like"),
+    (lambda: th.Ray(resources_per_trial={"cpu": 0}), "resources_per_trial must be like"),
+    (lambda: th.Ray(slots=0), "slots must be a positive int"),
+    (lambda: make_executor(th.Inline(), ["cpu"]), "either executor= or devices="),
+    (lambda: make_executor(th.Inline(), timeout_per_trial=3), "Inline .* cannot stop"),
+])
+def test_bad_arguments_say_how_to_fix_them(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"retries": -1}, "retries must be a non-negative int"),
+    ({"timeout_per_trial": 0}, "timeout_per_trial must be a positive number"),
+    ({"executor": th.Inline(), "devices": ["cpu", "cpu"]}, "either executor= or devices="),
+    ({"executor": th.Inline(), "timeout_per_trial": 1}, "Inline .* cannot stop"),
+])
+def test_bad_optimize_arguments(kwargs, match):
+    study = th.Study(SPACE)
+    with pytest.raises(ValueError, match=match):
+        study.optimize(lambda c, t: 0.0, n_trials=1, progress=False, **kwargs)
+    assert study.trials == [], "a refused call must not start trials"
+
+
+def test_unpicklable_function_is_refused_before_any_worker_starts():
+    lock = threading.Lock()
+    before = len(mp.active_children())
+    ex = th.Processes(devices=["cpu"])
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        ex.submit(lambda c, t: lock.locked(), th.Trial(0, {"x": 0.0}), lambda *a: Decision.CONTINUE)
+    assert len(mp.active_children()) == before
+    ex.close()
+
+
+# --- the recipe and the benchmark, with tiny settings -------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(path: Path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_recipe_multi_gpu_batch_smoke(tmp_path, monkeypatch):
+    try:
+        th.Study(SPACE, searcher="gp", scheduler="asha", max_epochs=2)
+    except (ImportError, ValueError) as e:
+        pytest.skip(f"the recipe needs the GP searcher and ASHA: {e}")
+    argv = ["multi_gpu_batch.py", "--devices", "cpu,cpu", "--trials", "4", "--epochs", "2",
+            "--storage", str(tmp_path / "r.db")]
+    monkeypatch.setattr("sys.argv", argv)
+    study = load_script(ROOT / "recipes" / "multi_gpu_batch.py").main()
+    assert len(study.trials) == 4 and all(t.status.finished for t in study.trials)
+    assert study.best.value > 0
+
+
+def test_benchmark_parallel_quick(tmp_path, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["parallel.py", "--quick", "--out", str(tmp_path)])
+    load_script(ROOT / "benchmarks" / "parallel.py").main()
+    text = (tmp_path / "parallel-quick.md").read_text()
+    assert "| processes | 1 |" in text and "| processes | 2 |" in text and "torch " in text
+
+
+def test_gpu_pinning_counts_the_gpus_the_driver_sees(monkeypatch):
+    from torchhpo.executors import _pin
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert _pin("cuda:3") == ("3", "cuda:0") and _pin("cpu") == ("", "cpu")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert _pin("cuda:1") == ("3", "cuda:0")
+    with pytest.raises(ValueError, match="not visible here"):
+        _pin("cuda:2")
+
+
+def test_study_timeout_stops_starting_trials_and_lets_running_ones_finish(procs):
+    def train(config, trial):
+        time.sleep(1.0)
+        return config["x"]
+
+    study = th.Study(SPACE, seed=0)
+    study.optimize(train, timeout=0.5, executor=procs, progress=False)
+    assert len(study.trials) == 2 and all(t.status is th.Status.COMPLETED for t in study.trials)
+
+
+def test_ray_missing_gives_an_install_hint(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(ImportError, match=r"pip install 'torchhpo\[ray\]'"):
+        th.Ray()
+
+
+def test_successive_halving_pauses_and_resumes_across_worker_processes(procs, tmp_path):
+    """Paused trials resume from their checkpoints in whichever worker is free: no epoch is trained twice."""
+    log = tmp_path / "epochs"
+    log.mkdir()
+
+    def train(config, trial):
+        for epoch in trial.epochs():
+            with open(log / f"{trial.number}", "a") as f:  # a side channel: every epoch actually trained
+                f.write(f"{epoch}\n")
+            trial.save({"epoch": epoch})
+            trial.report((config["x"] - 0.3) ** 2 + 1.0 / (epoch + 1))
+        return (config["x"] - 0.3) ** 2
+
+    study = th.Study(SPACE, scheduler=th.SuccessiveHalving(1, 9, eta=3), max_epochs=9, seed=0)
+    study.optimize(train, n_trials=9, executor=procs, progress=False)
+    assert all(t.status in (th.Status.COMPLETED, th.Status.PRUNED) for t in study.trials)
+    assert sum(t.status is th.Status.COMPLETED for t in study.trials) == 1
+    assert sorted(max(t.reports) for t in study.trials) == [1] * 6 + [3] * 2 + [9]
+    for t in study.trials:
+        ran = [int(e) for e in (log / f"{t.number}").read_text().split()]
+        assert ran == list(range(max(t.reports))), (t.number, ran)
