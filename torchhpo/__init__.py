@@ -11,7 +11,9 @@ Decorate a training function, declare a search space, and let a study find the b
     study = train.optimize(n_trials=20, storage="runs/x.db")
 """
 
+from torchhpo import bench
 from torchhpo.executors import Inline
+from torchhpo.gp import GP, GPOptions
 from torchhpo.searchers import GridSearch, RandomSearch, Sobol
 from torchhpo.space import Choice, Float, Int, Space
 from torchhpo.storage import MemoryStorage, SQLiteStorage
@@ -21,9 +23,11 @@ from torchhpo.trial import Decision, Status, Trial, TrialPruned, TrialRecord
 __version__ = "0.1.0"
 
 __all__ = [
+    "GP",
     "Choice",
     "Decision",
     "Float",
+    "GPOptions",
     "GridSearch",
     "Inline",
     "Int",
@@ -38,5 +42,6 @@ __all__ = [
     "Trial",
     "TrialPruned",
     "TrialRecord",
+    "bench",
     "tune",
 ]
