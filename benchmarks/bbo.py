@@ -2,7 +2,7 @@
 
     python benchmarks/bbo.py                       # seeds 0..9 (BoTorch loop: seeds 0..3, it is slow)
     python benchmarks/bbo.py --seeds 100-109 --tag tune   # tuning seeds, never the reported ones
-    python benchmarks/bbo.py --quick               # smoke run: 2 problems, 8 evaluations, 1 seed
+    python benchmarks/bbo.py --quick               # smoke run: the mixed problem, 8 evaluations, 1 seed
     # in parallel, then one table from both parts:
     python benchmarks/bbo.py --only gp-qlognei,gp-ucb --tag gp &
     python benchmarks/bbo.py --only optuna-gp,optuna-tpe,random,sobol,botorch-loop --loop-seeds 0-1 --tag peers
@@ -49,7 +49,7 @@ def main(argv: list[str]) -> None:
     warnings.simplefilter("ignore")
     seeds, loop_seeds, problems, budget = seeds_of(args.seeds), seeds_of(args.loop_seeds), args.problems.split(","), args.budget
     if args.quick:
-        seeds, loop_seeds, problems, budget = [0], [0], ["branin", "mixed"], 8
+        seeds, loop_seeds, problems, budget = [0], [0], ["mixed"], 8
     opts: dict = {"gp-qlognei": th.GP(), "gp-ucb": th.GP("ucb", beta=2.0), "random": th.RandomSearch(),
                   "sobol": th.Sobol()}
     if importlib.util.find_spec("optuna"):

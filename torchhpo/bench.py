@@ -141,8 +141,8 @@ class BoTorchLoop:
         self.n_initial = n_initial
         self.timings: dict[str, float] = {}
 
-    def suggest(self, space: Space, X: Any, y: Any, seed: int) -> Any:
-        """One ``1 x d`` point from ``n x d`` inputs and ``n`` values to minimize."""
+    def suggest(self, space: Space, X: Any, y: Any, seed: int, q: int = 1) -> Any:
+        """``q x d`` points (a joint q-batch) from ``n x d`` inputs and ``n`` values to minimize."""
         import torch
         from botorch.acquisition import qLogNoisyExpectedImprovement
         from botorch.fit import fit_gpytorch_mll
@@ -155,7 +155,7 @@ class BoTorchLoop:
         fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
         t1 = time.process_time()
         acqf = qLogNoisyExpectedImprovement(model, X_baseline=X, prune_baseline=True)
-        cand, _ = optimize_acqf(acqf, space.bounds(dtype=torch.float64), q=1, num_restarts=10, raw_samples=512,
+        cand, _ = optimize_acqf(acqf, space.bounds(dtype=torch.float64), q=q, num_restarts=10, raw_samples=512,
                                 options={"seed": seed})
         self.timings = {"fit": t1 - t0, "acquisition": time.process_time() - t1}
         return space.round(cand)

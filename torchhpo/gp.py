@@ -66,8 +66,8 @@ class GPOptions:
         mc_samples: quasi-MC samples of the Monte-Carlo acquisitions.
         ts_candidates: Sobol candidates each Thompson sample is maximized over.
         warm_start: start each hyperparameter fit from the previous one (faster).
-        cold_fits_below: below this many observations (and on every 10th), also fit from BoTorch's defaults
-            and keep the larger marginal likelihood.
+        cold_fits_below: below this many observations, also fit from BoTorch's defaults and keep the larger
+            marginal likelihood.
         min_rung_points: least observations at a step for the rung-aware rule (with ``d + 2``).
         gpu_min_points: with ``device="auto"``, use the GPU from this many observations on. A guess (no GPU was
             at hand when it was chosen): below ~1,000 points a 64-bit GP is launch-bound and the CPU wins;
@@ -82,7 +82,7 @@ class GPOptions:
     mc_samples: int = 64
     ts_candidates: int = 2048
     warm_start: bool = True
-    cold_fits_below: int = 100
+    cold_fits_below: int = 50
     min_rung_points: int = 6
     gpu_min_points: int = 1000
 
@@ -189,8 +189,8 @@ class GP:
         """The fitted model, or ``None`` (and a warning) when every start fails: the caller then proposes randomly.
 
         Starts: the previous fit's hyperparameters (warm, fast) and BoTorch's defaults (cold); both below
-        ``options.cold_fits_below`` observations and on every 10th one, keeping the larger marginal likelihood
-        (a warm start alone can stay in a poor long-lengthscale optimum), else warm only.
+        ``options.cold_fits_below`` observations, keeping the larger marginal likelihood (with few points a warm
+        start alone can stay in a poor optimum: it missed the 1-D demo's peak on one seed of ten), else warm only.
         """
         import time
 
@@ -198,7 +198,7 @@ class GP:
         key = f"{bool(space.categorical_dims)}/{json.dumps(space.to_dict(), sort_keys=True)}"
         warm = self.options.warm_start and key in self._warm
         starts = [True] if warm else []
-        if not warm or len(y) < self.options.cold_fits_below or len(y) % 10 == 0:
+        if not warm or len(y) < self.options.cold_fits_below:
             starts.append(False)
         fits = []
         for i, start in enumerate(starts):
@@ -343,10 +343,14 @@ def optimize(space: Space, acqf: Any, q: int, options: GPOptions, seed: int) -> 
 
     tkwargs = {"device": acqf.model.train_inputs[0].device, "dtype": torch.float64}
     bounds = space.bounds(**tkwargs)
-    common = {"q": q, "num_restarts": options.num_restarts, "raw_samples": options.raw_samples}
+    # a batch is built greedily, one point per optimization: each gets a 2/q share of one suggestion's budget,
+    # so a q-batch costs about twice one suggestion (the first points matter most)
+    share = min(1.0, 2.0 / q)
+    common = {"q": q, "num_restarts": max(2, round(options.num_restarts * share)),
+              "raw_samples": max(32, round(options.raw_samples * share))}
+    maxiter = max(10, round(options.maxiter * share))
     if not space.categorical_dims:
-        X, _ = optimize_acqf(acqf, bounds, sequential=q > 1, options={"maxiter": options.maxiter, "seed": seed},
-                             **common)
+        X, _ = optimize_acqf(acqf, bounds, sequential=q > 1, options={"maxiter": maxiter, "seed": seed}, **common)
         return space.round(X)
     cat = {j: space.levels(j) for j in space.categorical_dims}
     ints = {j: space.levels(j) for j in space.discrete_dims}
@@ -356,7 +360,7 @@ def optimize(space: Space, acqf: Any, q: int, options: GPOptions, seed: int) -> 
     X, _ = optimize_acqf_mixed_alternating(
         acqf, bounds, discrete_dims={j: v for j, v in ints.items() if j not in fixed},
         cat_dims={j: v for j, v in cat.items() if j not in fixed}, fixed_features=fixed or None,
-        options={"maxiter_alternating": options.alternating_steps, "maxiter_continuous": options.maxiter // 4}, **common)
+        options={"maxiter_alternating": options.alternating_steps, "maxiter_continuous": maxiter // 4}, **common)
     return space.round(X)
 
 
