@@ -24,7 +24,8 @@ def header(title: str, argv: list[str]) -> str:
         optuna_version = "not installed"
     return (f"# {title}\n\n"
             f"- command: `python {' '.join(argv)}`\n"
-            f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, "
+            f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
+            f"machine: {platform.machine()}, "
             f"{os.cpu_count()} CPUs (shared), {platform.platform()}; torch threads: {torch.get_num_threads()}\n"
             f"- versions: python {sys.version.split()[0]}, torch {torch.__version__}, botorch {botorch.__version__}, "
             f"gpytorch {gpytorch.__version__}, optuna {optuna_version}\n")

@@ -47,7 +47,8 @@ def main(argv: list[str]) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
-    seeds, loop_seeds, problems, budget = seeds_of(args.seeds), seeds_of(args.loop_seeds), args.problems.split(","), args.budget
+    seeds, loop_seeds, budget = seeds_of(args.seeds), seeds_of(args.loop_seeds), args.budget
+    problems = args.problems.split(",")
     if args.quick:
         seeds, loop_seeds, problems, budget = [0], [0], ["mixed"], 8
     opts: dict = {"gp-qlognei": th.GP(), "gp-ucb": th.GP("ucb", beta=2.0), "random": th.RandomSearch(),
@@ -60,7 +61,8 @@ def main(argv: list[str]) -> None:
         opts, slow = {k: v for k, v in opts.items() if k in keep}, {k: v for k, v in slow.items() if k in keep}
     res = Results()
     parts = [load(t) for t in args.merge.split(",")] if args.merge else [
-        compare(opts, problems, budget, seeds) if opts else None, compare(slow, problems, budget, loop_seeds) if slow else None]
+        compare(opts, problems, budget, seeds) if opts else None,
+        compare(slow, problems, budget, loop_seeds) if slow else None]
     for part in parts:
         if part is not None:
             res.runs |= part.runs

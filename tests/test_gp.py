@@ -31,7 +31,7 @@ def test_acquisition_class_is_accepted():
 
 
 def test_bad_arguments_have_clear_errors():
-    with pytest.raises(ValueError, match="acquisition='nope' is unknown.*qlognei"):
+    with pytest.raises(ValueError, match=r"acquisition='nope' is unknown.*qlognei"):
         th.GP("nope")
     with pytest.raises(TypeError, match="AcquisitionFunction"):
         th.GP(3)
@@ -107,7 +107,7 @@ def test_rung_aware_data_uses_the_highest_step_with_enough_points():
         trials.append(th.TrialRecord(i, c, status, value=reports[top], reports=reports, sign=-1))
     X, y = training_data(space, trials, min_points=6)
     assert len(y) == 7 and y.tolist() == [float(i) + 3 for i in range(7)]  # scores at step 3, sign turned
-    X, y = training_data(space, trials, min_points=8)
+    _, y = training_data(space, trials, min_points=8)
     assert len(y) == 12  # step 3 has too few: fall back to step 1
     assert th.GP(n_initial=2, seed=0, options=FAST).ask(space, trials, 1)[0] not in configs
 

@@ -219,7 +219,7 @@ class Results:
             for s in sorted({k[2] for k in self.runs if k[1] == p}):
                 here = [o for o in opts if (o, p, s) in self.runs]
                 r = rankdata([self.regret((o, p, s))[-1] for o in here])
-                for o, v in zip(here, r):
+                for o, v in zip(here, r, strict=True):
                     got[o].append(float(v))
         return {o: float(np.mean(v)) for o, v in got.items()}
 
@@ -253,7 +253,7 @@ class Results:
         opts, probs = self._names()
         probs = [problem] if problem else probs
         fig, axes = plt.subplots(1, len(probs), figsize=(5 * len(probs), 3.6), squeeze=False)
-        for ax, p in zip(axes[0], probs):
+        for ax, p in zip(axes[0], probs, strict=True):
             for o in opts:
                 curves = [self.regret(k) for k in self.runs if k[0] == o and k[1] == p]
                 if not curves:

@@ -213,7 +213,7 @@ class GP:
         self.timings = {"fit": time.process_time() - t0}
         if not fits:
             return None
-        value, model = max(fits, key=lambda f: f[0])
+        model = max(fits, key=lambda f: f[0])[1]
         self._warm[key] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()
                            if "outcome_transform" not in k and "noise" not in k}
         return model
@@ -282,8 +282,8 @@ class GP:
 
         bounds = space.bounds(device=X.device, dtype=X.dtype)
         cand = draw_sobol_samples(bounds, self.options.ts_candidates, 1, seed=self._call_seed(len(X))).squeeze(1)
-        near = (X.unsqueeze(0) + 0.02 * torch.randn(8, *X.shape, device=X.device, dtype=X.dtype)).reshape(-1, X.shape[-1])
-        cand = space.round(torch.cat([cand, near.clamp(0, 1)]))
+        near = X.unsqueeze(0) + 0.02 * torch.randn(8, *X.shape, device=X.device, dtype=X.dtype)  # 8 x n x d
+        cand = space.round(torch.cat([cand, near.reshape(-1, X.shape[-1]).clamp(0, 1)]))
         with torch.no_grad():
             try:
                 values = draw_matheron_paths(model, sample_shape=torch.Size([q]))(cand).reshape(q, -1)  # q x m
