@@ -106,7 +106,8 @@ def test_rung_aware_data_uses_the_highest_step_with_enough_points():
         status = th.Status.COMPLETED if top == 9 else th.Status.PRUNED
         trials.append(th.TrialRecord(i, c, status, value=reports[top], reports=reports, sign=-1))
     X, y = training_data(space, trials, min_points=6)
-    assert len(y) == 7 and y.tolist() == [float(i) + 3 for i in range(7)]  # scores at step 3, sign turned
+    assert y.tolist() == [float(i) + 3 for i in range(7)]  # scores at step 3, sign turned
+    assert torch.equal(X, space.encode(configs[:7]))
     _, y = training_data(space, trials, min_points=8)
     assert len(y) == 12  # step 3 has too few: fall back to step 1
     assert th.GP(n_initial=2, seed=0, options=FAST).ask(space, trials, 1)[0] not in configs
