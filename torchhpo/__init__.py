@@ -11,6 +11,8 @@ Decorate a training function, declare a search space, and let a study find the b
     study = train.optimize(n_trials=20, storage="runs/x.db")
 """
 
+import typing as _typing
+
 from torchhpo.executors import Inline, Processes, Ray
 from torchhpo.schedulers import ASHA, Hyperband, MedianStopping, SuccessiveHalving
 from torchhpo.searchers import GridSearch, RandomSearch, Sobol
@@ -27,6 +29,8 @@ __all__ = [
     "Choice",
     "Decision",
     "Float",
+    "GP",
+    "GPOptions",
     "GridSearch",
     "Hyperband",
     "Inline",
@@ -48,5 +52,24 @@ __all__ = [
     "TrialPaused",
     "TrialPruned",
     "TrialRecord",
+    "bench",
     "tune",
 ]
+
+if _typing.TYPE_CHECKING:
+    from torchhpo import bench
+    from torchhpo.gp import GP, GPOptions
+
+_LAZY = {"GP": "torchhpo.gp", "GPOptions": "torchhpo.gp", "bench": "torchhpo.bench"}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    """``th.GP``, ``th.GPOptions`` and ``th.bench`` import BoTorch on first use, not with ``import torchhpo``."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'torchhpo' has no attribute {name!r}")
+    import importlib
+
+    module = importlib.import_module(_LAZY[name])
+    value = module if name == "bench" else getattr(module, name)
+    globals()[name] = value
+    return value

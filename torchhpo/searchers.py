@@ -14,9 +14,9 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from torchhpo.space import Config, Space
-from torchhpo.trial import TrialRecord
+from torchhpo.trial import Status, TrialRecord
 
-__all__ = ["GridSearch", "RandomSearch", "Searcher", "Sobol", "make_searcher"]
+__all__ = ["GridSearch", "RandomSearch", "Searcher", "Sobol", "make_searcher", "observations"]
 
 
 @runtime_checkable
@@ -101,6 +101,34 @@ class GridSearch:
 
 def _key(config: Config) -> str:
     return json.dumps(config, sort_keys=True)
+
+
+def observations(space: Space, trials: Sequence[TrialRecord], *, min_points: int = 6) -> list[tuple[Config, float]]:
+    """What a model-based searcher learns from: ``(config, score)`` pairs, larger scores better.
+
+    Without early-stopped trials: COMPLETED trials' final scores. Once trials were pruned or paused
+    (multi-fidelity), BOHB's rule: the scores reported at the highest step that ``max(d + 2, min_points)`` trials
+    reached (else the step most trials reached), so one model sees every bracket's results. FAILED trials get the
+    worst score of the chosen data: a region where training diverges should not look unexplored.
+    """
+    if any(t.status in (Status.PRUNED, Status.PAUSED) for t in trials):
+        counts: dict[int, int] = {}
+        for t in trials:
+            if t.status is not Status.FAILED:
+                for step in t.reports:
+                    counts[step] = counts.get(step, 0) + 1
+        need = max(space.dim + 2, min_points)
+        enough = [step for step, c in counts.items() if c >= need]
+        step = max(enough) if enough else max(counts, key=lambda k: (counts[k], k)) if counts else None
+        pairs = [(t.config, t.scores[step]) for t in trials
+                 if step is not None and t.status is not Status.FAILED and step in t.reports]
+    else:
+        pairs = [(t.config, t.score) for t in trials if t.status is Status.COMPLETED and t.score is not None]
+    failed = [t.config for t in trials if t.status is Status.FAILED]
+    if pairs and failed:
+        worst = min(score for _, score in pairs)
+        pairs += [(c, worst) for c in failed]
+    return pairs
 
 
 def make_searcher(spec: Searcher | str | None, *, seed: int | None = None, **options: Any) -> Searcher:

@@ -19,7 +19,7 @@ import torch
 from scipy.special import logsumexp, ndtr
 from scipy.stats import truncnorm
 
-from torchhpo.searchers import Sobol, _fresh_seed, _key
+from torchhpo.searchers import Sobol, _fresh_seed, _key, observations
 from torchhpo.space import Config, Space
 from torchhpo.trial import Status, TrialRecord
 
@@ -55,14 +55,14 @@ class TPE:
         self.seed = _fresh_seed(seed)
 
     def ask(self, space: Space, trials: Sequence[TrialRecord], n: int = 1) -> list[Config]:
-        done = [t for t in trials if t.status is Status.COMPLETED and t.score is not None]
-        if len(done) < self.n_initial:
+        pairs = observations(space, trials)
+        if len(pairs) < self.n_initial:
             return Sobol(seed=self.seed).ask(space, trials, n)
         rng = np.random.default_rng([self.seed, len(trials)])
-        order = sorted(done, key=lambda t: -t.score)
+        order = sorted(pairs, key=lambda p: -p[1])
         n_good = min(max(1, math.ceil(self.gamma * len(order))), 25)
-        good = space.encode([t.config for t in order[:n_good]]).numpy()
-        bad = [t.config for t in order[n_good:]] + [t.config for t in trials if t.status is Status.RUNNING]
+        good = space.encode([c for c, _ in order[:n_good]]).numpy()
+        bad = [c for c, _ in order[n_good:]] + [t.config for t in trials if t.status is Status.RUNNING]
         seen = {_key(t.config) for t in trials}
         out: list[Config] = []
         for _ in range(n):

@@ -1,0 +1,96 @@
+"""Sample efficiency of search: final log10 regret after 50 evaluations on Branin, Hartmann6, Ackley5, mixed.
+
+    python benchmarks/bbo.py                       # seeds 0..9 (BoTorch loop: seeds 0..3, it is slow)
+    python benchmarks/bbo.py --seeds 100-109 --tag tune   # tuning seeds, never the reported ones
+    python benchmarks/bbo.py --quick               # smoke run: the mixed problem, 8 evaluations, 1 seed
+    # in parallel, then one table from both parts:
+    python benchmarks/bbo.py --only gp-qlognei,gp-ucb --tag gp &
+    python benchmarks/bbo.py --only optuna-gp,optuna-tpe,random,sobol,botorch-loop --loop-seeds 0-1 --tag peers
+    python benchmarks/bbo.py --merge gp,peers
+
+Writes benchmarks/results/bbo[-TAG].md and one regret-curve PNG per problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import warnings
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
+
+import torch
+from _common import RESULTS, header, save
+
+import torchhpo as th
+from torchhpo.bench import BoTorchLoop, OptunaPeer, Results, Run, compare
+
+
+def seeds_of(text: str) -> list[int]:
+    a, _, b = text.partition("-")
+    return list(range(int(a), int(b or a) + 1))
+
+
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run")
+    ap.add_argument("--seeds", default="0-9", help="a range like 0-9")
+    ap.add_argument("--loop-seeds", default="0-3", help="seeds for the slow plain BoTorch loop")
+    ap.add_argument("--budget", type=int, default=50)
+    ap.add_argument("--problems", default="branin,hartmann6,ackley5,mixed")
+    ap.add_argument("--only", default="", help="comma-separated optimizer names to run (default: all)")
+    ap.add_argument("--tag", default="", help="suffix of the result files")
+    ap.add_argument("--merge", default="", help="comma-separated tags whose saved runs make one table")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+    seeds, loop_seeds, budget = seeds_of(args.seeds), seeds_of(args.loop_seeds), args.budget
+    problems = args.problems.split(",")
+    if args.quick:
+        seeds, loop_seeds, problems, budget = [0], [0], ["mixed"], 8
+    opts: dict = {"gp-qlognei": th.GP(), "gp-ucb": th.GP("ucb", beta=2.0), "random": th.RandomSearch(),
+                  "sobol": th.Sobol()}
+    if importlib.util.find_spec("optuna"):
+        opts |= {"optuna-gp": OptunaPeer("gp"), "optuna-tpe": OptunaPeer("tpe")}
+    slow = {"botorch-loop": BoTorchLoop(n_initial=10 if not args.quick else 4)}
+    if args.only:
+        keep = set(args.only.split(","))
+        opts, slow = {k: v for k, v in opts.items() if k in keep}, {k: v for k, v in slow.items() if k in keep}
+    res = Results()
+    parts = [load(t) for t in args.merge.split(",")] if args.merge else [
+        compare(opts, problems, budget, seeds) if opts else None,
+        compare(slow, problems, budget, loop_seeds) if slow else None]
+    for part in parts:
+        if part is not None:
+            res.runs |= part.runs
+            res.optima |= part.optima
+    tag = f"-{args.tag}" if args.tag else ("-quick" if args.quick else "")
+    if not args.merge:
+        dump(res, RESULTS / f"bbo{tag}.json")
+    problems = list(dict.fromkeys(k[1] for k in res.runs))
+    by_opt = {o: sorted({k[2] for k in res.runs if k[0] == o}) for o in dict.fromkeys(k[0] for k in res.runs)}
+    text = header("Sample efficiency (benchmarks/bbo.py)", ["benchmarks/bbo.py", *argv])
+    text += (f"- budget {budget} evaluations, minimize; seeds: "
+             + ", ".join(f"{o} {s[0]}..{s[-1]}" for o, s in by_opt.items()) + "\n"
+             "- cells: median [IQR] of final log10 simple regret (floored at 1e-12); lower is better\n\n")
+    text += res.table() + "\n"
+    for p in problems:
+        res.plot(str(RESULTS / f"bbo{tag}-{p}.png"), problem=p)
+    save(f"bbo{tag}.md", text)
+
+
+def dump(res: Results, path: Path) -> None:
+    runs = [[*k, r.values, r.seconds] for k, r in res.runs.items()]
+    path.write_text(json.dumps({"optima": res.optima, "runs": runs}))
+
+
+def load(tag: str) -> Results:
+    d = json.loads((RESULTS / f"bbo-{tag}.json").read_text())
+    return Results({(o, p, s): Run(v, t) for o, p, s, v, t in d["runs"]}, d["optima"])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,104 @@
+"""Cost of one suggestion on Hartmann6 after n observations, split into model fit and acquisition optimization.
+
+    python benchmarks/suggest_latency.py           # n = 50, 100, 200, 400, 800 and a q=8 batch at n=200
+    python benchmarks/suggest_latency.py --quick   # smoke run: n = 20, a q=2 batch, one repeat
+
+Side by side in one run: torchhpo's GP (default qLogNEI; warm-started, as in a running study: it asked once at
+n - 1 first), Optuna's GPSampler (likewise asked once before) and the plain BoTorch loop. CPU seconds are the
+figure to quote on a shared machine (one torch thread); wall seconds are shown too. Writes
+benchmarks/results/suggest_latency[-quick].md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
+
+import torch
+from _common import header, save
+
+import torchhpo as th
+from torchhpo.bench import PROBLEMS, BoTorchLoop, _optuna_dist
+from torchhpo.trial import Status, TrialRecord
+
+PROBLEM = PROBLEMS["hartmann6"]
+
+
+def history(n: int) -> list[TrialRecord]:
+    configs = PROBLEM.space.sample(n, seed=n)
+    return [TrialRecord(i, c, Status.COMPLETED, PROBLEM.fn(c), sign=-1) for i, c in enumerate(configs)]
+
+
+def timed(fn) -> tuple[float, float]:
+    w, c = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - w, time.process_time() - c
+
+
+def torchhpo_gp(trials: list[TrialRecord], q: int) -> dict[str, float]:
+    gp = th.GP(seed=0)
+    gp.ask(PROBLEM.space, trials[:-1], 1)  # the previous suggestion of a running study: warms the fit
+    wall, cpu = timed(lambda: gp.ask(PROBLEM.space, trials, q))
+    return {"wall": wall, "cpu": cpu, **gp.timings}
+
+
+def optuna_gp(trials: list[TrialRecord], q: int) -> dict[str, float]:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    dists = {n: _optuna_dist(p) for n, p in PROBLEM.space.params.items()}
+    study = optuna.create_study(sampler=optuna.samplers.GPSampler(seed=0), direction="minimize")
+    study.add_trials([optuna.trial.create_trial(params=t.config, distributions=dists, value=t.value)
+                      for t in trials[:-1]])
+    study.ask(dists)  # warms its kernel-parameter cache like a running study
+    last = trials[-1]
+    study.add_trial(optuna.trial.create_trial(params=last.config, distributions=dists, value=last.value))
+    wall, cpu = timed(lambda: [study.ask(dists) for _ in range(q)])
+    return {"wall": wall, "cpu": cpu}
+
+
+def botorch_loop(trials: list[TrialRecord], q: int) -> dict[str, float]:
+    loop = BoTorchLoop()
+    X = PROBLEM.space.encode([t.config for t in trials])
+    y = torch.tensor([t.value for t in trials], dtype=torch.float64)
+    wall, cpu = timed(lambda: loop.suggest(PROBLEM.space, X, y, seed=0, q=q))
+    return {"wall": wall, "cpu": cpu, **loop.timings}
+
+
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+    sizes, repeats, batch_n, q = ([20], 1, 20, 2) if args.quick else ([50, 100, 200, 400, 800], args.repeats, 200, 8)
+    methods = {"torchhpo GP (qLogNEI)": torchhpo_gp, "BoTorch loop": botorch_loop}
+    if importlib.util.find_spec("optuna"):
+        methods["Optuna GPSampler"] = optuna_gp
+    rows = []
+    for n, k in [(n, 1) for n in sizes] + [(batch_n, q)]:
+        trials = history(n)
+        for name, fn in methods.items():
+            runs = [fn(trials, k) for _ in range(repeats)]
+            med = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+            rows.append((name, n, k, med))
+    text = header("Cost of a suggestion (benchmarks/suggest_latency.py)", ["benchmarks/suggest_latency.py", *argv])
+    text += (f"- Hartmann6, n random observations; median of {repeats} repeats; seconds; fit / acquisition are CPU "
+             "seconds where the method reports them. Optuna has no joint batch: its q=8 row is 8 sequential asks.\n\n"
+             "| method | n | q | CPU s | wall s | fit CPU s | acquisition CPU s |\n|---|---|---|---|---|---|---|\n")
+    for name, n, q, m in rows:
+        split = [f"{m[k]:.3f}" if k in m else "—" for k in ("fit", "acquisition")]
+        text += f"| {name} | {n} | {q} | {m['cpu']:.3f} | {m['wall']:.3f} | {split[0]} | {split[1]} |\n"
+    save(f"suggest_latency{'-quick' if args.quick else ''}.md", text)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

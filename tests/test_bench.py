@@ -1,0 +1,93 @@
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import torchhpo as th
+from torchhpo.bench import PROBLEMS, BoTorchLoop, Results, Run, compare
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = th.GPOptions(num_restarts=2, raw_samples=32, maxiter=10, fit_maxiter=15)
+
+
+@pytest.mark.parametrize(("name", "argmin"), [
+    ("branin", {"x1": math.pi, "x2": 2.275}),
+    ("hartmann6", {f"x{i}": v for i, v in enumerate([0.20169, 0.150011, 0.476874, 0.275332, 0.311652, 0.6573])}),
+    ("ackley5", {f"x{i}": 0.0 for i in range(5)}),
+    ("mixed", {"lr": 1e-3, "layers": 6, "optimizer": "adam", "momentum": 0.8}),
+])
+def test_problems_reach_their_optimum_at_the_known_argmin(name, argmin):
+    p = PROBLEMS[name]
+    assert p.space.validate(argmin) == argmin
+    assert p.fn(argmin) == pytest.approx(p.optimum, abs=1e-5)
+    assert all(p.fn(c) >= p.optimum - 1e-9 for c in p.space.sample(200, seed=0))
+
+
+def test_compare_table_ranks_and_plot(tmp_path):
+    res = compare({"random": th.RandomSearch(), "sobol": th.Sobol(), "loop": BoTorchLoop(n_initial=4),
+                   "gp": lambda seed: th.GP(n_initial=4, seed=seed, options=FAST)}, problems=["branin"], budget=5,
+                  seeds=[0, 1])  # 1 model-based step each: checks wiring, not quality
+    assert len(res.runs) == 8 and all(len(r.values) == 5 for r in res.runs.values())
+    ranks = res.ranks()
+    assert sum(ranks.values()) == pytest.approx(1 + 2 + 3 + 4)  # per (problem, seed), ranks 1..4
+    table = res.table()
+    assert table.count("\n") == 2 + 4 - 1 and "mean rank" in table
+    res.plot(str(tmp_path / "r.png"))
+    assert (tmp_path / "r.png").stat().st_size > 1000
+
+
+def test_regret_is_floored_and_monotone():
+    res = Results({("a", "p", 0): Run([3.0, 1.0, 2.0, 1.0], [0.0] * 4)}, {"p": 1.0})
+    assert res.regret(("a", "p", 0)).tolist() == [math.log10(2.0), -12.0, -12.0, -12.0]
+
+
+def test_compare_rejects_unknown_problems_and_optimizers():
+    with pytest.raises(ValueError, match="unknown; choose from"):
+        compare({"r": th.RandomSearch()}, problems=["nope"], budget=2, seeds=1)
+    with pytest.raises(TypeError, match="must be a searcher"):
+        compare({"r": 3}, problems=["branin"], budget=2, seeds=1)
+
+
+def test_optuna_peer_runs():
+    pytest.importorskip("optuna")
+    from torchhpo.bench import OptunaPeer
+
+    run = OptunaPeer("tpe").run(PROBLEMS["mixed"], budget=4, seed=0)
+    assert len(run.values) == 4 and min(run.values) >= 0.0
+    with pytest.raises(ValueError, match="sampler"):
+        OptunaPeer("cmaes")
+
+
+def _script(*args: str) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-W", "ignore", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=240)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def test_bbo_quick():
+    assert "| gp-qlognei |" in _script("benchmarks/bbo.py", "--quick")
+
+
+def test_suggest_latency_quick():
+    assert "| torchhpo GP (qLogNEI) | 20 | 2 |" in _script("benchmarks/suggest_latency.py", "--quick")
+
+
+def test_gpu_quick():
+    out = _script("benchmarks/gpu.py", "--quick")
+    assert ("no CUDA GPU" in out) != ("| cuda |" in out)
+
+
+def test_recipe_bo_1d_demo(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = _script("recipes/bo_1d_demo.py", "--iterations", "3", "--out", str(tmp_path / "demo.png"))
+    assert "best x" in out and (tmp_path / "demo.png").exists()
+
+
+def test_recipe_gp_cnn_digits():
+    out = _script("recipes/gp_cnn_digits.py", "--trials", "3", "--n-initial", "2", "--epochs", "1", "--storage", "")
+    assert "best validation loss" in out and "test accuracy" in out

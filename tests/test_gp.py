@@ -1,0 +1,163 @@
+import json
+import logging
+import math
+
+import pytest
+import torch
+
+import torchhpo as th
+from torchhpo.gp import ACQUISITIONS, training_data
+from torchhpo.searchers import make_searcher
+from torchhpo.testing import check_searcher
+
+FAST = th.GPOptions(num_restarts=2, raw_samples=32, maxiter=10, fit_maxiter=15, mc_samples=16, ts_candidates=256,
+                    alternating_steps=1)
+
+
+def _done(number, config, value, **kw):
+    return th.TrialRecord(number, config, kw.pop("status", th.Status.COMPLETED), value, **kw)
+
+
+@pytest.mark.parametrize("acquisition", sorted(ACQUISITIONS))
+def test_contract(acquisition):
+    check_searcher(lambda seed: th.GP(acquisition, seed=seed, n_initial=3, options=FAST), n_history=6, batch=2)
+
+
+def test_acquisition_class_is_accepted():
+    from botorch.acquisition import qSimpleRegret
+
+    check_searcher(lambda seed: th.GP(qSimpleRegret, seed=seed, n_initial=3, options=FAST),
+                   spaces={"c": th.testing.CONTRACT_SPACES["continuous"]}, n_history=6, batch=2)
+
+
+def test_bad_arguments_have_clear_errors():
+    with pytest.raises(ValueError, match=r"acquisition='nope' is unknown.*qlognei"):
+        th.GP("nope")
+    with pytest.raises(TypeError, match="AcquisitionFunction"):
+        th.GP(3)
+    with pytest.raises(ValueError, match="beta"):
+        th.GP("ucb", beta=-1)
+    with pytest.raises(ValueError, match="n_initial"):
+        th.GP(n_initial=0)
+    with pytest.raises(ValueError, match="device"):
+        th.GP(device="tpu")
+
+
+def test_make_searcher_maps_gp():
+    gp = make_searcher("gp", seed=3, acquisition="ucb")
+    assert isinstance(gp, th.GP) and gp.seed == 3 and gp.acquisition == "ucb"
+
+
+def _demo(x):
+    return math.sin(x) * x**2 + 2 * x
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_finds_the_lecture_demo_maximum(seed):
+    space = th.Space({"x": th.Float(-10.0, 10.0)})
+    grid = torch.linspace(-10, 10, 20001, dtype=torch.float64)
+    x_star = float(grid[(torch.sin(grid) * grid**2 + 2 * grid).argmax()])
+    study = th.Study(space, mode="max", searcher=th.GP("ucb", beta=2.0, seed=seed, options=FAST))
+    study.optimize(lambda c, t: _demo(c["x"]), n_trials=30, progress=False)
+    assert abs(study.best.config["x"] - x_star) < 0.05
+
+
+def test_initial_design_continues_the_sobol_sequence_and_counts_enqueued():
+    space = th.Space({"x": th.Float(0.0, 1.0), "y": th.Float(0.0, 1.0)})
+    gp = th.GP(n_initial=4, seed=7)
+    first = gp.ask(space, [], 2)
+    trials = [_done(i, c, 0.0) for i, c in enumerate(first)]
+    assert gp.ask(space, trials, 2) == space.sobol(4, seed=7)[2:]
+
+
+def test_pending_configs_are_never_reproposed():
+    space = th.Space({"k": th.Int(0, 5)})  # 6 configs: the GP must skip the 5 taken ones
+    trials = [_done(i, {"k": i}, -float((i - 2) ** 2)) for i in range(3)]
+    trials += [th.TrialRecord(3, {"k": 3}), th.TrialRecord(4, {"k": 4})]  # RUNNING
+    for acquisition in ("qlognei", "ucb", "ts"):
+        got = th.GP(acquisition, n_initial=2, seed=0, options=FAST).ask(space, trials, 1)
+        assert got == [{"k": 5}]
+
+
+def test_batch_is_diverse_with_pending_points():
+    space = th.testing.CONTRACT_SPACES["continuous"]
+    trials = [_done(i, c, -float(i % 3)) for i, c in enumerate(space.sobol(8, seed=1))]
+    trials.append(th.TrialRecord(8, space.sobol(9, seed=2)[-1]))
+    batch = th.GP(seed=0, n_initial=2, options=FAST).ask(space, trials, 4)
+    keys = {json.dumps(c, sort_keys=True) for c in batch}
+    assert len(keys) == 4 and not keys & {json.dumps(t.config, sort_keys=True) for t in trials}
+
+
+def test_failed_trials_get_the_worst_score():
+    space = th.Space({"x": th.Float(0.0, 1.0)})
+    trials = [_done(0, {"x": 0.1}, 1.0), _done(1, {"x": 0.5}, 3.0),
+              th.TrialRecord(2, {"x": 0.9}, th.Status.FAILED, reason="diverged"), th.TrialRecord(3, {"x": 0.7})]
+    X, y = training_data(space, trials)
+    assert y.tolist() == [1.0, 3.0, 1.0] and X[-1, 0] == pytest.approx(0.9)
+
+
+def test_rung_aware_data_uses_the_highest_step_with_enough_points():
+    space = th.Space({"a": th.Float(0.0, 1.0), "b": th.Float(0.0, 1.0)})  # d + 2 = 4 < min_points = 6
+    configs = space.sobol(12, seed=0)
+    trials = []
+    for i, c in enumerate(configs):  # 12 reach step 1, 7 reach step 3, 2 reach step 9 (BOHB-like brackets)
+        top = 9 if i < 2 else 3 if i < 7 else 1
+        reports = {s: -float(i) - s for s in (1, 3, 9) if s <= top}
+        status = th.Status.COMPLETED if top == 9 else th.Status.PRUNED
+        trials.append(th.TrialRecord(i, c, status, value=reports[top], reports=reports, sign=-1))
+    X, y = training_data(space, trials, min_points=6)
+    assert y.tolist() == [float(i) + 3 for i in range(7)]  # scores at step 3, sign turned
+    assert torch.equal(X, space.encode(configs[:7]))
+    _, y = training_data(space, trials, min_points=8)
+    assert len(y) == 12  # step 3 has too few: fall back to step 1
+    assert th.GP(n_initial=2, seed=0, options=FAST).ask(space, trials, 1)[0] not in configs
+
+
+@pytest.mark.parametrize("case", ["constant", "duplicates", "two-points"])
+def test_degenerate_data_never_crashes(case, caplog):
+    space = th.Space({"x": th.Float(0.0, 1.0), "c": th.Choice(["a", "b"])})
+    if case == "constant":
+        trials = [_done(i, c, 1.0) for i, c in enumerate(space.sobol(6, seed=0))]
+    elif case == "duplicates":
+        trials = [_done(i, {"x": 0.5, "c": "a"}, float(i % 2)) for i in range(6)]
+    else:
+        trials = [_done(0, {"x": 0.2, "c": "a"}, 0.0), _done(1, {"x": 0.2, "c": "b"}, 1e12)]
+    with caplog.at_level(logging.WARNING, logger="torchhpo.gp"):
+        got = th.GP(n_initial=1, seed=0, options=FAST).ask(space, trials, 2)
+    assert len(got) == 2 and all(space.validate(c) == c for c in got)
+
+
+def test_fit_failure_falls_back_to_a_random_point_with_a_warning(caplog):
+    space = th.Space({"x": th.Float(0.0, 1.0)})  # an infinite score (records from elsewhere) breaks the fit
+    trials = [_done(i, {"x": i / 10}, math.inf if i == 2 else float(i)) for i in range(5)]
+    with caplog.at_level(logging.WARNING, logger="torchhpo.gp"):
+        got = th.GP(n_initial=1, seed=0, options=FAST).ask(space, trials, 2)
+    assert len(got) == 2 and all(0 <= c["x"] <= 1 for c in got) and "GP fit failed" in caplog.text
+
+
+def test_acquisition_class_that_cannot_be_built_says_why():
+    from botorch.acquisition import FixedFeatureAcquisitionFunction
+
+    space = th.Space({"x": th.Float(0.0, 1.0)})
+    trials = [_done(i, {"x": i / 10}, float(i)) for i in range(4)]
+    with pytest.raises(TypeError, match="FixedFeatureAcquisitionFunction cannot be built"):
+        th.GP(FixedFeatureAcquisitionFunction, n_initial=1, options=FAST).ask(space, trials, 1)
+
+
+def test_posterior_is_in_the_users_sign():
+    space = th.Space({"x": th.Float(0.0, 1.0)})
+    trials = [_done(i, {"x": x}, (x - 0.3) ** 2, sign=-1) for i, x in enumerate([0.0, 0.25, 0.5, 0.75, 1.0])]
+    X = torch.tensor([[0.25], [1.0]], dtype=torch.float64)
+    mean, std, acq = th.GP("ucb", options=FAST).posterior(space, trials, X)
+    assert mean.shape == std.shape == acq.shape == (2,)
+    assert mean[0] == pytest.approx(0.0025, abs=0.05) and mean[1] == pytest.approx(0.49, abs=0.05)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_paths():
+    space = th.testing.CONTRACT_SPACES["mixed"]
+    trials = [_done(i, c, -float(i % 4)) for i, c in enumerate(space.sobol(10, seed=0))]
+    gp = th.GP(n_initial=2, seed=0, device="cuda", options=FAST)
+    assert len(gp.ask(space, trials, 3)) == 3 and gp._tkwargs(10)["device"].type == "cuda"
+    auto = th.GP(options=th.GPOptions(gpu_min_points=5))
+    assert auto._tkwargs(10)["device"].type == "cuda" and auto._tkwargs(4)["device"].type == "cpu"
