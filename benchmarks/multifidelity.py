@@ -87,6 +87,7 @@ def methods(E: int, r: int, with_gp: bool) -> dict[str, tuple[Callable[[int], An
         "random + ASHA": (rand, lambda s: th.ASHA(r, E, seed=s)),
         "random + median": (rand, lambda s: th.MedianStopping(warmup_epochs=3, min_trials=5)),
     }
+    out["tpe + Hyperband"] = (lambda s: th.TPE(seed=s), lambda s: th.Hyperband(r, E))
     if with_gp and importlib.util.find_spec("torchhpo.gp") is not None:
         out["gp + Hyperband"] = (lambda s: make_searcher("gp", seed=s), lambda s: th.Hyperband(r, E))
     return out
@@ -260,8 +261,15 @@ def main() -> None:
     p.add_argument("--min-epochs", type=int, default=1, help="epochs at the first rung")
     p.add_argument("--real", action="store_true", help="real training (9 epochs, 2 seeds, budget 12 full runs)")
     p.add_argument("--table", type=Path, default=None, help="curves file (default: the shipped one)")
+    p.add_argument("--methods", default=None, help="comma-separated subset of the methods (default: all)")
+    p.add_argument("--tag", default="", help="suffix of the result files, for a partial run")
     p.add_argument("--quick", action="store_true")
     a = p.parse_args()
+    keep = None if a.methods is None else {m.strip() for m in a.methods.split(",")}
+
+    def chosen(table: dict[str, Any]) -> dict[str, Any]:
+        return {m: v for m, v in table.items() if keep is None or m in keep}
+
     torch.set_num_threads(1)
     seeds = list(range(100, 100 + (2 if a.quick or a.real else a.seeds)))
     start = time.time()
@@ -270,7 +278,7 @@ def main() -> None:
     runs: dict[str, list[Run]] = {}
     if a.real:
         E, budget = (3, 4 * 3) if a.quick else (9, 12 * 9)
-        for m, (searcher, sched) in methods(E, a.min_epochs, with_gp=not a.quick).items():
+        for m, (searcher, sched) in chosen(methods(E, a.min_epochs, with_gp=not a.quick)).items():
             runs[m] = [run_real(searcher(s), sched(s), s, budget, E) for s in seeds]
         name = "multifidelity_real" + ("_quick" if a.quick else "")
         header = (f"## Multi-fidelity, real training of the digits CNN ({E} epochs max, budget {budget} epochs "
@@ -279,11 +287,12 @@ def main() -> None:
         curves = Curves.load(a.table)
         E = curves.epochs
         budget = (6 if a.quick else a.budget) * E
-        for m, (searcher, sched) in methods(E, a.min_epochs, with_gp=not a.quick).items():
+        for m, (searcher, sched) in chosen(methods(E, a.min_epochs, with_gp=not a.quick)).items():
             runs[m] = [run_table(curves, searcher(s), sched(s), s, budget, a.slots) for s in seeds]
-        if not a.quick and a.slots == 1 and importlib.util.find_spec("optuna") is not None:
+        optuna_wanted = keep is None or "optuna TPE + HyperbandPruner" in keep
+        if not a.quick and a.slots == 1 and optuna_wanted and importlib.util.find_spec("optuna") is not None:
             runs["optuna TPE + HyperbandPruner"] = [run_optuna(curves, s, budget, a.min_epochs) for s in seeds]
-        name = f"multifidelity_table_slots{a.slots}_min{a.min_epochs}" + ("_quick" if a.quick else "")
+        name = f"multifidelity_table_slots{a.slots}_min{a.min_epochs}{a.tag}" + ("_quick" if a.quick else "")
         header = (f"## Multi-fidelity on the tabulated digits-CNN curves ({len(curves.configs)} configs x {E} "
                   f"epochs; budget {budget} epochs = {budget // E} full runs; {a.slots} simulated worker(s); "
                   f"first rung {a.min_epochs} epoch(s), eta 3)\n\n"

@@ -22,8 +22,9 @@ __all__ = ["main"]
 def _run(args: argparse.Namespace) -> int:
     from torchhpo.problems import digits_space, train_digits_cnn
 
-    study = Study(digits_space(), mode="min", searcher=args.searcher, storage=args.storage, name="digits_cnn",
-                  seed=args.seed, max_epochs=args.max_epochs)
+    scheduler = None if args.scheduler == "none" else args.scheduler
+    study = Study(digits_space(), mode="min", searcher=args.searcher, scheduler=scheduler, storage=args.storage,
+                  name="digits_cnn", seed=args.seed, max_epochs=args.max_epochs)
     done = sum(t.status.finished for t in study.trials)
     if done:
         print(f"resuming {args.storage}: {done} trials already finished")
@@ -74,8 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="torchhpo", description="PyTorch-native hyperparameter optimization")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="tune the digits CNN (scikit-learn's bundled digits) and print the best config")
-    run.add_argument("--trials", type=int, default=30, help="trials to run (default 30)")
-    run.add_argument("--searcher", default="random", help="grid | random | sobol | gp (default random)")
+    run.add_argument("--trials", type=int, default=40, help="trials to start (default 40)")
+    run.add_argument("--searcher", default="gp", help="random | sobol | tpe | gp (default gp)")
+    run.add_argument("--scheduler", default="hyperband", help="sha | hyperband | asha | median | none (default hyperband)")
     run.add_argument("--storage", default="runs/digits_cnn.db", help="SQLite file; re-running resumes it")
     run.add_argument("--max-epochs", type=int, default=27, help="epochs of a fully trained trial (default 27)")
     run.add_argument("--devices", default=None, help="'auto' (every GPU, else CPU), 'cpu' or 'cuda:0'")
