@@ -20,8 +20,11 @@ __all__ = ["main"]
 
 
 def _run(args: argparse.Namespace) -> int:
+    import torch
+
     from torchhpo.problems import digits_space, train_digits_cnn
 
+    torch.set_num_threads(args.threads)  # a tiny CNN: more threads only add contention on a busy machine
     scheduler = None if args.scheduler == "none" else args.scheduler
     study = Study(digits_space(), mode="min", searcher=args.searcher, scheduler=scheduler, storage=args.storage,
                   name="digits_cnn", seed=args.seed, max_epochs=args.max_epochs)
@@ -81,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--storage", default="runs/digits_cnn.db", help="SQLite file; re-running resumes it")
     run.add_argument("--max-epochs", type=int, default=27, help="epochs of a fully trained trial (default 27)")
     run.add_argument("--devices", default=None, help="'auto' (every GPU, else CPU), 'cpu' or 'cuda:0'")
+    run.add_argument("--threads", type=int, default=1, help="torch CPU threads for training (default 1)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=_run)

@@ -311,6 +311,7 @@ class Study:
         deadline = math.inf if timeout is None else time.monotonic() + timeout
         bar = _progress(n_trials, progress)
         running: set[int] = set()
+        first = len(self._records)
         self._retries, self._retry, self._exhausted = retries, [], False
         room = math.inf if n_trials is None else n_trials
         try:
@@ -333,8 +334,7 @@ class Study:
                 for outcome in executor.wait(timeout=left if 0 < left < math.inf else None):
                     running.discard(outcome.number)
                     self._finish(outcome)
-                    if outcome.status is not Status.PAUSED:
-                        self._show(bar)
+                self._show(bar, first)
         except BaseException:  # Ctrl-C, or an error in a scheduler or the storage: leave storage consistent
             for number in sorted(running):
                 self.tell(number, status=Status.FAILED, reason=INTERRUPTED)
@@ -371,13 +371,15 @@ class Study:
         if record.status is Status.FAILED and attempt < self._retries:
             self._retry.append((record.config, record.number, attempt + 1))
 
-    def _show(self, bar: Any) -> None:
+    def _show(self, bar: Any, first: int) -> None:
+        """Progress: trials of this call that finished (paused ones are not), and the best value so far."""
         if bar is None:
             return
-        bar.update(1)
+        bar.n = sum(r.status.finished for r in self._records[first:])
         done = [r for r in self._records if r.status is Status.COMPLETED]
         if done:
             bar.set_postfix(best=f"{max(done, key=lambda r: r.score).value:.4g}", refresh=False)
+        bar.refresh()
 
     def __repr__(self) -> str:
         return f"Study(name={self.name!r}, mode={self.mode!r}, trials={len(self._records)})"
