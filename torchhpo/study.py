@@ -373,9 +373,10 @@ class Study:
 
     def _show(self, bar: Any, first: int) -> None:
         """Progress: trials of this call that finished (paused ones are not), and the best value so far."""
-        if bar is None:
+        finished = sum(r.status.finished for r in self._records[first:])
+        if bar is None or finished == bar.n:
             return
-        bar.n = sum(r.status.finished for r in self._records[first:])
+        bar.n = finished
         done = [r for r in self._records if r.status is Status.COMPLETED]
         if done:
             bar.set_postfix(best=f"{max(done, key=lambda r: r.score).value:.4g}", refresh=False)
