@@ -70,7 +70,7 @@ def _script(*args: str) -> str:
 
 
 def test_bbo_quick():
-    assert "| gp-qlognei |" in _script("benchmarks/bbo.py", "--quick")
+    assert "| gp-logei |" in _script("benchmarks/bbo.py", "--quick")
 
 
 def test_suggest_latency_quick():
