@@ -74,7 +74,7 @@ def test_bbo_quick():
 
 
 def test_suggest_latency_quick():
-    assert "| torchhpo GP (qLogNEI) | 20 | 2 |" in _script("benchmarks/suggest_latency.py", "--quick")
+    assert "| torchhpo GP (LogEI) | 20 | 2 |" in _script("benchmarks/suggest_latency.py", "--quick")
 
 
 def test_gpu_quick():
