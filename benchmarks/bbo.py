@@ -4,7 +4,7 @@
     python benchmarks/bbo.py --seeds 100-109 --tag tune   # tuning seeds, never the reported ones
     python benchmarks/bbo.py --quick               # smoke run: the mixed problem, 8 evaluations, 1 seed
     # in parallel, then one table from both parts:
-    python benchmarks/bbo.py --only gp-qlognei,gp-ucb --tag gp &
+    python benchmarks/bbo.py --only gp-logei,gp-ucb --tag gp &
     python benchmarks/bbo.py --only optuna-gp,optuna-tpe,random,sobol,botorch-loop --loop-seeds 0-1 --tag peers
     python benchmarks/bbo.py --merge gp,peers
 
@@ -51,8 +51,8 @@ def main(argv: list[str]) -> None:
     problems = args.problems.split(",")
     if args.quick:
         seeds, loop_seeds, problems, budget = [0], [0], ["mixed"], 8
-    opts: dict = {"gp-qlognei": th.GP(), "gp-ucb": th.GP("ucb", beta=2.0), "random": th.RandomSearch(),
-                  "sobol": th.Sobol()}
+    opts: dict = {"gp-logei": th.GP(), "gp-qlognei": th.GP("qlognei"), "gp-ucb": th.GP("ucb", beta=2.0),
+                  "random": th.RandomSearch(), "sobol": th.Sobol()}
     if importlib.util.find_spec("optuna"):
         opts |= {"optuna-gp": OptunaPeer("gp"), "optuna-tpe": OptunaPeer("tpe")}
     slow = {"botorch-loop": BoTorchLoop(n_initial=10 if not args.quick else 4)}

@@ -3,7 +3,7 @@
     python benchmarks/suggest_latency.py           # n = 50, 100, 200, 400, 800 and a q=8 batch at n=200
     python benchmarks/suggest_latency.py --quick   # smoke run: n = 20, a q=2 batch, one repeat
 
-Side by side in one run: torchhpo's GP (default qLogNEI; warm-started, as in a running study: it asked once at
+Side by side in one run: torchhpo's GP (default LogEI; warm-started, as in a running study: it asked once at
 n - 1 first), Optuna's GPSampler (likewise asked once before) and the plain BoTorch loop. CPU seconds are the
 figure to quote on a shared machine (one torch thread); wall seconds are shown too. Writes
 benchmarks/results/suggest_latency[-quick].md.
@@ -80,7 +80,7 @@ def main(argv: list[str]) -> None:
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
     sizes, repeats, batch_n, q = ([20], 1, 20, 2) if args.quick else ([50, 100, 200, 400, 800], args.repeats, 200, 8)
-    methods = {"torchhpo GP (qLogNEI)": torchhpo_gp, "BoTorch loop": botorch_loop}
+    methods = {"torchhpo GP (LogEI)": torchhpo_gp, "BoTorch loop": botorch_loop}
     if importlib.util.find_spec("optuna"):
         methods["Optuna GPSampler"] = optuna_gp
     rows = []

@@ -1,7 +1,7 @@
 """Tune the digits CNN (learning rate, weight decay, width, depth, dropout) with GP Bayesian optimization.
 
 Each trial trains the lecture's CNN (conv 3x3 -> batch norm -> ReLU -> max-pool blocks) on scikit-learn's digits
-and returns the validation loss; the GP (qLogNEI) proposes the next config from all finished trials. Every trial
+and returns the validation loss; the GP (LogEI) proposes the next config from all finished trials. Every trial
 is kept in a SQLite file: rerun the same command to resume.
 
     python recipes/gp_cnn_digits.py                                   # 30 trials x 15 epochs, CPU (~5 minutes)

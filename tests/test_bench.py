@@ -70,11 +70,11 @@ def _script(*args: str) -> str:
 
 
 def test_bbo_quick():
-    assert "| gp-qlognei |" in _script("benchmarks/bbo.py", "--quick")
+    assert "| gp-logei |" in _script("benchmarks/bbo.py", "--quick")
 
 
 def test_suggest_latency_quick():
-    assert "| torchhpo GP (qLogNEI) | 20 | 2 |" in _script("benchmarks/suggest_latency.py", "--quick")
+    assert "| torchhpo GP (LogEI) | 20 | 2 |" in _script("benchmarks/suggest_latency.py", "--quick")
 
 
 def test_gpu_quick():

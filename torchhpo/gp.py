@@ -1,8 +1,10 @@
 """Bayesian optimization: a BoTorch Gaussian process, an acquisition registry, batches with pending points.
 
 The GP sees the unit cube (``space.encode``, float64): a ``SingleTaskGP`` (``MixedSingleTaskGP`` with a
-categorical kernel on ``space.categorical_dims`` when the space has choices), BoTorch's default priors and a
-``Standardize`` outcome transform. Integers are relaxed to [0, 1] and snapped with ``space.round``.
+categorical kernel on ``space.categorical_dims`` when the space has choices), BoTorch's kernel priors, a noise
+variance floor of 1e-6 with a prior that favours small noise (``GPOptions.min_noise``, ``noise_prior``: BoTorch's
+1e-4 floor keeps the GP from interpolating an exact objective) and a ``Standardize`` outcome transform.
+Integers are relaxed to [0, 1] and snapped with ``space.round``.
 
 What the model is trained on (larger score is better):
 
@@ -70,6 +72,11 @@ class GPOptions:
         cold_fits_below: below this many observations, also fit from BoTorch's defaults and keep the larger
             marginal likelihood.
         min_rung_points: least observations at a step for the rung-aware rule (with ``d + 2``).
+        min_noise: lower bound of the noise variance (in standardized units). BoTorch's default, 1e-4, stops
+            the GP from interpolating a deterministic objective and caps the precision it reaches.
+        noise_prior: ``(concentration, rate)`` of the Gamma prior on the noise variance; Optuna's ``(1.1, 30)``
+            is nearly flat near zero, so exact objectives get a tiny noise and noisy ones still fit theirs.
+            ``None``: BoTorch's LogNormal(-4, 1), which pulls the noise towards ~1e-2.
         gpu_min_points: with ``device="auto"``, use the GPU from this many observations on. A guess (no GPU was
             at hand when it was chosen): below ~1,000 points a 64-bit GP is launch-bound and the CPU wins;
             ``benchmarks/gpu.py`` measures the crossing point.
@@ -83,8 +90,10 @@ class GPOptions:
     mc_samples: int = 64
     ts_candidates: int = 2048
     warm_start: bool = True
-    cold_fits_below: int = 50
+    cold_fits_below: int = 20
     min_rung_points: int = 6
+    min_noise: float = 1e-6
+    noise_prior: tuple[float, float] | None = (1.1, 30.0)
     gpu_min_points: int = 1000
 
 
@@ -92,7 +101,10 @@ class GP:
     """Gaussian-process Bayesian optimization (BoTorch), after ``n_initial`` Sobol points.
 
     Args:
-        acquisition: ``"qlognei"`` (default: noisy log expected improvement), ``"logei"``, ``"ei"``, ``"pi"``,
+        acquisition: ``"logei"`` (default: log expected improvement over the best observed score; analytic for
+            one point, Monte Carlo with pending points), ``"qlognei"`` (noisy log expected improvement: Monte
+            Carlo always, ~2x the cost, for objectives whose noise makes the best observed score misleading),
+            ``"ei"``, ``"pi"``,
             ``"ucb"``, ``"qucb"``, ``"ts"`` (Thompson sampling on pathwise posterior samples), or a BoTorch
             ``AcquisitionFunction`` class (built with the keyword arguments its signature takes among
             ``model``, ``best_f``, ``X_baseline``, ``X_pending``, ``beta``, ``sampler``).
@@ -109,7 +121,7 @@ class GP:
     the history; set ``GPOptions(warm_start=False)`` for suggestions that are a function of the history alone.
     """
 
-    def __init__(self, acquisition: Any = "qlognei", *, beta: float = 2.0, n_initial: int | None = None,
+    def __init__(self, acquisition: Any = "logei", *, beta: float = 2.0, n_initial: int | None = None,
                  device: str | torch.device = "auto", seed: int | None = None,
                  options: GPOptions | None = None) -> None:
         from botorch.acquisition import AcquisitionFunction
@@ -225,7 +237,7 @@ class GP:
         from botorch.fit import fit_gpytorch_mll
         from gpytorch.mlls import ExactMarginalLogLikelihood
 
-        model = build_model(space, X, y)
+        model = build_model(space, X, y, self.options)
         if state is not None:
             model.load_state_dict({k: v.to(X) for k, v in state.items()}, strict=False)
         mll = ExactMarginalLogLikelihood(model.likelihood, model)
@@ -322,14 +334,23 @@ class GP:
         return f"GP(acquisition={self.acquisition!r}, beta={self.beta}, n_initial={self.n_initial}, seed={self.seed})"
 
 
-def build_model(space: Space, X: torch.Tensor, y: torch.Tensor) -> Any:
-    """A BoTorch GP on ``n x d`` inputs in the unit cube and ``n`` scores (default priors, ``Standardize``)."""
+def build_model(space: Space, X: torch.Tensor, y: torch.Tensor, options: GPOptions | None = None) -> Any:
+    """A BoTorch GP on ``n x d`` inputs in the unit cube and ``n`` scores (``Standardize``; BoTorch's kernel
+    priors; the noise floor and prior of ``options``)."""
     from botorch.models import MixedSingleTaskGP, SingleTaskGP
+    from gpytorch.constraints import GreaterThan
+    from gpytorch.likelihoods import GaussianLikelihood
+    from gpytorch.priors import GammaPrior, LogNormalPrior
 
+    options = options or GPOptions()
+    prior = GammaPrior(*options.noise_prior) if options.noise_prior else LogNormalPrior(-4.0, 1.0)
+    init = max(float(prior.mode), 2 * options.min_noise)
+    likelihood = GaussianLikelihood(noise_prior=prior, noise_constraint=GreaterThan(
+        options.min_noise, transform=None, initial_value=init)).to(X)
     Y = y.unsqueeze(-1)
     if space.categorical_dims:
-        return MixedSingleTaskGP(X, Y, cat_dims=space.categorical_dims)
-    return SingleTaskGP(X, Y)
+        return MixedSingleTaskGP(X, Y, cat_dims=space.categorical_dims, likelihood=likelihood)
+    return SingleTaskGP(X, Y, likelihood=likelihood)
 
 
 def optimize(space: Space, acqf: Any, q: int, options: GPOptions, seed: int) -> torch.Tensor:
