@@ -44,6 +44,7 @@ class Recorder:
 
     def ask(self, space, trials, n=1):
         self.asks.append((n, sum(t.status is th.Status.RUNNING for t in trials)))
+        self.threads = [*getattr(self, "threads", []), threading.current_thread().name]
         return self.inner.ask(space, trials, n)
 
 
@@ -77,6 +78,12 @@ def test_contract_ray(ray_cluster):
     assert ray_cluster.is_initialized(), "Ray(address=None) must not shut down a Ray the user started"
 
 
+def test_inline_asks_after_each_result_without_prefetching():
+    study = th.Study(SPACE, searcher=Recorder(), seed=0)
+    study.optimize(curve, n_trials=4, progress=False)
+    assert study.searcher.asks == [(1, 0)] * 4 and set(study.searcher.threads) == {threading.current_thread().name}
+
+
 # --- the study loop with workers --------------------------------------------------------------------------------
 def test_async_refill_passes_running_trials_as_pending_and_never_repeats(procs):
     offset = 0.5  # a closure: captured and shipped to the workers with cloudpickle
@@ -91,7 +98,11 @@ def test_async_refill_passes_running_trials_as_pending_and_never_repeats(procs):
     assert [t.status for t in study.trials] == [th.Status.COMPLETED] * 6
     assert len({t.config["x"] for t in study.trials}) == 6, "two workers received the same config"
     assert study.searcher.asks[0] == (2, 0)
-    assert all(n == 1 and pending == 1 for n, pending in study.searcher.asks[1:]), study.searcher.asks
+    # every later config is proposed while both workers train (both trials pending), in the prefetch thread,
+    # so that a freed worker gets its next config at once instead of idling through the searcher's work
+    assert all(n == 1 and pending == 2 for n, pending in study.searcher.asks[1:]), study.searcher.asks
+    assert all(name.startswith("torchhpo-prefetch") for name in study.searcher.threads[1:])
+    assert len(study.searcher.asks) == 5  # one batch of 2, then one prefetch per further trial: none wasted
     assert len({t.attrs["seconds"] > 0.15 for t in study.trials}) == 1  # measured in the worker, around the call
 
 

@@ -117,6 +117,7 @@ class Inline:
         device: the device trials see as ``trial.device`` (``"auto"``: the first GPU if any, else the CPU).
     """
 
+    runs_inline = True  # submit returns once the trial has run: nothing to overlap a searcher's work with
     slots = 1
 
     def __init__(self, device: str | torch.device = "auto") -> None:

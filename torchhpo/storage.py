@@ -71,7 +71,7 @@ class MemoryStorage:
         return self.trials()
 
     def create_trial(self, record: TrialRecord) -> None:
-        self._trials[record.number] = _copy(record)
+        self._trials[record.number] = record.copy()
 
     def add_report(self, number: int, step: int, value: float) -> None:
         self._trials[number].reports[step] = value
@@ -82,18 +82,13 @@ class MemoryStorage:
         kept.attrs = dict(record.attrs)
 
     def trials(self) -> list[TrialRecord]:
-        return [_copy(r) for r in sorted(self._trials.values(), key=lambda r: r.number)]
+        return [r.copy() for r in sorted(self._trials.values(), key=lambda r: r.number)]
 
     def enqueue(self, config: Config) -> None:
         self._queue.append(dict(config))
 
     def dequeue(self) -> Config | None:
         return self._queue.pop(0) if self._queue else None
-
-
-def _copy(r: TrialRecord) -> TrialRecord:
-    return TrialRecord(r.number, dict(r.config), r.status, r.value, dict(r.reports), r.reason, r.started,
-                       r.finished, dict(r.attrs), r.sign)
 
 
 _SCHEMA = """

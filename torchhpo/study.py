@@ -79,6 +79,7 @@ class Study:
         for r in self._records:
             r.sign = self.sign
         self._live: dict[int, Trial] = {}
+        self._prefetch: _Prefetch | None = None
         self._retries, self._retry, self._exhausted = 0, [], False  # optimize's retry queue: (config, number, attempt)
         if isinstance(self.storage, SQLiteStorage):
             self.checkpoint_dir = self.storage.path.with_name(self.storage.path.name + ".ckpt") / name
@@ -156,6 +157,9 @@ class Study:
         trials = []
         while len(trials) < k and (config := self.storage.dequeue()) is not None:
             trials.append(self._start(config, source="enqueued"))
+        if len(trials) < k and self._prefetch is not None:  # proposed while every worker was busy
+            for config in self._prefetch.take() or []:
+                trials.append(self._start(self.space.validate(config), source=type(self.searcher).__name__))
         if len(trials) < k:
             for config in self.searcher.ask(self.space, self._records, k - len(trials))[: k - len(trials)]:
                 trials.append(self._start(self.space.validate(config), source=type(self.searcher).__name__))
@@ -312,6 +316,8 @@ class Study:
         bar = _progress(n_trials, progress)
         running: set[int] = set()
         first = len(self._records)
+        if not batch and not getattr(executor, "runs_inline", False):
+            self._prefetch = _Prefetch()
         self._retries, self._retry, self._exhausted = retries, [], False
         room = math.inf if n_trials is None else n_trials
         try:
@@ -328,6 +334,9 @@ class Study:
                         for trial in self._promote(executor.slots, drain=True):
                             running.add(trial.number)
                             executor.submit(fn, trial, self._report, **limits)
+                    if self._prefetch is not None and len(running) >= executor.slots and room > 0 \
+                            and not self._exhausted:  # the next config, computed while the workers train
+                        self._prefetch.start(self.searcher, self.space, self._records)
                 if not running:
                     break
                 left = deadline - time.monotonic()  # past the deadline, just wait for the running trials
@@ -342,6 +351,9 @@ class Study:
                 executor.close()  # its workers still run the abandoned trials
             raise
         finally:
+            if self._prefetch is not None:
+                self._prefetch.close()
+                self._prefetch = None
             if own:
                 executor.close()
             if bar is not None:
@@ -384,6 +396,33 @@ class Study:
 
     def __repr__(self) -> str:
         return f"Study(name={self.name!r}, mode={self.mode!r}, trials={len(self._records)})"
+
+
+class _Prefetch:
+    """Asks the searcher for the next config in a background thread while every worker is busy, so a freed slot
+    refills at once instead of idling through a model fit. The proposal sees the running trials as pending; it
+    misses only results that arrive while it is computed. It works on a snapshot of the records, and the driver
+    takes (waits for) it before asking anything else, so the searcher never runs twice at once and the outcome
+    does not depend on timing."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torchhpo-prefetch")
+        self._future: Any = None
+
+    def start(self, searcher: Searcher, space: Space, records: list[TrialRecord]) -> None:
+        if self._future is None:
+            self._future = self._pool.submit(searcher.ask, space, [r.copy() for r in records], 1)
+
+    def take(self) -> list[Config] | None:
+        """The proposed configs (empty: the searcher is exhausted), or ``None`` when nothing was prefetched."""
+        future, self._future = self._future, None
+        return None if future is None else future.result()
+
+    def close(self) -> None:
+        self._future = None
+        self._pool.shutdown(wait=True)
 
 
 def _finite_searcher(searcher: Searcher) -> bool:

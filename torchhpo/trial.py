@@ -85,6 +85,11 @@ class TrialRecord:
         """``reports`` turned to maximize: step -> score."""
         return {s: self.sign * v for s, v in self.reports.items()}
 
+    def copy(self) -> TrialRecord:
+        """A copy whose config, reports and attrs can change without touching this record."""
+        return TrialRecord(self.number, dict(self.config), self.status, self.value, dict(self.reports), self.reason,
+                           self.started, self.finished, dict(self.attrs), self.sign)
+
     @property
     def duration(self) -> float | None:
         return None if self.finished is None else self.finished - self.started
