@@ -276,16 +276,7 @@ def test_unpicklable_function_is_refused_before_any_worker_starts():
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_script(path: Path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_recipe_multi_gpu_batch_smoke(tmp_path, monkeypatch):
+def test_recipe_multi_gpu_batch_smoke(tmp_path, monkeypatch, load_script):
     try:
         th.Study(SPACE, searcher="gp", scheduler="asha", max_epochs=2)
     except (ImportError, ValueError) as e:
@@ -298,7 +289,7 @@ def test_recipe_multi_gpu_batch_smoke(tmp_path, monkeypatch):
     assert study.best.value > 0
 
 
-def test_benchmark_parallel_quick(tmp_path, monkeypatch):
+def test_benchmark_parallel_quick(tmp_path, monkeypatch, load_script):
     monkeypatch.setattr("sys.argv", ["parallel.py", "--quick", "--out", str(tmp_path)])
     load_script(ROOT / "benchmarks" / "parallel.py").main()
     text = (tmp_path / "parallel-quick.md").read_text()

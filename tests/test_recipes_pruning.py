@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -14,20 +13,13 @@ import torchhpo as th
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_hyperband_recipe_runs_tiny(tmp_path):
+def test_hyperband_recipe_runs_tiny(tmp_path, load_script):
     path = ROOT / "recipes" / "hyperband_cnn_digits.py"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:  # a fresh module each time: main() sets the module's settings
-        study = _load(path).main(max_epochs=3, n_trials=4, n_train=100, storage=str(tmp_path / "r.db"))
-        data = _load(path).main(max_epochs=3, n_trials=3, n_train=100, fidelity="data", scheduler="sha")
+        study = load_script(path).main(max_epochs=3, n_trials=4, n_train=100, storage=str(tmp_path / "r.db"))
+        data = load_script(path).main(max_epochs=3, n_trials=3, n_train=100, fidelity="data", scheduler="sha")
     finally:
         torch.set_num_threads(threads)
     assert len(study.trials) == 4 and all(t.status.finished for t in study.trials)

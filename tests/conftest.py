@@ -1,0 +1,21 @@
+"""Shared test helpers."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_script(path: Path):
+    """Import a recipe or benchmark script as a fresh module (its ``main`` reads the module's settings)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def load_script():
+    return _load_script
