@@ -11,6 +11,7 @@ so that load on this shared machine hits them alike. Quote the ratios, not the a
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
 import statistics
 import tempfile
@@ -55,9 +56,10 @@ def optuna_trials(n: int, storage: str | None) -> Callable[[], None]:
     return run
 
 
-def ours_reports(n: int, storage: str | None) -> Callable[[], None]:
+def ours_reports(n: int, storage: str | None, scheduler: bool = False) -> Callable[[], None]:
     def run() -> None:
-        study = th.Study(SPACE, seed=0, storage=storage, name=f"r{time.perf_counter_ns()}")
+        sched = th.MedianStopping(warmup_epochs=1, min_trials=5) if scheduler else None
+        study = th.Study(SPACE, seed=0, storage=storage, name=f"r{time.perf_counter_ns()}", scheduler=sched)
         trial = study.ask()
         for step in range(n):
             trial.report(1.0 / (step + 1))
@@ -65,11 +67,12 @@ def ours_reports(n: int, storage: str | None) -> Callable[[], None]:
     return run
 
 
-def optuna_reports(n: int, storage: str | None) -> Callable[[], None]:
+def optuna_reports(n: int, storage: str | None, scheduler: bool = False) -> Callable[[], None]:
     import optuna
 
     def run() -> None:
-        study = optuna.create_study(storage=storage, pruner=optuna.pruners.NopPruner(),
+        pruner = optuna.pruners.MedianPruner(n_warmup_steps=1, n_min_trials=5) if scheduler else optuna.pruners.NopPruner()
+        study = optuna.create_study(storage=storage, pruner=pruner,
                                     study_name=f"r{time.perf_counter_ns()}")
         trial = study.ask()
         for step in range(n):
@@ -111,7 +114,9 @@ def main() -> str:
     cases = [("per trial", "memory", ours_trials, optuna_trials, n_mem, None, None),
              ("per trial", "SQLite", ours_trials, optuna_trials, n_sql, ours_db, optuna_db),
              ("per report", "memory", ours_reports, optuna_reports, n_rep, None, None),
-             ("per report", "SQLite", ours_reports, optuna_reports, n_rep // 4, ours_db, optuna_db)]
+             ("per report", "SQLite", ours_reports, optuna_reports, n_rep // 4, ours_db, optuna_db),
+             ("per report, MedianStopping / MedianPruner", "memory", functools.partial(ours_reports, scheduler=True),
+              functools.partial(optuna_reports, scheduler=True), n_rep, None, None)]
     for what, store, ours, theirs, n, ours_store, their_store in cases:
         ours(2, ours_store)()  # warm-up: imports, first connection
         mine = measure(ours, n, ours_store, repeats)

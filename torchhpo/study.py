@@ -385,8 +385,10 @@ class Study:
 
     def _show(self, bar: Any, first: int) -> None:
         """Progress: trials of this call that finished (paused ones are not), and the best value so far."""
+        if bar is None:
+            return
         finished = sum(r.status.finished for r in self._records[first:])
-        if bar is None or finished == bar.n:
+        if finished == bar.n:
             return
         bar.n = finished
         done = [r for r in self._records if r.status is Status.COMPLETED]
