@@ -344,3 +344,13 @@ def test_successive_halving_pauses_and_resumes_across_worker_processes(procs, tm
     for t in study.trials:
         ran = [int(e) for e in (log / f"{t.number}").read_text().split()]
         assert ran == list(range(max(t.reports))), (t.number, ran)
+
+
+def test_simulated_clock_does_not_prefetch():
+    """Virtual time has nothing to overlap: a sequential simulated run asks after every result, like Inline."""
+    from torchhpo.simulate import Curves, Simulated, Tabulated
+
+    curves = Curves.load()
+    study = th.Study(curves.space, searcher=Tabulated(curves, Recorder()), max_epochs=curves.epochs, seed=0)
+    study.optimize(lambda c, t: None, n_trials=3, executor=Simulated(curves, slots=1), progress=False)
+    assert study.searcher.searcher.asks == [(1, 0)] * 3

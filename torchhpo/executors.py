@@ -117,7 +117,6 @@ class Inline:
         device: the device trials see as ``trial.device`` (``"auto"``: the first GPU if any, else the CPU).
     """
 
-    runs_inline = True  # submit returns once the trial has run: nothing to overlap a searcher's work with
     slots = 1
 
     def __init__(self, device: str | torch.device = "auto") -> None:
@@ -301,6 +300,8 @@ class Processes:
         >>> with th.Processes(devices=["cpu"] * 2) as ex:  # doctest: +SKIP
         ...     study.optimize(lambda c, t: (c["x"] - 0.5) ** 2, n_trials=8, executor=ex)
     """
+
+    concurrent = True  # trials run while the driver waits: the study prefetches the next config meanwhile
 
     def __init__(self, devices: str | list[str] = "auto", per_device: int = 1, threads: int | None = None) -> None:
         if isinstance(per_device, bool) or not isinstance(per_device, int) or per_device < 1:
@@ -509,6 +510,8 @@ class Ray:
         >>> import torchhpo as th
         >>> ex = th.Ray(address="auto", resources_per_trial={"cpu": 2, "gpu": 1})  # doctest: +SKIP
     """
+
+    concurrent = True  # trials run while the driver waits: the study prefetches the next config meanwhile
 
     def __init__(self, address: str | None = None, resources_per_trial: dict[str, float] | None = None, *,
                  slots: int | None = None, threads: int | None = None) -> None:

@@ -316,7 +316,7 @@ class Study:
         bar = _progress(n_trials, progress)
         running: set[int] = set()
         first = len(self._records)
-        if not batch and not getattr(executor, "runs_inline", False):
+        if not batch and getattr(executor, "concurrent", False):
             self._prefetch = _Prefetch()
         self._retries, self._retry, self._exhausted = retries, [], False
         room = math.inf if n_trials is None else n_trials
