@@ -158,7 +158,7 @@ def test_bad_arguments_say_how_to_fix_them(make, match):
 def test_non_int_budgets_and_objects_are_refused():
     with pytest.raises(TypeError, match="max_epochs must be an int"):
         Hyperband(1, None)
-    with pytest.raises(TypeError, match="scheduler must have on_report"):
+    with pytest.raises(TypeError, match="scheduler must be a name, None or have on_report"):
         th.Study(SPACE, scheduler=object())
 
 

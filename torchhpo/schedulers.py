@@ -73,6 +73,15 @@ def _reached(record: TrialRecord, rungs: Sequence[int]) -> int:
     return max((i for i, step in enumerate(rungs[:-1]) if step in record.reports), default=-1)
 
 
+def _rung_index(scheduler: Any, trial: TrialRecord, step: int, peers: Sequence[TrialRecord]) -> int | None:
+    """Which of ``trial``'s decision rungs ``step`` is (its bracket chosen on first sight), or ``None`` when
+    ``step`` is no rung or the last one, where nothing is left to decide."""
+    if "bracket" not in trial.attrs:
+        scheduler.on_start(trial, peers)
+    rungs = scheduler.rungs(trial)
+    return rungs.index(step) if step in rungs[:-1] else None
+
+
 class _Synchronous:
     """Successive halving over cohorts: a rung decides once every trial promoted into it has reported there.
 
@@ -112,12 +121,10 @@ class _Synchronous:
         return {r.number for r in entrants}
 
     def on_report(self, trial: TrialRecord, step: int, score: float, peers: Sequence[TrialRecord]) -> Decision:
-        if "bracket" not in trial.attrs:
-            self.on_start(trial, peers)
-        rungs = self.rungs(trial)
-        if step not in rungs[:-1]:
+        k = _rung_index(self, trial, step, peers)
+        if k is None:
             return Decision.CONTINUE
-        winners = self._winners(trial, rungs.index(step), peers)
+        winners = self._winners(trial, k, peers)
         if winners is None:
             return Decision.PAUSE
         return Decision.CONTINUE if trial.number in winners else Decision.STOP
@@ -210,12 +217,9 @@ class ASHA:
         return record.number in {r.number for r in rung[: max(least, len(rung) // self.eta)]}
 
     def on_report(self, trial: TrialRecord, step: int, score: float, peers: Sequence[TrialRecord]) -> Decision:
-        if "bracket" not in trial.attrs:
-            self.on_start(trial, peers)
-        rungs = self.rungs(trial)
-        if step not in rungs[:-1]:
+        k = _rung_index(self, trial, step, peers)
+        if k is None:
             return Decision.CONTINUE
-        k = rungs.index(step)
         if k < trial.attrs.get("rung", 0) or self._promotable(trial, k, peers):  # promoted before, or now
             trial.attrs["rung"] = max(trial.attrs.get("rung", 0), k + 1)
             return Decision.CONTINUE

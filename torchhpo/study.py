@@ -16,7 +16,7 @@ from typing import Any
 
 from torchhpo.executors import Executor, Outcome, TrainFn, make_executor, resolve_devices
 from torchhpo.schedulers import make_scheduler
-from torchhpo.searchers import Searcher, make_searcher
+from torchhpo.searchers import GridSearch, Searcher, make_searcher
 from torchhpo.space import Config, Space
 from torchhpo.storage import INTERRUPTED, SQLiteStorage, Storage, make_storage
 from torchhpo.trial import Decision, Status, Trial, TrialRecord
@@ -67,7 +67,7 @@ class Study:
         self.space, self.mode, self.name, self.seed, self.max_epochs = space, mode, name, seed, max_epochs
         self.sign = 1 if mode == "max" else -1
         self.searcher = make_searcher(searcher, seed=seed)
-        self.scheduler = _make_scheduler(scheduler, seed=seed, max_epochs=max_epochs)
+        self.scheduler = make_scheduler(scheduler, seed=seed, max_epochs=max_epochs)
         if fidelity not in ("epochs", "data"):
             raise ValueError(f"fidelity must be 'epochs' or 'data', got {fidelity!r}")
         if fidelity == "data" and not callable(getattr(self.scheduler, "rungs", None)):
@@ -299,7 +299,7 @@ class Study:
                 needs worker processes (``Processes`` or ``Ray``; built for you when ``executor`` is not given).
             progress: show a progress bar with the best value so far.
         """
-        if n_trials is None and timeout is None and not _finite_searcher(self.searcher):
+        if n_trials is None and timeout is None and not isinstance(self.searcher, GridSearch):
             raise ValueError("optimize: give n_trials or timeout (only a grid search ends by itself)")
         if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 0):
             raise ValueError(f"optimize: n_trials must be a non-negative int, got {n_trials!r}")
@@ -427,25 +427,11 @@ class _Prefetch:
         self._pool.shutdown(wait=True)
 
 
-def _finite_searcher(searcher: Searcher) -> bool:
-    return type(searcher).__name__ == "GridSearch"
-
-
 def _progress(total: int | None, show: bool) -> Any:
     if not show:
         return None
     from tqdm.auto import tqdm
     return tqdm(total=total, desc="trials", unit="trial", dynamic_ncols=True)
-
-
-def _make_scheduler(spec: Any, *, seed: int | None, max_epochs: int | None) -> Any:
-    if spec is None:
-        return None
-    if isinstance(spec, str):
-        return make_scheduler(spec, seed=seed, max_epochs=max_epochs)
-    if not callable(getattr(spec, "on_report", None)):
-        raise TypeError(f"scheduler must have on_report(trial, step, score, peers), got {type(spec).__name__}")
-    return spec
 
 
 class Tuned:
