@@ -41,6 +41,43 @@ def test_bad_arguments_have_clear_errors():
         th.GP(n_initial=0)
     with pytest.raises(ValueError, match="device"):
         th.GP(device="tpu")
+    with pytest.raises(ValueError, match="kernel='rbf' must be 'matern' or 'botorch'"):
+        th.GPOptions(kernel="rbf")
+
+
+def test_lengthscale_prior_is_symmetric_in_log_lengthscale_about_one():
+    from torchhpo.gp import UnitLengthscalePrior
+
+    lp = UnitLengthscalePrior().log_prob(torch.tensor([0.1, 0.5, 1.0, 2.0, 10.0], dtype=torch.float64))
+    assert torch.allclose(lp[:2], lp[3:].flip(0)) and int(lp.argmax()) == 2 and lp[0] < lp[1] - 5
+
+
+@pytest.mark.parametrize("kernel", ["matern", "botorch"])
+def test_kernels_fit_continuous_and_mixed_spaces(kernel):
+    from torchhpo.gp import build_model
+
+    for space in th.testing.CONTRACT_SPACES.values():
+        X = space.encode(space.sample(8, seed=0))
+        model = build_model(space, X, torch.arange(8, dtype=torch.float64), th.GPOptions(kernel=kernel))
+        names = [name for name, *_ in model.named_priors()]
+        assert any("lengthscale_prior" in n for n in names) or space.dim == len(space.categorical_dims)
+        uses_ours = any(type(p).__name__ == "UnitLengthscalePrior" for _, _, p, *_ in model.named_priors())
+        assert uses_ours == (kernel == "matern" and space.dim > len(space.categorical_dims))
+
+
+def test_acquisition_search_starts_at_the_incumbent():
+    from botorch.acquisition import LogExpectedImprovement
+
+    from torchhpo.gp import _initial_conditions, build_model
+
+    space = th.Space({"a": th.Float(0.0, 1.0), "b": th.Float(0.0, 1.0)})
+    X = torch.tensor([[0.1, 0.2], [0.9, 0.8], [0.5, 0.5], [0.3, 0.7]], dtype=torch.float64)
+    y = torch.tensor([0.0, 1.0, 0.5, 0.2], dtype=torch.float64)
+    acqf = LogExpectedImprovement(build_model(space, X, y), y.max())
+    starts = X[y.argsort(descending=True)]
+    ics = _initial_conditions(space, acqf, 4, 32, seed=0, starts=starts)
+    assert ics.shape == (4, 1, 2) and torch.equal(ics[0, 0], X[1])
+    assert _initial_conditions(space, acqf, 4, 32, seed=0, starts=None).shape == (4, 1, 2)
 
 
 def test_make_searcher_maps_gp():

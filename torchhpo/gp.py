@@ -31,10 +31,11 @@ import logging
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from gpytorch.priors import Prior as _Prior
 
 from torchhpo.searchers import _key, observations
 from torchhpo.space import Config, Space
@@ -77,6 +78,9 @@ class GPOptions:
         noise_prior: ``(concentration, rate)`` of the Gamma prior on the noise variance; Optuna's ``(1.1, 30)``
             is nearly flat near zero, so exact objectives get a tiny noise and noisy ones still fit theirs.
             ``None``: BoTorch's LogNormal(-4, 1), which pulls the noise towards ~1e-2.
+        kernel: ``"matern"``: a scaled Matern-5/2 kernel with ``UnitLengthscalePrior`` and a Gamma(2, 1) prior
+            on its scale (continuous columns; choices add BoTorch's categorical kernel); ``"botorch"``:
+            BoTorch's defaults (an RBF kernel with a LogNormal lengthscale prior scaled by the dimension).
         gpu_min_points: with ``device="auto"``, use the GPU from this many observations on. A guess (no GPU was
             at hand when it was chosen): below ~1,000 points a 64-bit GP is launch-bound and the CPU wins;
             ``benchmarks/gpu.py`` measures the crossing point.
@@ -95,6 +99,11 @@ class GPOptions:
     min_noise: float = 1e-6
     noise_prior: tuple[float, float] | None = (1.1, 30.0)
     gpu_min_points: int = 1000
+    kernel: str = "matern"
+
+    def __post_init__(self) -> None:
+        if self.kernel not in ("matern", "botorch"):
+            raise ValueError(f"GPOptions: kernel={self.kernel!r} must be 'matern' or 'botorch'")
 
 
 class GP:
@@ -251,33 +260,53 @@ class GP:
     # --- acquisition ----------------------------------------------------------------------------------------
     def _optimize(self, space: Space, model: Any, X: torch.Tensor, y: torch.Tensor, X_pending: torch.Tensor | None,
                   q: int) -> torch.Tensor | None:
+        """``q x d`` points by sequential greedy: each point is optimized with the earlier ones (and the running
+        trials) pending; the first with the full budget, the others with ``1 / q`` of it each, so a batch costs
+        about twice one suggestion (the first point matters most; the others mostly need to be spread)."""
         import time
 
         t0 = time.process_time()
-        acqf = None if self.acquisition == "ts" else self._acqf(model, X, y, X_pending, q)
-        try:
-            if acqf is None:
-                X_new = self._thompson(space, model, q, X)
-            else:
-                X_new = optimize(space, acqf, q, self.options, seed=self._call_seed(len(y)))
-        except Exception as e:
-            log.warning("GP acquisition optimization failed (%s: %s); proposing random points", type(e).__name__, e)
-            X_new = None
+        seed = self._call_seed(len(y))
+        chosen: list[torch.Tensor] = []
+        for i in range(1 if self.acquisition == "ts" else q):
+            pending = [t for t in (X_pending, *chosen) if t is not None]
+            acqf = None if self.acquisition == "ts" else self._acqf(model, X, y, torch.cat(pending) if pending else None)
+            try:  # a study never stops for the model: what is missing is filled with random points
+                chosen.append(self._thompson(space, model, q, X) if acqf is None else
+                              optimize(space, acqf, self.options, seed=seed + i, share=1.0 if i == 0 else 1 / q,
+                                       starts=_best(X, y)))
+            except Exception as e:
+                log.warning("GP acquisition optimization failed (%s: %s); proposing random points",
+                            type(e).__name__, e)
+                break
+        X_new = torch.cat(chosen) if chosen else None
         self.timings["acquisition"] = time.process_time() - t0
         return X_new
 
-    def _acqf(self, model: Any, X: torch.Tensor, y: torch.Tensor, X_pending: torch.Tensor | None, q: int) -> Any:
-        """The acquisition function; the analytic variant for one point without pending ones, else Monte Carlo."""
+    def _acqf(self, model: Any, X: torch.Tensor, y: torch.Tensor, X_pending: torch.Tensor | None) -> Any:
+        """The acquisition function of one point.
+
+        Analytic where the acquisition has an analytic form: pending points then enter as *believed*
+        observations at their posterior mean (kriging believer; for UCB this is GP-BUCB), which removes the
+        variance there and so spreads a batch, at the cost of one conditioning instead of Monte-Carlo
+        integration over the pending points. Monte-Carlo acquisitions and classes get ``X_pending``.
+        """
         from botorch import acquisition as acq
         from botorch.sampling import SobolQMCNormalSampler
 
+        best_f = y.max()
+        analytic = ACQUISITIONS[self.acquisition][0] if isinstance(self.acquisition, str) else None
+        if analytic and X_pending is not None:
+            with torch.no_grad():
+                believed = model.posterior(X_pending).mean
+            model = model.condition_on_observations(X_pending, believed)
+            best_f = torch.maximum(best_f, believed.max())
+            X_pending = None
         sampler = SobolQMCNormalSampler(torch.Size([self.options.mc_samples]), seed=self._call_seed(len(y)))
-        kwargs = {"model": model, "best_f": y.max(), "X_baseline": X, "X_pending": X_pending,
+        kwargs = {"model": model, "best_f": best_f, "X_baseline": X, "X_pending": X_pending,
                   "beta": self.beta**2, "sampler": sampler, "prune_baseline": True, "cache_root": True}
         if isinstance(self.acquisition, str):
-            analytic, mc = ACQUISITIONS[self.acquisition]
-            name = analytic if analytic and q == 1 and X_pending is None else mc
-            cls = getattr(acq, name)
+            cls = getattr(acq, analytic or ACQUISITIONS[self.acquisition][1])
         else:
             cls = self.acquisition
         accepted = inspect.signature(cls).parameters
@@ -325,7 +354,7 @@ class GP:
             model = self._fit(space, Xo, y, None)[1]
             with torch.no_grad():
                 post = model.posterior(X)
-                acqf = self._acqf(model, Xo, y, None, 1) if self.acquisition != "ts" else None
+                acqf = self._acqf(model, Xo, y, None) if self.acquisition != "ts" else None
                 a = acqf(X.unsqueeze(-2)) if acqf is not None else post.mean.squeeze(-1)
         sign = trials[0].sign if trials else 1
         return sign * post.mean.squeeze(-1), post.variance.clamp_min(0).sqrt().squeeze(-1), a
@@ -335,10 +364,11 @@ class GP:
 
 
 def build_model(space: Space, X: torch.Tensor, y: torch.Tensor, options: GPOptions | None = None) -> Any:
-    """A BoTorch GP on ``n x d`` inputs in the unit cube and ``n`` scores (``Standardize``; BoTorch's kernel
-    priors; the noise floor and prior of ``options``)."""
+    """A BoTorch GP on ``n x d`` inputs in the unit cube and ``n`` scores (``Standardize``; the kernel, kernel
+    priors, noise floor and noise prior of ``options``)."""
     from botorch.models import MixedSingleTaskGP, SingleTaskGP
     from gpytorch.constraints import GreaterThan
+    from gpytorch.kernels import MaternKernel, ScaleKernel
     from gpytorch.likelihoods import GaussianLikelihood
     from gpytorch.priors import GammaPrior, LogNormalPrior
 
@@ -348,31 +378,66 @@ def build_model(space: Space, X: torch.Tensor, y: torch.Tensor, options: GPOptio
     likelihood = GaussianLikelihood(noise_prior=prior, noise_constraint=GreaterThan(
         options.min_noise, transform=None, initial_value=init)).to(X)
     Y = y.unsqueeze(-1)
+
+    def matern(batch_shape: torch.Size, ard_num_dims: int, active_dims: list[int] | None) -> Any:
+        return MaternKernel(nu=2.5, ard_num_dims=ard_num_dims, active_dims=active_dims, batch_shape=batch_shape,
+                            lengthscale_prior=UnitLengthscalePrior(), lengthscale_constraint=GreaterThan(1e-3))
+
     if space.categorical_dims:
-        return MixedSingleTaskGP(X, Y, cat_dims=space.categorical_dims, likelihood=likelihood)
-    return SingleTaskGP(X, Y, likelihood=likelihood)
+        factory = matern if options.kernel == "matern" else None
+        return MixedSingleTaskGP(X, Y, cat_dims=space.categorical_dims, likelihood=likelihood,
+                                 cont_kernel_factory=factory)
+    if options.kernel == "botorch":
+        return SingleTaskGP(X, Y, likelihood=likelihood)
+    covar = ScaleKernel(matern(torch.Size(), X.shape[-1], None), outputscale_prior=GammaPrior(2.0, 1.0))
+    return SingleTaskGP(X, Y, likelihood=likelihood, covar_module=covar)
 
 
-def optimize(space: Space, acqf: Any, q: int, options: GPOptions, seed: int) -> torch.Tensor:
-    """Maximize ``acqf`` over the space: ``q x d`` snapped points.
+class UnitLengthscalePrior(_Prior):
+    """The lengthscale prior of ``GPOptions(kernel="matern")``: ``log p(l) = -rate * (l**2 + l**-2)`` (+ const).
 
-    Continuous and integer spaces use ``optimize_acqf`` (integers relaxed, then snapped; restarts in one batch).
-    Spaces with choices use ``optimize_acqf_mixed_alternating``: local search over the categorical and small
-    integer columns alternates with L-BFGS-B on the rest, so its cost does not grow with the number of
-    category combinations (``optimize_acqf_mixed`` enumerates them).
+    Symmetric in ``log l`` about ``l = 1``, the width of the unit cube: nearly flat within a factor of ~3, firm
+    beyond a factor of ~10 either way (Optuna's GPSampler puts the same shape on ``1 / l**2``). Unlike BoTorch's
+    dimension-scaled LogNormal, whose median lengthscale grows with ``sqrt(d)``, it does not push a
+    6-dimensional problem towards a smooth, nearly linear fit: on Hartmann6 (tuning seeds) that fit stalled in the
+    local optimum in most runs.
+    """
+
+    arg_constraints: ClassVar[dict] = {}
+
+    def __init__(self, rate: float = 0.1) -> None:
+        super().__init__(validate_args=False)
+        self.rate = rate
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        return -self.rate * (x**2 + x**-2)
+
+
+def optimize(space: Space, acqf: Any, options: GPOptions, seed: int, *, share: float = 1.0,
+             starts: torch.Tensor | None = None) -> torch.Tensor:
+    """Maximize a one-point ``acqf`` over the space: a ``1 x d`` snapped point.
+
+    The starts of the local optimization are picked (Boltzmann-weighted by acquisition value, BoTorch's
+    ``initialize_q_batch``) from ``raw_samples`` Sobol points and Gaussian perturbations of ``starts`` (the best
+    observed points), and the first of ``starts`` itself is always one of them: near an optimum, improving on
+    the incumbent is where the acquisition's maximum usually is, and a global sample rarely lands close enough.
+    Continuous and integer spaces then run ``optimize_acqf`` (integers relaxed, then snapped; restarts in one
+    batch). Spaces with choices use ``optimize_acqf_mixed_alternating``: local search over the categorical and
+    small integer columns alternates with L-BFGS-B on the rest, so its cost does not grow with the number of
+    category combinations (``optimize_acqf_mixed`` enumerates them). ``share`` scales the budget (restarts,
+    samples, iterations) for the later points of a batch.
     """
     from botorch.optim import optimize_acqf, optimize_acqf_mixed_alternating
 
     tkwargs = {"device": acqf.model.train_inputs[0].device, "dtype": torch.float64}
     bounds = space.bounds(**tkwargs)
-    # a batch is built greedily, one point per optimization: each gets a 2/q share of one suggestion's budget,
-    # so a q-batch costs about twice one suggestion (the first points matter most)
-    share = min(1.0, 2.0 / q)
-    common = {"q": q, "num_restarts": max(2, round(options.num_restarts * share)),
-              "raw_samples": max(32, round(options.raw_samples * share))}
-    maxiter = max(10, round(options.maxiter * share))
+    num_restarts = max(2, round(options.num_restarts * share))
+    raw_samples = max(32, round(options.raw_samples * share))
+    maxiter = max(5, round(options.maxiter * share))
     if not space.categorical_dims:
-        X, _ = optimize_acqf(acqf, bounds, sequential=q > 1, options={"maxiter": maxiter, "seed": seed}, **common)
+        ics = _initial_conditions(space, acqf, num_restarts, raw_samples, seed, starts)
+        X, _ = optimize_acqf(acqf, bounds, q=1, num_restarts=num_restarts, batch_initial_conditions=ics,
+                             options={"maxiter": maxiter})
         return space.round(X)
     cat = {j: space.levels(j) for j in space.categorical_dims}
     ints = {j: space.levels(j) for j in space.discrete_dims}
@@ -382,8 +447,34 @@ def optimize(space: Space, acqf: Any, q: int, options: GPOptions, seed: int) -> 
     X, _ = optimize_acqf_mixed_alternating(
         acqf, bounds, discrete_dims={j: v for j, v in ints.items() if j not in fixed},
         cat_dims={j: v for j, v in cat.items() if j not in fixed}, fixed_features=fixed or None,
-        options={"maxiter_alternating": options.alternating_steps, "maxiter_continuous": maxiter // 4}, **common)
+        options={"maxiter_alternating": options.alternating_steps, "maxiter_continuous": maxiter // 4},
+        q=1, num_restarts=num_restarts, raw_samples=raw_samples)
     return space.round(X)
+
+
+def _initial_conditions(space: Space, acqf: Any, n: int, raw_samples: int, seed: int,
+                        starts: torch.Tensor | None) -> torch.Tensor:
+    """``n x 1 x d`` starts: the first of ``starts``, then ``n - 1`` drawn from Sobol points and perturbations."""
+    from botorch.optim.initializers import initialize_q_batch
+    from botorch.utils.sampling import draw_sobol_samples
+
+    bounds = space.bounds(device=acqf.model.train_inputs[0].device, dtype=torch.float64)
+    cand = [draw_sobol_samples(bounds, raw_samples, 1, seed=seed).squeeze(1)]
+    if starts is not None and len(starts):
+        gen = torch.Generator(device=bounds.device).manual_seed(seed)
+        noise = torch.randn(len(starts), 32, starts.shape[-1], generator=gen, device=bounds.device, dtype=bounds.dtype)
+        cand.append((starts.unsqueeze(1) + 0.05 * noise).reshape(-1, starts.shape[-1]).clamp(0, 1))
+    cand = torch.cat(cand).unsqueeze(-2)
+    with torch.no_grad():
+        values = torch.cat([acqf(chunk) for chunk in cand.split(2048)])
+    torch.manual_seed(seed)
+    chosen, _ = initialize_q_batch(cand, values, n - 1 if starts is not None and len(starts) else n)
+    return chosen if starts is None or not len(starts) else torch.cat([starts[:1].unsqueeze(-2), chosen])
+
+
+def _best(X: torch.Tensor, y: torch.Tensor, k: int = 5) -> torch.Tensor:
+    """The ``k`` best observed points, best first."""
+    return X[y.argsort(descending=True)[:k]]
 
 
 def training_data(space: Space, trials: Sequence[TrialRecord], *, min_points: int = 6
