@@ -66,6 +66,8 @@ class GPOptions:
         raw_samples: Sobol points scored to pick the starts.
         maxiter: L-BFGS-B iterations per acquisition optimization.
         fit_maxiter: L-BFGS-B iterations per hyperparameter fit (warm starts usually stop far earlier).
+        fit_ftol: the fit stops when an iteration improves the marginal likelihood by less than this, relatively
+            (SciPy's default 2e-9 spent two thirds of a warm fit's time on the last 1e-5 of it).
         alternating_steps: rounds of local search / L-BFGS-B of the mixed optimizer (spaces with choices).
         mc_samples: quasi-MC samples of the Monte-Carlo acquisitions.
         ts_candidates: Sobol candidates each Thompson sample is maximized over.
@@ -78,9 +80,10 @@ class GPOptions:
         noise_prior: ``(concentration, rate)`` of the Gamma prior on the noise variance; Optuna's ``(1.1, 30)``
             is nearly flat near zero, so exact objectives get a tiny noise and noisy ones still fit theirs.
             ``None``: BoTorch's LogNormal(-4, 1), which pulls the noise towards ~1e-2.
-        kernel: ``"matern"``: a scaled Matern-5/2 kernel with ``UnitLengthscalePrior`` and a Gamma(2, 1) prior
-            on its scale (continuous columns; choices add BoTorch's categorical kernel); ``"botorch"``:
-            BoTorch's defaults (an RBF kernel with a LogNormal lengthscale prior scaled by the dimension).
+        kernel: ``"matern"``: a Matern-5/2 kernel with ``UnitLengthscalePrior`` on the continuous and integer
+            columns times BoTorch's categorical kernel on the choices, scaled, with a Gamma(2, 1) prior on the
+            scale; ``"botorch"``: BoTorch's defaults (``SingleTaskGP``: RBF with a LogNormal lengthscale prior
+            scaled by the dimension; ``MixedSingleTaskGP`` when there are choices).
         gpu_min_points: with ``device="auto"``, use the GPU from this many observations on. A guess (no GPU was
             at hand when it was chosen): below ~1,000 points a 64-bit GP is launch-bound and the CPU wins;
             ``benchmarks/gpu.py`` measures the crossing point.
@@ -90,6 +93,7 @@ class GPOptions:
     raw_samples: int = 256
     maxiter: int = 60
     fit_maxiter: int = 100
+    fit_ftol: float = 1e-6
     alternating_steps: int = 4
     mc_samples: int = 64
     ts_candidates: int = 2048
@@ -250,7 +254,8 @@ class GP:
         if state is not None:
             model.load_state_dict({k: v.to(X) for k, v in state.items()}, strict=False)
         mll = ExactMarginalLogLikelihood(model.likelihood, model)
-        fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": self.options.fit_maxiter}})
+        fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": self.options.fit_maxiter,
+                                                            "ftol": self.options.fit_ftol}})
         mll.train()
         with torch.no_grad():
             value = float(mll(model(*model.train_inputs), model.train_targets).sum())
@@ -367,6 +372,7 @@ def build_model(space: Space, X: torch.Tensor, y: torch.Tensor, options: GPOptio
     """A BoTorch GP on ``n x d`` inputs in the unit cube and ``n`` scores (``Standardize``; the kernel, kernel
     priors, noise floor and noise prior of ``options``)."""
     from botorch.models import MixedSingleTaskGP, SingleTaskGP
+    from botorch.models.kernels import CategoricalKernel
     from gpytorch.constraints import GreaterThan
     from gpytorch.kernels import MaternKernel, ScaleKernel
     from gpytorch.likelihoods import GaussianLikelihood
@@ -379,17 +385,19 @@ def build_model(space: Space, X: torch.Tensor, y: torch.Tensor, options: GPOptio
         options.min_noise, transform=None, initial_value=init)).to(X)
     Y = y.unsqueeze(-1)
 
-    def matern(batch_shape: torch.Size, ard_num_dims: int, active_dims: list[int] | None) -> Any:
-        return MaternKernel(nu=2.5, ard_num_dims=ard_num_dims, active_dims=active_dims, batch_shape=batch_shape,
-                            lengthscale_prior=UnitLengthscalePrior(), lengthscale_constraint=GreaterThan(1e-3))
-
-    if space.categorical_dims:
-        factory = matern if options.kernel == "matern" else None
-        return MixedSingleTaskGP(X, Y, cat_dims=space.categorical_dims, likelihood=likelihood,
-                                 cont_kernel_factory=factory)
     if options.kernel == "botorch":
+        if space.categorical_dims:
+            return MixedSingleTaskGP(X, Y, cat_dims=space.categorical_dims, likelihood=likelihood)
         return SingleTaskGP(X, Y, likelihood=likelihood)
-    covar = ScaleKernel(matern(torch.Size(), X.shape[-1], None), outputscale_prior=GammaPrior(2.0, 1.0))
+    cat = list(space.categorical_dims)
+    cont = [j for j in range(X.shape[-1]) if j not in cat]
+    kernel = MaternKernel(nu=2.5, ard_num_dims=len(cont), active_dims=cont if cat else None,
+                          lengthscale_prior=UnitLengthscalePrior(), lengthscale_constraint=GreaterThan(1e-3)
+                          ) if cont else None
+    if cat:  # one product kernel: cheaper per call than MixedSingleTaskGP's sum of products
+        categorical = CategoricalKernel(ard_num_dims=len(cat), active_dims=cat)
+        kernel = categorical if kernel is None else kernel * categorical
+    covar = ScaleKernel(kernel, outputscale_prior=GammaPrior(2.0, 1.0))
     return SingleTaskGP(X, Y, likelihood=likelihood, covar_module=covar)
 
 
