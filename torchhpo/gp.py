@@ -1,10 +1,11 @@
 """Bayesian optimization: a BoTorch Gaussian process, an acquisition registry, batches with pending points.
 
-The GP sees the unit cube (``space.encode``, float64): a ``SingleTaskGP`` (``MixedSingleTaskGP`` with a
-categorical kernel on ``space.categorical_dims`` when the space has choices), BoTorch's kernel priors, a noise
-variance floor of 1e-6 with a prior that favours small noise (``GPOptions.min_noise``, ``noise_prior``: BoTorch's
-1e-4 floor keeps the GP from interpolating an exact objective) and a ``Standardize`` outcome transform.
-Integers are relaxed to [0, 1] and snapped with ``space.round``.
+The GP sees the unit cube (``space.encode``, float64): a ``SingleTaskGP`` with a scaled Matern-5/2 kernel (times
+a categorical kernel on ``space.categorical_dims`` when the space has choices) and ``UnitLengthscalePrior``
+(``GPOptions.kernel="botorch"``: BoTorch's own kernels and priors), a noise variance floor of 1e-6 with a prior
+that favours small noise (``GPOptions.min_noise``, ``noise_prior``: BoTorch's 1e-4 floor keeps the GP from
+interpolating an exact objective) and a ``Standardize`` outcome transform. Integers are relaxed to [0, 1] and
+snapped with ``space.round``.
 
 What the model is trained on (larger score is better):
 
@@ -12,13 +13,14 @@ What the model is trained on (larger score is better):
   training diverges must look bad, else it looks unexplored and the acquisition keeps going back there).
 * With early stopping (any PRUNED trial), the rung-aware rule of BOHB: the scores reported at the highest step
   that at least ``max(d + 2, options.min_rung_points)`` trials reached. One model sees every bracket's results.
-* RUNNING trials are pending points (``X_pending``), so parallel workers never get the same config twice.
+* RUNNING trials are pending points, so parallel workers never get the same config twice: believed observations
+  at the posterior mean for analytic acquisitions (kriging believer), ``X_pending`` for Monte-Carlo ones.
 
 Example:
     >>> import torchhpo as th
     >>> space = th.Space({"x": th.Float(-1.0, 1.0)})
     >>> study = th.Study(space, mode="max", searcher=th.GP(n_initial=3, seed=0))
-    >>> study.optimize(lambda c, t: -c["x"] ** 2, n_trials=5, progress=False)
+    >>> _ = study.optimize(lambda c, t: -c["x"] ** 2, n_trials=5, progress=False)
     >>> abs(study.best.config["x"]) < 0.5
     True
 """
@@ -267,7 +269,7 @@ class GP:
                   q: int) -> torch.Tensor | None:
         """``q x d`` points by sequential greedy: each point is optimized with the earlier ones (and the running
         trials) pending; the first with the full budget, the others with ``1 / q`` of it each, so a batch costs
-        about twice one suggestion (the first point matters most; the others mostly need to be spread)."""
+        about 2.5 suggestions (the first point matters most; the others mostly need to be spread)."""
         import time
 
         t0 = time.process_time()
