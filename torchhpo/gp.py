@@ -458,7 +458,12 @@ def optimize(space: Space, acqf: Any, options: GPOptions, seed: int, *, share: f
     X, _ = optimize_acqf_mixed_alternating(
         acqf, bounds, discrete_dims={j: v for j, v in ints.items() if j not in fixed},
         cat_dims={j: v for j, v in cat.items() if j not in fixed}, fixed_features=fixed or None,
-        options={"maxiter_alternating": options.alternating_steps, "maxiter_continuous": maxiter // 4},
+        # starts from rounded Sobol points, not from BoTorch's default continuous relaxation: relaxed category
+        # values match no observation under a categorical kernel, so every relaxed candidate looked the same
+        # (BadInitialCandidatesWarning) and that optimization was wasted (mixed problem, tuning seeds: median
+        # log10 regret -5.29 vs -5.47, IQR [-5.55, -4.41] vs [-5.99, -4.11], and a third cheaper)
+        options={"maxiter_alternating": options.alternating_steps, "maxiter_continuous": maxiter // 4,
+                 "initialization_strategy": "random"},
         q=1, num_restarts=num_restarts, raw_samples=raw_samples)
     return space.round(X)
 
