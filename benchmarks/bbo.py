@@ -7,6 +7,8 @@
     python benchmarks/bbo.py --only gp-logei,gp-ucb --tag gp &
     python benchmarks/bbo.py --only optuna-gp,optuna-tpe,random,sobol,botorch-loop --loop-seeds 0-1 --tag peers
     python benchmarks/bbo.py --merge gp,peers
+    # later parts replace earlier runs of the same optimizer, problem and seed; --only filters a merge
+    python benchmarks/bbo.py --merge gp,peers,gp-10-19,peers-10-19 --only gp-logei,optuna-gp --tag 20-seeds
 
 Writes benchmarks/results/bbo[-TAG].md and one regret-curve PNG per problem.
 """
@@ -41,7 +43,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--loop-seeds", default="0-3", help="seeds for the slow plain BoTorch loop")
     ap.add_argument("--budget", type=int, default=50)
     ap.add_argument("--problems", default="branin,hartmann6,ackley5,mixed")
-    ap.add_argument("--only", default="", help="comma-separated optimizer names to run (default: all)")
+    ap.add_argument("--only", default="", help="comma-separated optimizer names to run or, with --merge, to show")
     ap.add_argument("--tag", default="", help="suffix of the result files")
     ap.add_argument("--merge", default="", help="comma-separated tags whose saved runs make one table")
     args = ap.parse_args(argv)
@@ -63,9 +65,9 @@ def main(argv: list[str]) -> None:
     parts = [load(t) for t in args.merge.split(",")] if args.merge else [
         compare(opts, problems, budget, seeds) if opts else None,
         compare(slow, problems, budget, loop_seeds) if slow else None]
-    for part in parts:
+    for part in parts:  # later parts replace earlier runs of the same (optimizer, problem, seed)
         if part is not None:
-            res.runs |= part.runs
+            res.runs |= {k: r for k, r in part.runs.items() if not args.merge or not args.only or k[0] in keep}
             res.optima |= part.optima
     tag = f"-{args.tag}" if args.tag else ("-quick" if args.quick else "")
     if not args.merge:

@@ -269,8 +269,8 @@ class GP:
                   q: int) -> torch.Tensor | None:
         """``q x d`` points by sequential greedy: each point is optimized with the earlier ones (and the running
         trials) pending; the first with the full budget, the others with ``1 / (2 q)`` of it each (at least 2 restarts and
-        3 iterations), so a q = 8 batch costs about 2.3 suggestions (the first point matters most; the others
-        mostly need to be spread)."""
+        3 iterations), so a q = 8 batch costs 2-3 suggestions (the first point matters most; the others mostly
+        need to be spread)."""
         import time
 
         t0 = time.process_time()
