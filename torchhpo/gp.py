@@ -274,7 +274,7 @@ class GP:
         import time
 
         t0 = time.process_time()
-        seed = self._call_seed(len(y))
+        seed, best = self._call_seed(len(y)), _best(X, y)
         chosen: list[torch.Tensor] = []
         for i in range(1 if self.acquisition == "ts" else q):
             pending = [t for t in (X_pending, *chosen) if t is not None]
@@ -282,7 +282,7 @@ class GP:
             try:  # a study never stops for the model: what is missing is filled with random points
                 chosen.append(self._thompson(space, model, q, X) if acqf is None else
                               optimize(space, acqf, self.options, seed=seed + i, share=1.0 if i == 0 else 0.5 / q,
-                                       starts=_best(X, y)))
+                                       starts=best))
             except Exception as e:
                 log.warning("GP acquisition optimization failed (%s: %s); proposing random points",
                             type(e).__name__, e)
@@ -475,8 +475,9 @@ def _initial_conditions(space: Space, acqf: Any, n: int, raw_samples: int, seed:
     from botorch.utils.sampling import draw_sobol_samples
 
     bounds = space.bounds(device=acqf.model.train_inputs[0].device, dtype=torch.float64)
+    starts = starts if starts is not None and len(starts) else None
     cand = [draw_sobol_samples(bounds, raw_samples, 1, seed=seed).squeeze(1)]
-    if starts is not None and len(starts):
+    if starts is not None:
         gen = torch.Generator(device=bounds.device).manual_seed(seed)
         noise = torch.randn(len(starts), 32, starts.shape[-1], generator=gen, device=bounds.device, dtype=bounds.dtype)
         cand.append((starts.unsqueeze(1) + 0.05 * noise).reshape(-1, starts.shape[-1]).clamp(0, 1))
@@ -484,8 +485,8 @@ def _initial_conditions(space: Space, acqf: Any, n: int, raw_samples: int, seed:
     with torch.no_grad():
         values = torch.cat([acqf(chunk) for chunk in cand.split(2048)])
     torch.manual_seed(seed)
-    chosen, _ = initialize_q_batch(cand, values, n - 1 if starts is not None and len(starts) else n)
-    return chosen if starts is None or not len(starts) else torch.cat([starts[:1].unsqueeze(-2), chosen])
+    chosen, _ = initialize_q_batch(cand, values, n if starts is None else n - 1)
+    return chosen if starts is None else torch.cat([starts[:1].unsqueeze(-2), chosen])
 
 
 def _best(X: torch.Tensor, y: torch.Tensor, k: int = 5) -> torch.Tensor:
