@@ -125,6 +125,26 @@ def test_batch_is_diverse_with_pending_points():
     assert len(keys) == 4 and not keys & {json.dumps(t.config, sort_keys=True) for t in trials}
 
 
+def test_believed_points_added_one_at_a_time_equal_all_at_once():
+    from torchhpo.gp import _believe, build_model
+
+    space = th.testing.CONTRACT_SPACES["continuous"]
+    X = space.encode(space.sobol(10, seed=0))
+    model = build_model(space, X, torch.sin(6 * X).sum(-1))
+    model.eval()
+    P = space.encode(space.sobol(3, seed=5))
+    test = space.encode(space.sobol(16, seed=9))
+    model.posterior(test)  # builds the caches the updates start from, as the first point's optimization does
+    one, best_one = model, torch.tensor(-1e9, dtype=torch.float64)
+    for i in range(3):
+        one, best_one = _believe(one, P[i:i + 1], best_one)
+    joint, best_joint = _believe(model, P, torch.tensor(-1e9, dtype=torch.float64))
+    a, b = one.posterior(test), joint.posterior(test)
+    assert torch.allclose(a.mean, b.mean, atol=1e-6) and torch.allclose(a.variance, b.variance, atol=1e-6)
+    assert torch.isclose(best_one, best_joint)
+    assert (one.posterior(P).variance < 0.5 * model.posterior(P).variance).all()  # believed points lose variance
+
+
 def test_failed_trials_get_the_worst_score():
     space = th.Space({"x": th.Float(0.0, 1.0)})
     trials = [_done(0, {"x": 0.1}, 1.0), _done(1, {"x": 0.5}, 3.0),

@@ -275,10 +275,17 @@ class GP:
 
         t0 = time.process_time()
         seed, best = self._call_seed(len(y)), _best(X, y)
+        believe = self._analytic() is not None  # pending points enter as believed observations (see _acqf)
+        best_f = y.max()
+        if believe and X_pending is not None:
+            model, best_f = _believe(model, X_pending, best_f)
         chosen: list[torch.Tensor] = []
         for i in range(1 if self.acquisition == "ts" else q):
-            pending = [t for t in (X_pending, *chosen) if t is not None]
-            acqf = None if self.acquisition == "ts" else self._acqf(model, X, y, torch.cat(pending) if pending else None)
+            if believe and chosen:  # one more believed point: a low-rank update of the previous model's caches
+                model, best_f = _believe(model, chosen[-1], best_f)
+            pending = [] if believe else [t for t in (X_pending, *chosen) if t is not None]
+            acqf = None if self.acquisition == "ts" else self._acqf(model, X, best_f,
+                                                                     torch.cat(pending) if pending else None)
             try:  # a study never stops for the model: what is missing is filled with random points
                 chosen.append(self._thompson(space, model, q, X) if acqf is None else
                               optimize(space, acqf, self.options, seed=seed + i, share=1.0 if i == 0 else 0.5 / q,
@@ -291,26 +298,24 @@ class GP:
         self.timings["acquisition"] = time.process_time() - t0
         return X_new
 
-    def _acqf(self, model: Any, X: torch.Tensor, y: torch.Tensor, X_pending: torch.Tensor | None) -> Any:
+    def _analytic(self) -> str | None:
+        """The analytic BoTorch class of the acquisition, when it has one."""
+        return ACQUISITIONS[self.acquisition][0] if isinstance(self.acquisition, str) else None
+
+    def _acqf(self, model: Any, X: torch.Tensor, best_f: torch.Tensor, X_pending: torch.Tensor | None) -> Any:
         """The acquisition function of one point.
 
-        Analytic where the acquisition has an analytic form: pending points then enter as *believed*
-        observations at their posterior mean (kriging believer; for UCB this is GP-BUCB), which removes the
-        variance there and so spreads a batch, at the cost of one conditioning instead of Monte-Carlo
-        integration over the pending points. Monte-Carlo acquisitions and classes get ``X_pending``.
+        Analytic where the acquisition has an analytic form: the caller has already conditioned ``model`` on the
+        pending points as *believed* observations at their posterior mean (kriging believer; for UCB this is
+        GP-BUCB), which removes the variance there and so spreads a batch, at the cost of one conditioning
+        instead of Monte-Carlo integration over the pending points. Monte-Carlo acquisitions and classes get
+        ``X_pending``.
         """
         from botorch import acquisition as acq
         from botorch.sampling import SobolQMCNormalSampler
 
-        best_f = y.max()
-        analytic = ACQUISITIONS[self.acquisition][0] if isinstance(self.acquisition, str) else None
-        if analytic and X_pending is not None:
-            with torch.no_grad():
-                believed = model.posterior(X_pending).mean
-            model = model.condition_on_observations(X_pending, believed)
-            best_f = torch.maximum(best_f, believed.max())
-            X_pending = None
-        sampler = SobolQMCNormalSampler(torch.Size([self.options.mc_samples]), seed=self._call_seed(len(y)))
+        analytic = self._analytic()
+        sampler = SobolQMCNormalSampler(torch.Size([self.options.mc_samples]), seed=self._call_seed(len(X)))
         kwargs = {"model": model, "best_f": best_f, "X_baseline": X, "X_pending": X_pending,
                   "beta": self.beta**2, "sampler": sampler, "prune_baseline": True, "cache_root": True}
         if isinstance(self.acquisition, str):
@@ -362,7 +367,7 @@ class GP:
             model = self._fit(space, Xo, y, None)[1]
             with torch.no_grad():
                 post = model.posterior(X)
-                acqf = self._acqf(model, Xo, y, None) if self.acquisition != "ts" else None
+                acqf = self._acqf(model, Xo, y.max(), None) if self.acquisition != "ts" else None
                 a = acqf(X.unsqueeze(-2)) if acqf is not None else post.mean.squeeze(-1)
         sign = trials[0].sign if trials else 1
         return sign * post.mean.squeeze(-1), post.variance.clamp_min(0).sqrt().squeeze(-1), a
@@ -446,7 +451,7 @@ def optimize(space: Space, acqf: Any, options: GPOptions, seed: int, *, share: f
     raw_samples = max(32, round(options.raw_samples * share))
     maxiter = max(3, round(options.maxiter * share))
     if not space.categorical_dims:
-        ics = _initial_conditions(space, acqf, num_restarts, raw_samples, seed, starts)
+        ics = _initial_conditions(space, acqf, num_restarts, raw_samples, seed, starts, per_start=max(4, round(32 * share)))
         X, _ = optimize_acqf(acqf, bounds, q=1, num_restarts=num_restarts, batch_initial_conditions=ics,
                              options={"maxiter": maxiter})
         return space.round(X)
@@ -469,8 +474,9 @@ def optimize(space: Space, acqf: Any, options: GPOptions, seed: int, *, share: f
 
 
 def _initial_conditions(space: Space, acqf: Any, n: int, raw_samples: int, seed: int,
-                        starts: torch.Tensor | None) -> torch.Tensor:
-    """``n x 1 x d`` starts: the first of ``starts``, then ``n - 1`` drawn from Sobol points and perturbations."""
+                        starts: torch.Tensor | None, per_start: int = 32) -> torch.Tensor:
+    """``n x 1 x d`` starts: the first of ``starts``, then ``n - 1`` drawn from ``raw_samples`` Sobol points and
+    ``per_start`` perturbations of each of ``starts``."""
     from botorch.optim.initializers import initialize_q_batch
     from botorch.utils.sampling import draw_sobol_samples
 
@@ -479,7 +485,7 @@ def _initial_conditions(space: Space, acqf: Any, n: int, raw_samples: int, seed:
     cand = [draw_sobol_samples(bounds, raw_samples, 1, seed=seed).squeeze(1)]
     if starts is not None:
         gen = torch.Generator(device=bounds.device).manual_seed(seed)
-        noise = torch.randn(len(starts), 32, starts.shape[-1], generator=gen, device=bounds.device, dtype=bounds.dtype)
+        noise = torch.randn(len(starts), per_start, starts.shape[-1], generator=gen, device=bounds.device, dtype=bounds.dtype)
         cand.append((starts.unsqueeze(1) + 0.05 * noise).reshape(-1, starts.shape[-1]).clamp(0, 1))
     cand = torch.cat(cand).unsqueeze(-2)
     with torch.no_grad():
@@ -487,6 +493,14 @@ def _initial_conditions(space: Space, acqf: Any, n: int, raw_samples: int, seed:
     torch.manual_seed(seed)
     chosen, _ = initialize_q_batch(cand, values, n if starts is None else n - 1)
     return chosen if starts is None else torch.cat([starts[:1].unsqueeze(-2), chosen])
+
+
+def _believe(model: Any, X: torch.Tensor, best_f: torch.Tensor) -> tuple[Any, torch.Tensor]:
+    """``model`` conditioned on observations at ``X`` equal to its posterior mean there, and the best score
+    including them (the kriging believer)."""
+    with torch.no_grad():
+        believed = model.posterior(X).mean
+    return model.condition_on_observations(X, believed), torch.maximum(best_f, believed.max())
 
 
 def _best(X: torch.Tensor, y: torch.Tensor, k: int = 5) -> torch.Tensor:
