@@ -42,7 +42,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--seeds", default="0-9", help="a range like 0-9")
     ap.add_argument("--loop-seeds", default="0-3", help="seeds for the slow plain BoTorch loop")
     ap.add_argument("--budget", type=int, default=50)
-    ap.add_argument("--problems", default="branin,hartmann6,ackley5,mixed")
+    ap.add_argument("--problems", default="branin,hartmann6,ackley5,mixed", help="to run or, with --merge, to show")
     ap.add_argument("--only", default="", help="comma-separated optimizer names to run or, with --merge, to show")
     ap.add_argument("--tag", default="", help="suffix of the result files")
     ap.add_argument("--merge", default="", help="comma-separated tags whose saved runs make one table")
@@ -67,7 +67,8 @@ def main(argv: list[str]) -> None:
         compare(slow, problems, budget, loop_seeds) if slow else None]
     for part in parts:  # later parts replace earlier runs of the same (optimizer, problem, seed)
         if part is not None:
-            res.runs |= {k: r for k, r in part.runs.items() if not args.merge or not args.only or k[0] in keep}
+            res.runs |= {k: r for k, r in part.runs.items()
+                         if not args.merge or ((not args.only or k[0] in keep) and k[1] in problems)}
             res.optima |= part.optima
     tag = f"-{args.tag}" if args.tag else ("-quick" if args.quick else "")
     if not args.merge:

@@ -31,8 +31,8 @@ from torchhpo.trial import Status, TrialRecord
 PROBLEM = PROBLEMS["hartmann6"]
 
 
-def history(n: int) -> list[TrialRecord]:
-    configs = PROBLEM.space.sample(n, seed=n)
+def history(n: int, seed: int | None = None) -> list[TrialRecord]:
+    configs = PROBLEM.space.sample(n, seed=n if seed is None else seed)
     return [TrialRecord(i, c, Status.COMPLETED, PROBLEM.fn(c), sign=-1) for i, c in enumerate(configs)]
 
 
@@ -76,6 +76,7 @@ def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--histories", type=int, default=5, help="histories the batch/single cost ratio is taken over")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
@@ -90,6 +91,11 @@ def main(argv: list[str]) -> None:
             runs = [fn(trials, k) for _ in range(repeats)]
             med = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
             rows.append((name, n, k, med))
+    ratios = []  # one history's ratio swings with how long that history's single L-BFGS run happens to take
+    for h in range(1 if args.quick else args.histories):
+        trials = history(batch_n, seed=10_000 + h)
+        cost = {k: statistics.median(torchhpo_gp(trials, k)["cpu"] for _ in range(repeats)) for k in (1, q)}
+        ratios.append(cost[q] / cost[1])
     text = header("Cost of a suggestion (benchmarks/suggest_latency.py)", ["benchmarks/suggest_latency.py", *argv])
     text += (f"- Hartmann6, n random observations; median of {repeats} repeats; seconds; fit / acquisition are CPU "
              "seconds where the method reports them. Optuna has no joint batch: its q=8 row is 8 sequential asks.\n\n"
@@ -97,6 +103,9 @@ def main(argv: list[str]) -> None:
     for name, n, q, m in rows:
         split = [f"{m[k]:.3f}" if k in m else "—" for k in ("fit", "acquisition")]
         text += f"| {name} | {n} | {q} | {m['cpu']:.3f} | {m['wall']:.3f} | {split[0]} | {split[1]} |\n"
+    text += (f"\ntorchhpo GP, a q = {q} batch ÷ one suggestion (CPU, median of {repeats} repeats each) at n = {batch_n} "
+             f"over {len(ratios)} other random histories: median {statistics.median(ratios):.2f}x, range "
+             f"{min(ratios):.2f}x-{max(ratios):.2f}x ({', '.join(f'{r:.2f}' for r in ratios)}).\n")
     save(f"suggest_latency{'-quick' if args.quick else ''}.md", text)
 
 

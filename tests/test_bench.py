@@ -74,7 +74,8 @@ def test_bbo_quick():
 
 
 def test_suggest_latency_quick():
-    assert "| torchhpo GP (LogEI) | 20 | 2 |" in _script("benchmarks/suggest_latency.py", "--quick")
+    out = _script("benchmarks/suggest_latency.py", "--quick")
+    assert "| torchhpo GP (LogEI) | 20 | 2 |" in out and "a q = 2 batch ÷ one suggestion" in out
 
 
 def test_gpu_quick():
