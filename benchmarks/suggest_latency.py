@@ -91,11 +91,16 @@ def main(argv: list[str]) -> None:
             runs = [fn(trials, k) for _ in range(repeats)]
             med = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
             rows.append((name, n, k, med))
-    ratios = []  # one history's ratio swings with how long that history's single L-BFGS run happens to take
+    # one history's figures swing with how many L-BFGS iterations its acquisition happens to need: the batch
+    # ratio and the comparison with Optuna at n = batch_n are also taken over other random histories
+    ratios, single, peer = [], [], []
     for h in range(1 if args.quick else args.histories):
         trials = history(batch_n, seed=10_000 + h)
         cost = {k: statistics.median(torchhpo_gp(trials, k)["cpu"] for _ in range(repeats)) for k in (1, q)}
         ratios.append(cost[q] / cost[1])
+        single.append(cost[1])
+        if "Optuna GPSampler" in methods:
+            peer.append(statistics.median(optuna_gp(trials, 1)["cpu"] for _ in range(repeats)))
     text = header("Cost of a suggestion (benchmarks/suggest_latency.py)", ["benchmarks/suggest_latency.py", *argv])
     text += (f"- Hartmann6, n random observations; median of {repeats} repeats; seconds; fit / acquisition are CPU "
              "seconds where the method reports them. Optuna has no joint batch: its q=8 row is 8 sequential asks.\n\n"
@@ -106,6 +111,10 @@ def main(argv: list[str]) -> None:
     text += (f"\ntorchhpo GP, a q = {q} batch ÷ one suggestion (CPU, median of {repeats} repeats each) at n = {batch_n} "
              f"over {len(ratios)} other random histories: median {statistics.median(ratios):.2f}x, range "
              f"{min(ratios):.2f}x-{max(ratios):.2f}x ({', '.join(f'{r:.2f}' for r in ratios)}).\n")
+    if peer:
+        text += (f"One suggestion at n = {batch_n} over the same histories, CPU s: torchhpo median "
+                 f"{statistics.median(single):.3f} ({', '.join(f'{c:.3f}' for c in single)}), Optuna GPSampler median "
+                 f"{statistics.median(peer):.3f} ({', '.join(f'{c:.3f}' for c in peer)}).\n")
     save(f"suggest_latency{'-quick' if args.quick else ''}.md", text)
 
 
