@@ -109,6 +109,34 @@ def test_paused_trials_survive_a_crash_and_resume_after_load(tmp_path):
     assert [e for n, e in ran if n == 1] == [0, 1, 2]  # resumed after epoch 0, from the checkpoint
 
 
+@pytest.mark.parametrize("keep", [1, 2, 0, None])
+def test_ended_trials_keep_only_the_best_checkpoints(tmp_path, keep):
+    xs = [(7 * i % 17) / 17 for i in range(17)]  # Hyperband(1, 9)'s three brackets: 9 + 5 + 3 trials
+    study = th.Study(SPACE, mode="min", scheduler=Hyperband(1, 9), storage=tmp_path / "s.db", max_epochs=9,
+                     keep_checkpoints=keep)
+    for x in xs:
+        study.enqueue({"x": x})
+    study.optimize(_linear([]), n_trials=len(xs), progress=False)
+    left = {int(p.stem.split("-")[1]) for p in study.checkpoint_dir.glob("trial-*.pt")}
+    done = sorted((t for t in study.trials if t.status is th.Status.COMPLETED), key=lambda t: t.value)
+    assert len(done) >= 2 and any(t.status is th.Status.PRUNED for t in study.trials)
+    if keep is None:
+        assert left == {t.number for t in study.trials}
+    else:
+        assert left == {t.number for t in done[:keep]}
+    best = study.checkpoint(study.best)
+    assert (best is not None) == (keep != 0)
+    if best is not None:  # the trained weights of the best trial, as it saved them after its last epoch
+        assert set(best) == {"weight", "bias"}
+    assert study.checkpoint(len(xs) + 5) is None
+
+
+def test_keep_checkpoints_must_be_a_count():
+    for bad in (-1, 1.5, True, "all"):
+        with pytest.raises(ValueError, match="keep_checkpoints"):
+            th.Study(SPACE, keep_checkpoints=bad)
+
+
 def test_asha_promotes_without_waiting():
     xs = [0.9, 0.8, 0.1, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2]
     runs = {}

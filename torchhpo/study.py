@@ -19,7 +19,7 @@ from torchhpo.schedulers import make_scheduler
 from torchhpo.searchers import GridSearch, Searcher, make_searcher
 from torchhpo.space import Config, Space
 from torchhpo.storage import INTERRUPTED, SQLiteStorage, Storage, make_storage
-from torchhpo.trial import Decision, Status, Trial, TrialRecord
+from torchhpo.trial import Decision, Status, Trial, TrialRecord, checkpoint_file, read_checkpoint
 
 __all__ = ["SearchExhausted", "Study", "Tuned", "tune"]
 
@@ -44,6 +44,10 @@ class Study:
             epochs on the fraction ``trial.fidelity = r / R`` of the training data, where ``r`` is the trial's
             rung and ``R`` the scheduler's last; a promoted trial restarts on the larger fraction (see
             docs/pruning.md). Needs a rung scheduler (``"sha"``, ``"hyperband"``, ``"asha"``).
+        keep_checkpoints: how many COMPLETED trials keep their checkpoint (``trial.save``), the best ones; the
+            checkpoints of PRUNED and FAILED trials and of the completed ones beyond this count are deleted as
+            trials end (paused and running trials always keep theirs). ``None`` keeps every checkpoint.
+            ``study.checkpoint(study.best)`` reads the best trial's.
 
     Example:
         >>> from torchhpo.space import Float, Space
@@ -57,14 +61,19 @@ class Study:
 
     def __init__(self, space: Space, *, mode: str = "min", searcher: Searcher | str | None = None,
                  scheduler: Any = None, storage: Storage | str | Path | None = None, name: str = "default",
-                 seed: int | None = None, max_epochs: int | None = None, fidelity: str = "epochs") -> None:
+                 seed: int | None = None, max_epochs: int | None = None, fidelity: str = "epochs",
+                 keep_checkpoints: int | None = 1) -> None:
         if not isinstance(space, Space):
             raise TypeError(f"space must be a torchhpo Space, got {type(space).__name__}; wrap your dict: Space({{...}})")
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         if max_epochs is not None and (isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1):
             raise ValueError(f"max_epochs must be a positive int, got {max_epochs!r}")
+        if keep_checkpoints is not None and (isinstance(keep_checkpoints, bool) or not isinstance(keep_checkpoints, int)
+                                             or keep_checkpoints < 0):
+            raise ValueError(f"keep_checkpoints must be an int >= 0 or None (keep all), got {keep_checkpoints!r}")
         self.space, self.mode, self.name, self.seed, self.max_epochs = space, mode, name, seed, max_epochs
+        self.keep_checkpoints = keep_checkpoints
         self.sign = 1 if mode == "max" else -1
         self.searcher = make_searcher(searcher, seed=seed)
         self.scheduler = make_scheduler(scheduler, seed=seed, max_epochs=max_epochs)
@@ -213,8 +222,7 @@ class Study:
                 trial.pruned, trial.reporter = False, self._report
                 if self.fidelity == "data":  # the next rung: train again, from scratch, on more data
                     trial.fidelity = self._data_level(record)
-                    if trial.checkpoint_path is not None:
-                        trial.checkpoint_path.unlink(missing_ok=True)
+                    checkpoint_file(self.checkpoint_dir, number).unlink(missing_ok=True)
                 self._live[number] = trial
                 resumed.append(trial)
         return resumed
@@ -272,7 +280,26 @@ class Study:
         record.status, record.value, record.reason, record.finished = status, value, reason, time.time()
         self.storage.finish(record)
         self._live.pop(number, None)
+        self._drop_checkpoints(record)
         return record
+
+    def checkpoint(self, trial: TrialRecord | Trial | int) -> Any:
+        """The state ``trial`` last passed to ``trial.save`` (tensors on the CPU), or ``None`` when it saved none
+        or its checkpoint was dropped (see ``keep_checkpoints``)."""
+        number = trial if isinstance(trial, int) else trial.number
+        saved = read_checkpoint(checkpoint_file(self.checkpoint_dir, number))
+        return None if saved is None else saved["state"]
+
+    def _drop_checkpoints(self, ended: TrialRecord) -> None:
+        """Delete the checkpoints that ``keep_checkpoints`` does not keep, now that ``ended`` has ended."""
+        if self.keep_checkpoints is None:
+            return
+        drop = [ended]
+        if ended.status is Status.COMPLETED:
+            done = sorted((r for r in self._records if r.status is Status.COMPLETED), key=lambda r: -r.score)
+            drop = done[self.keep_checkpoints:]
+        for r in drop:
+            checkpoint_file(self.checkpoint_dir, r.number).unlink(missing_ok=True)
 
     # --- the loop ---------------------------------------------------------------------------------------------
     def optimize(self, fn: TrainFn, n_trials: int | None = None, timeout: float | None = None, *,
@@ -450,17 +477,19 @@ class Tuned:
 
     def study(self, *, searcher: Searcher | str | None = None, scheduler: Any = None,
               storage: Storage | str | Path | None = None, name: str | None = None,
-              seed: int | None = None) -> Study:
+              seed: int | None = None, keep_checkpoints: int | None = 1) -> Study:
         """A ``Study`` over this function's space and mode (named after the function)."""
         return Study(self.space, mode=self.mode, searcher=searcher, scheduler=scheduler, storage=storage,
-                     name=name or self.fn.__name__, seed=seed, max_epochs=self.max_epochs, fidelity=self.fidelity)
+                     name=name or self.fn.__name__, seed=seed, max_epochs=self.max_epochs, fidelity=self.fidelity,
+                     keep_checkpoints=keep_checkpoints)
 
     def optimize(self, n_trials: int | None = None, timeout: float | None = None, *, searcher: Any = None,
                  scheduler: Any = None, storage: Storage | str | Path | None = None, seed: int | None = None,
-                 **run: Any) -> Study:
+                 keep_checkpoints: int | None = 1, **run: Any) -> Study:
         """Create (or resume, from ``storage``) the study and run it; ``run`` goes to ``Study.optimize``
         (``executor``, ``devices``, ``progress``)."""
-        study = self.study(searcher=searcher, scheduler=scheduler, storage=storage, seed=seed)
+        study = self.study(searcher=searcher, scheduler=scheduler, storage=storage, seed=seed,
+                           keep_checkpoints=keep_checkpoints)
         return study.optimize(self.fn, n_trials, timeout, **run)
 
 

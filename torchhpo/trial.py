@@ -190,7 +190,7 @@ class Trial:
     # --- checkpoints ------------------------------------------------------------------------------------------
     @property
     def checkpoint_path(self) -> Path | None:
-        return None if self.checkpoint_dir is None else self.checkpoint_dir / f"trial-{self.number}.pt"
+        return None if self.checkpoint_dir is None else checkpoint_file(self.checkpoint_dir, self.number)
 
     def save(self, state: Any) -> None:
         """Checkpoint ``state`` (tensors, dicts, numbers) with the current epoch, so a resumed trial goes on."""
@@ -208,7 +208,16 @@ class Trial:
         return None if saved is None else saved["state"]
 
     def _checkpoint(self) -> dict[str, Any] | None:
-        path = self.checkpoint_path
-        if path is None or not path.exists():
-            return None
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return None if self.checkpoint_path is None else read_checkpoint(self.checkpoint_path)
+
+
+def checkpoint_file(directory: Path, number: int) -> Path:
+    """Where trial ``number`` of a study whose checkpoint folder is ``directory`` keeps its checkpoint."""
+    return directory / f"trial-{number}.pt"
+
+
+def read_checkpoint(path: Path) -> dict[str, Any] | None:
+    """``{"epoch": ..., "state": ...}`` as ``Trial.save`` wrote it, or ``None`` when there is none (on the CPU)."""
+    if not path.exists():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True)
