@@ -12,6 +12,7 @@ worker: median and p99). Workers are started and warmed up before the clock star
     nice -n 5 python benchmarks/parallel.py                       # the published table (results/parallel.md)
     python benchmarks/parallel.py --quick                         # seconds: a smoke run
     python benchmarks/parallel.py --searcher gp --scheduler asha  # the same with GP + ASHA in the driver
+                                                                  # (results/parallel_gp_asha.md)
 """
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ def main() -> None:
     p.add_argument("--scheduler", default=None)
     p.add_argument("--batch", action="store_true", help="batch mode: ask q = workers configs at once")
     p.add_argument("--seed", type=int, default=100)
-    p.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    p.add_argument("--out", default=str(Path(__file__).parent / "results"), help="folder of the result file")
     args = p.parse_args()
     q = args.quick
     kinds = (args.executors or ("processes" if q else "processes,ray")).split(",")
@@ -193,9 +194,11 @@ def main() -> None:
             f"worker; searcher {args.searcher}, scheduler {args.scheduler}, batch {args.batch}, seed {args.seed}.")
     text = table(rows, meta)
     print(text)
-    out = Path(args.out)
+    out = Path(args.out)  # a folder; the file is named after the searcher and scheduler when they are not the default
     out.mkdir(parents=True, exist_ok=True)
-    (out / ("parallel-quick.md" if q else "parallel.md")).write_text(text)
+    name = "parallel" if (args.searcher, args.scheduler, args.batch) == ("random", None, False) else (
+        f"parallel_{args.searcher}_{args.scheduler}{'_batch' if args.batch else ''}")
+    (out / f"{name}{'-quick' if q else ''}.md").write_text(text)
 
 
 if __name__ == "__main__":
