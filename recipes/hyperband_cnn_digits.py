@@ -84,8 +84,14 @@ def main(**overrides: object) -> th.Study:
     study.optimize(train, n_trials=n_trials, devices=device, progress=sys.stderr.isatty())
     best = study.best
     epochs = sum(len(t.reports) for t in study.trials)
+    # the best trial's weights, as it saved them after its last epoch (the study keeps the best checkpoint)
+    model = DigitsCNN(best.config["layers"], best.config["filters"], best.config["dropout"])
+    model.load_state_dict(study.checkpoint(best)["model"])
+    data = digits_data(n_train=n_train)
+    _, test_acc = evaluate(model, data.X_test, data.y_test)
     print(f"{len(study.trials)} trials, {epochs} epochs reported ({epochs / max_epochs:.1f} full runs); "
-          f"best validation loss {best.value:.4f} (trial {best.number}): {best.config}")
+          f"best validation loss {best.value:.4f} (trial {best.number}): {best.config}; its test accuracy "
+          f"{test_acc:.4f}")
     return study
 
 
