@@ -145,6 +145,20 @@ def test_believed_points_added_one_at_a_time_equal_all_at_once():
     assert (one.posterior(P).variance < 0.5 * model.posterior(P).variance).all()  # believed points lose variance
 
 
+def test_stalled_line_searches_do_not_warn_the_user():
+    import warnings
+
+    from torchhpo.bench import PROBLEMS
+
+    problem = PROBLEMS["mixed"]  # its L-BFGS-B runs end ABNORMAL near optima: BoTorch warned (and retried) 3+ times
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        study = th.Study(problem.space, mode="min", searcher=th.GP(seed=0))
+        study.optimize(lambda c, t: problem.fn(c), n_trials=30, progress=False)
+    assert len(study.trials) == 30
+    assert not [w for w in caught if "Optimization failed" in str(w.message)]
+
+
 def test_failed_trials_get_the_worst_score():
     space = th.Space({"x": th.Float(0.0, 1.0)})
     trials = [_done(0, {"x": 0.1}, 1.0), _done(1, {"x": 0.5}, 3.0),

@@ -30,6 +30,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import warnings
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -452,24 +453,28 @@ def optimize(space: Space, acqf: Any, options: GPOptions, seed: int, *, share: f
     maxiter = max(3, round(options.maxiter * share))
     if not space.categorical_dims:
         ics = _initial_conditions(space, acqf, num_restarts, raw_samples, seed, starts, per_start=max(4, round(32 * share)))
+        # an L-BFGS-B run that ends ABNORMAL (its line search stalled at the precision limit near an optimum)
+        # is no failure: BoTorch's retry would only warn, as the starts are given
         X, _ = optimize_acqf(acqf, bounds, q=1, num_restarts=num_restarts, batch_initial_conditions=ics,
-                             options={"maxiter": maxiter})
+                             options={"maxiter": maxiter}, retry_on_optimization_warning=False)
         return space.round(X)
     cat = {j: space.levels(j) for j in space.categorical_dims}
     ints = {j: space.levels(j) for j in space.discrete_dims}
     fixed = {j: v[0] for j, v in {**cat, **ints}.items() if len(v) == 1}
     for j, v in {**cat, **ints}.items():
         bounds[0, j], bounds[1, j] = min(v), max(v)
-    X, _ = optimize_acqf_mixed_alternating(
-        acqf, bounds, discrete_dims={j: v for j, v in ints.items() if j not in fixed},
-        cat_dims={j: v for j, v in cat.items() if j not in fixed}, fixed_features=fixed or None,
-        # starts from rounded Sobol points, not from BoTorch's default continuous relaxation: relaxed category
-        # values match no observation under a categorical kernel, so every relaxed candidate looked the same
-        # (BadInitialCandidatesWarning) and that optimization was wasted (mixed problem, tuning seeds: median
-        # log10 regret -5.29 vs -5.47, IQR [-5.55, -4.41] vs [-5.99, -4.11], and a third cheaper)
-        options={"maxiter_alternating": options.alternating_steps, "maxiter_continuous": maxiter // 4,
-                 "initialization_strategy": "random"},
-        q=1, num_restarts=num_restarts, raw_samples=raw_samples)
+    with warnings.catch_warnings():  # its inner retry after an ABNORMAL line search (see above) warns every time
+        warnings.filterwarnings("ignore", "Optimization failed in `gen_candidates_scipy`", RuntimeWarning)
+        X, _ = optimize_acqf_mixed_alternating(
+            acqf, bounds, discrete_dims={j: v for j, v in ints.items() if j not in fixed},
+            cat_dims={j: v for j, v in cat.items() if j not in fixed}, fixed_features=fixed or None,
+            # starts from rounded Sobol points, not from BoTorch's default continuous relaxation: relaxed category
+            # values match no observation under a categorical kernel, so every relaxed candidate looked the same
+            # (BadInitialCandidatesWarning) and that optimization was wasted (mixed problem, tuning seeds: median
+            # log10 regret -5.29 vs -5.47, IQR [-5.55, -4.41] vs [-5.99, -4.11], and a third cheaper)
+            options={"maxiter_alternating": options.alternating_steps, "maxiter_continuous": maxiter // 4,
+                     "initialization_strategy": "random"},
+            q=1, num_restarts=num_restarts, raw_samples=raw_samples)
     return space.round(X)
 
 
