@@ -131,6 +131,18 @@ def test_ended_trials_keep_only_the_best_checkpoints(tmp_path, keep):
     assert study.checkpoint(len(xs) + 5) is None
 
 
+def test_reopening_a_study_drops_the_checkpoints_it_does_not_keep(tmp_path):
+    path = tmp_path / "s.db"
+    study = th.Study(SPACE, mode="min", scheduler=SuccessiveHalving(1, 3), storage=path, max_epochs=3,
+                     keep_checkpoints=None)
+    for x in (0.5, 0.1, 0.9):
+        study.enqueue({"x": x})
+    study.optimize(_linear([]), n_trials=3, progress=False)
+    assert len(list(study.checkpoint_dir.glob("trial-*.pt"))) == 3
+    again = th.Study.load(path, scheduler=SuccessiveHalving(1, 3), max_epochs=3, keep_checkpoints=1)
+    assert [p.name for p in again.checkpoint_dir.glob("trial-*.pt")] == [f"trial-{again.best.number}.pt"]
+
+
 def test_keep_checkpoints_must_be_a_count():
     for bad in (-1, 1.5, True, "all"):
         with pytest.raises(ValueError, match="keep_checkpoints"):

@@ -7,7 +7,9 @@ in-memory mirror of every trial, so searchers and the per-epoch report hook neve
 from __future__ import annotations
 
 import functools
+import heapq
 import math
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -94,7 +96,8 @@ class Study:
             self.checkpoint_dir = self.storage.path.with_name(self.storage.path.name + ".ckpt") / name
         else:
             self._tmp = tempfile.TemporaryDirectory(prefix="torchhpo-")
-            self.checkpoint_dir = Path(self._tmp.name)
+            self.checkpoint_dir = Path(self._tmp.name) / "checkpoints"  # made by the first trial.save
+        self._drop_checkpoints()
 
     @classmethod
     def load(cls, path: str | Path, *, name: str | None = None, **kwargs: Any) -> Study:
@@ -280,7 +283,7 @@ class Study:
         record.status, record.value, record.reason, record.finished = status, value, reason, time.time()
         self.storage.finish(record)
         self._live.pop(number, None)
-        self._drop_checkpoints(record)
+        self._drop_checkpoints()
         return record
 
     def checkpoint(self, trial: TrialRecord | Trial | int) -> Any:
@@ -290,16 +293,20 @@ class Study:
         saved = read_checkpoint(checkpoint_file(self.checkpoint_dir, number))
         return None if saved is None else saved["state"]
 
-    def _drop_checkpoints(self, ended: TrialRecord) -> None:
-        """Delete the checkpoints that ``keep_checkpoints`` does not keep, now that ``ended`` has ended."""
-        if self.keep_checkpoints is None:
+    def _drop_checkpoints(self) -> None:
+        """Delete the checkpoints that ``keep_checkpoints`` does not keep: those of ended trials other than the
+        best completed ones (also the leftovers of a study re-opened from its file)."""
+        if self.keep_checkpoints is None or not os.path.isdir(self.checkpoint_dir):  # no trial has saved yet
             return
-        drop = [ended]
-        if ended.status is Status.COMPLETED:
-            done = sorted((r for r in self._records if r.status is Status.COMPLETED), key=lambda r: -r.score)
-            drop = done[self.keep_checkpoints:]
-        for r in drop:
-            checkpoint_file(self.checkpoint_dir, r.number).unlink(missing_ok=True)
+        names = os.listdir(self.checkpoint_dir)
+        files = {int(n[6:-3]): self.checkpoint_dir / n for n in names if n.startswith("trial-") and n.endswith(".pt")}
+        if not files:  # the common case (no trial saves): no sorting per trial
+            return
+        done = [r for r in self._records if r.status is Status.COMPLETED]
+        keep = {r.number for r in heapq.nlargest(self.keep_checkpoints, done, key=lambda r: r.score)}
+        for number, path in files.items():
+            if number < len(self._records) and self._records[number].status.finished and number not in keep:
+                path.unlink(missing_ok=True)
 
     # --- the loop ---------------------------------------------------------------------------------------------
     def optimize(self, fn: TrainFn, n_trials: int | None = None, timeout: float | None = None, *,
