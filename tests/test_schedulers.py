@@ -139,8 +139,10 @@ def test_reopening_a_study_drops_the_checkpoints_it_does_not_keep(tmp_path):
         study.enqueue({"x": x})
     study.optimize(_linear([]), n_trials=3, progress=False)
     assert len(list(study.checkpoint_dir.glob("trial-*.pt"))) == 3
+    (study.checkpoint_dir / "trial-notes.pt").write_text("not a trial's")  # a stranger's file: left alone
     again = th.Study.load(path, scheduler=SuccessiveHalving(1, 3), max_epochs=3, keep_checkpoints=1)
-    assert [p.name for p in again.checkpoint_dir.glob("trial-*.pt")] == [f"trial-{again.best.number}.pt"]
+    assert sorted(p.name for p in again.checkpoint_dir.glob("trial-*.pt")) == sorted(
+        [f"trial-{again.best.number}.pt", "trial-notes.pt"])
 
 
 def test_keep_checkpoints_must_be_a_count():

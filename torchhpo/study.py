@@ -298,8 +298,8 @@ class Study:
         best completed ones (also the leftovers of a study re-opened from its file)."""
         if self.keep_checkpoints is None or not os.path.isdir(self.checkpoint_dir):  # no trial has saved yet
             return
-        names = os.listdir(self.checkpoint_dir)
-        files = {int(n[6:-3]): self.checkpoint_dir / n for n in names if n.startswith("trial-") and n.endswith(".pt")}
+        stems = (n.removesuffix(".pt").removeprefix("trial-") for n in os.listdir(self.checkpoint_dir))
+        files = {int(k): checkpoint_file(self.checkpoint_dir, int(k)) for k in stems if k.isdigit()}
         if not files:  # the common case (no trial saves): no sorting per trial
             return
         done = [r for r in self._records if r.status is Status.COMPLETED]
