@@ -1,14 +1,16 @@
-"""Tabulate the digits CNN's learning curves: every config of a seeded Sobol sample trained for 27 epochs.
+"""Tabulate a task's learning curves: every config of a seeded Sobol sample trained for 27 epochs.
 
-The table (``torchhpo/data/digits_cnn_curves.npz``) is what ``torchhpo.simulate`` replays with a simulated clock,
-so that schedulers x searchers x many seeds compare in seconds. Each row is trained by the real
-``torchhpo.problems.train_digits_cnn`` (through ``torchhpo.simulate.tabulate``) with trial number = row index
-(its training seed), so a real run of row ``i`` as trial ``i`` reproduces row ``i`` (tests/test_simulate.py).
+The tables (``torchhpo/data/{task}_curves.npz``; tasks in ``torchhpo.problems.TASKS``: the digits CNN, the
+digits MLP) are what ``torchhpo.simulate`` replays with a simulated clock, so that schedulers x searchers x many
+seeds compare in seconds. Each row is trained by the task's real training function (through
+``torchhpo.simulate.tabulate``) with trial number = row index (its training seed), so a real run of row ``i`` as
+trial ``i`` reproduces row ``i`` (tests/test_simulate.py).
 
 Stored per config and epoch (``n x E`` float32): validation loss, validation accuracy, test accuracy and seconds
 of training per epoch; plus the configs (JSON) and metadata (versions, machine, seed).
 
-    nice -n 5 python benchmarks/make_curves.py --workers 2      # 320 configs x 27 epochs (~10 min on 2 cores)
+    nice -n 5 python benchmarks/make_curves.py --workers 2      # digits CNN: 320 configs x 27 epochs (~25 min)
+    python benchmarks/make_curves.py --task digits_mlp --n 1000 --workers 2    # digits MLP (~10 min)
     python benchmarks/make_curves.py --quick                    # 4 configs x 3 epochs, to a temporary file
 """
 
@@ -27,31 +29,30 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from torchhpo.problems import digits_space
-from torchhpo.simulate import METRICS, Curves, tabulate
-
-OUT = Path(__file__).resolve().parents[1] / "torchhpo" / "data" / "digits_cnn_curves.npz"
+from torchhpo.problems import TASKS
+from torchhpo.simulate import METRICS, SHIPPED, Curves, tabulate
 
 
-def _chunk(args: tuple[list[dict], int, int]) -> Curves:
-    configs, epochs, first = args
+def _chunk(args: tuple[list[dict], int, int, str]) -> Curves:
+    configs, epochs, first, task = args
     torch.set_num_threads(1)
-    return tabulate(configs, epochs, first=first)
+    return tabulate(configs, epochs, first=first, task=task)
 
 
-def make(n: int, epochs: int, seed: int, workers: int, out: Path) -> Curves:
-    configs = digits_space().sobol(n, seed=seed)
+def make(task: str, n: int, epochs: int, seed: int, workers: int, out: Path) -> Curves:
+    spec = TASKS[task]
+    configs = spec.space().sobol(n, seed=seed)
     start = time.time()
     size = 8
-    jobs = [(configs[i:i + size], epochs, i) for i in range(0, n, size)]
+    jobs = [(configs[i:i + size], epochs, i, task) for i in range(0, n, size)]
     with ProcessPoolExecutor(workers) as pool:
         parts = list(pool.map(_chunk, jobs))
-    meta = {"seed": seed, "n": n, "epochs": epochs, "sampler": "digits_space().sobol(n, seed)",
-            "training": "torchhpo.problems.train_digits_cnn(config, Trial(number=row)), digits_data() defaults",
+    meta = {"task": task, "seed": seed, "n": n, "epochs": epochs, "sampler": f"{spec.space.__name__}().sobol(n, seed)",
+            "training": f"torchhpo.problems.{spec.train.__name__}(config, Trial(number=row)), digits_data() defaults",
             "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
             "machine": platform.platform(), "processor": platform.processor() or platform.machine(),
             "workers": workers, "threads_per_worker": 1, "wall_seconds": round(time.time() - start, 1)}
-    curves = Curves(digits_space(), configs, *(np.concatenate([getattr(p, m) for p in parts]) for m in METRICS),
+    curves = Curves(spec.space(), configs, *(np.concatenate([getattr(p, m) for p in parts]) for m in METRICS),
                     meta=meta)
     out.parent.mkdir(parents=True, exist_ok=True)
     curves.save(out)
@@ -60,44 +61,54 @@ def make(n: int, epochs: int, seed: int, workers: int, out: Path) -> Curves:
 
 
 def summarize(curves: Curves) -> str:
-    """Markdown: the spread of final values and how well early ranks predict final ranks (Spearman)."""
+    """Markdown: the spread of final values and how well early ranks predict final ranks (Spearman; a run that
+    diverged ranks last from the epoch it diverged)."""
     from scipy.stats import spearmanr
 
-    last = curves.val_loss[:, -1]
+    loss = np.nan_to_num(curves.val_loss, nan=np.inf)
+    last = loss[:, -1]
+    done = np.isfinite(last)
     qs = [0, 0.1, 0.5, 0.9, 1]
-    lines = [f"{len(last)} configs x {curves.epochs} epochs; quantiles 0/10/50/90/100%:",
-             f"- final val loss: {np.round(np.quantile(last, qs), 4).tolist()}",
-             f"- final val acc: {np.round(np.quantile(curves.val_acc[:, -1], qs), 4).tolist()}",
-             f"- seconds per epoch: {np.round(np.quantile(curves.seconds.mean(1), qs), 4).tolist()}",
-             "", "| epoch | Spearman(val loss at epoch, at the last epoch) |", "|---|---|"]
+    lines = [f"{len(last)} configs x {curves.epochs} epochs ({(~done).sum()} diverged: NaN from then on); "
+             "quantiles 0/10/50/90/100% of the others:",
+             f"- final val loss: {np.round(np.quantile(last[done], qs), 4).tolist()}",
+             f"- final val acc: {np.round(np.quantile(curves.val_acc[done, -1], qs), 4).tolist()}",
+             f"- seconds per epoch: {np.round(np.quantile(curves.seconds[done].mean(1), qs), 4).tolist()}",
+             "", "| epoch | Spearman(val loss at epoch, at the last epoch) | ranks after this epoch of the 5 best at the last |",
+             "|---|---|---|"]
+    best = np.argsort(last)[:5]
     for e in sorted({e for e in (1, 3, 9) if e < curves.epochs} | {curves.epochs}):
-        lines.append(f"| {e} | {spearmanr(curves.val_loss[:, e - 1], last).statistic:.3f} |")
+        ranks = np.argsort(np.argsort(loss[:, e - 1], kind="stable"), kind="stable")[best] + 1
+        lines.append(f"| {e} | {spearmanr(loss[:, e - 1], last).statistic:.3f} | {ranks.tolist()} |")
     return "\n".join(lines)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--task", default="digits_cnn", choices=sorted(TASKS))
     p.add_argument("--n", type=int, default=320)
     p.add_argument("--epochs", type=int, default=27)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--out", type=Path, default=None, help="default: the shipped table of the task")
     p.add_argument("--summary", action="store_true", help="only summarize the existing table")
     p.add_argument("--quick", action="store_true", help="4 configs x 3 epochs to a temporary file")
     a = p.parse_args()
     torch.set_num_threads(1)
+    out = a.out or SHIPPED[a.task]
     if a.summary:
-        curves = Curves.load(a.out)
+        curves = Curves.load(out)
     elif a.quick:
         with tempfile.TemporaryDirectory() as d:
-            curves = make(4, 3, a.seed, 1, Path(d) / "curves.npz")
+            curves = make(a.task, 4, 3, a.seed, 1, Path(d) / "curves.npz")
     else:
-        curves = make(a.n, a.epochs, a.seed, a.workers, a.out)
+        curves = make(a.task, a.n, a.epochs, a.seed, a.workers, out)
     text = summarize(curves) + f"\n\nmeta: {curves.meta}\n"
     print(text)
     if not a.quick:
         (Path(__file__).parent / "results").mkdir(exist_ok=True)
-        (Path(__file__).parent / "results" / "curves_summary.md").write_text(text)
+        name = "curves_summary.md" if a.task == "digits_cnn" else f"curves_summary_{a.task}.md"
+        (Path(__file__).parent / "results" / name).write_text(text)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""Multi-fidelity benchmark: pruning schedulers x searchers on the digits CNN, at one total epoch budget.
+"""Multi-fidelity benchmark: pruning schedulers x searchers on tabulated curves (digits CNN, digits MLP), one epoch budget.
 
-On the shipped tabulated curves (``torchhpo/data/digits_cnn_curves.npz``, 320 Sobol configs x 27 epochs) replayed
+On a shipped table of learning curves (``--table digits_cnn``, the default: 320 Sobol configs of the digits CNN x
+27 epochs; ``--table digits_mlp``: 1,000 configs of the digits MLP; or a file made by ``make_curves.py``) replayed
 with a simulated clock, every method gets the same budget of epochs (40 full runs by default) and many seeds:
 random search at full budget; random search + SuccessiveHalving / Hyperband / ASHA / MedianStopping; GP +
 Hyperband when ``torchhpo.gp`` is importable; Optuna's TPESampler + HyperbandPruner replaying the same table
@@ -12,6 +13,7 @@ Optuna's TPE keeps the config it suggested (its ask/tell API records its own sug
 
     python benchmarks/multifidelity.py                  # table, 20 seeds (100..119), 1 simulated worker
     python benchmarks/multifidelity.py --slots 4        # 4 simulated workers (ASHA's setting)
+    python benchmarks/multifidelity.py --table digits_mlp --min-epochs 3    # the second task
     python benchmarks/multifidelity.py --real           # real training: 9 epochs, budget 12 full runs, 2 seeds
     python benchmarks/multifidelity.py --quick          # smoke run: 2 seeds, small budget, no GP/Optuna
 """
@@ -207,11 +209,12 @@ def report(runs: dict[str, list[Run]], E: int, budget: int, header: str, png: Pa
     lines = [header, "", f"Target: full-budget random search's final median best validation loss = {target:.4f}."]
     if final_losses is not None:  # what random sampling alone must pay, whatever prunes behind it
         p = float(np.mean(final_losses <= target + 1e-12))
-        lines.append(f"{p:.1%} of the table's configs reach it: a random searcher draws ~{1 / p:.0f} configs per hit, "
-                     f"so even a scheduler that stopped every other config after {first_rung} epoch(s) would "
-                     f"spend ~{first_rung / p:.0f} epochs ({first_rung / p / budget:.2f} of the budget) on first rungs alone "
-                     "to find one; "
-                     "beating that takes a model-based searcher." if p else "No config of the table reaches it.")
+        n = np.log(2) / p if p else np.inf  # configs a random searcher draws for even odds of one hit
+        lines.append(f"{p:.1%} of the table's configs reach it: a random searcher needs ~{n:.0f} configs for even "
+                     f"odds of drawing one, so even a scheduler that ranked perfectly at a first rung of {first_rung} "
+                     f"epoch(s) would spend ~{first_rung * n:.0f} epochs ({first_rung * n / budget:.2f} of the budget) "
+                     "there before half the seeds had one; below that, the searcher has to aim." if p else
+                     "No config of the table reaches it.")
     lines += ["",
              "| method | best val loss at 1/5 of the budget, median | final best val loss, median [IQR] | epochs to "
              "target, median (reached) | fraction of the budget | configs tried | test acc of chosen, median | "
@@ -276,7 +279,7 @@ def main() -> None:
     p.add_argument("--slots", type=int, default=1, help="simulated workers")
     p.add_argument("--min-epochs", type=int, default=1, help="epochs at the first rung")
     p.add_argument("--real", action="store_true", help="real training (9 epochs, 2 seeds, budget 12 full runs)")
-    p.add_argument("--table", type=Path, default=None, help="curves file (default: the shipped one)")
+    p.add_argument("--table", default="digits_cnn", help="a shipped table (digits_cnn, digits_mlp) or a curves file")
     p.add_argument("--methods", default=None, help="comma-separated subset of the methods (default: all)")
     p.add_argument("--tag", default="", help="suffix of the result files, for a partial run")
     p.add_argument("--quick", action="store_true")
@@ -308,8 +311,10 @@ def main() -> None:
         optuna_wanted = keep is None or "optuna TPE + HyperbandPruner" in keep
         if not a.quick and a.slots == 1 and optuna_wanted and importlib.util.find_spec("optuna") is not None:
             runs["optuna TPE + HyperbandPruner"] = [run_optuna(curves, s, budget, a.min_epochs) for s in seeds]
-        name = f"multifidelity_table_slots{a.slots}_min{a.min_epochs}{a.tag}" + ("_quick" if a.quick else "")
-        header = (f"## Multi-fidelity on the tabulated digits-CNN curves ({len(curves.configs)} configs x {E} "
+        task = curves.meta.get("task", "digits_cnn")
+        table = "" if task == "digits_cnn" else f"_{task}"  # the first table's files keep their names
+        name = f"multifidelity_table{table}_slots{a.slots}_min{a.min_epochs}{a.tag}" + ("_quick" if a.quick else "")
+        header = (f"## Multi-fidelity on the tabulated {task} curves ({len(curves.configs)} configs x {E} "
                   f"epochs; budget {budget} epochs = {budget // E} full runs; {a.slots} simulated worker(s); "
                   f"first rung {a.min_epochs} epoch(s), eta 3)\n\n"
                   f"{meta}; table made with {curves.meta.get('torch', '?')}")

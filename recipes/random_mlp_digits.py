@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 import torchhpo as th
-from torchhpo.problems import digits_data, evaluate
+from torchhpo.problems import DigitsMLP, digits_data, evaluate
 
 # --- configuration -----------------------------------------------------------------------------------------------
 TRIALS = 20
@@ -33,21 +33,12 @@ space = th.Space({
 })
 
 
-def mlp(layers: int, units: int) -> nn.Module:
-    blocks: list[nn.Module] = [nn.Flatten()]
-    width = 64
-    for _ in range(layers):
-        blocks += [nn.Linear(width, units), nn.ReLU()]
-        width = units
-    return nn.Sequential(*blocks, nn.Linear(width, 10))
-
-
 @th.tune(space, mode="max", max_epochs=EPOCHS)
 def train(config, trial):
     """Train the MLP with Adam; report and return validation accuracy."""
     torch.manual_seed(trial.number)
     data = digits_data().to(trial.device)
-    model = mlp(config["num_hidden_layers"], config["num_hidden_units"]).to(trial.device)
+    model = DigitsMLP(config["num_hidden_layers"], config["num_hidden_units"]).to(trial.device)
     opt = torch.optim.Adam(model.parameters(), lr=config["lr"])
     acc = 0.0
     for _ in trial.epochs():

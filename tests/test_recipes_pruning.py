@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 import torchhpo as th
@@ -29,8 +30,10 @@ def test_hyperband_recipe_runs_tiny(tmp_path, load_script):
     assert len(path.read_text().splitlines()) < 200
 
 
-def test_multifidelity_benchmark_quick():
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "multifidelity.py"), "--quick"],
+@pytest.mark.parametrize("table", ["digits_cnn", "digits_mlp"])
+def test_multifidelity_benchmark_quick(table):
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "multifidelity.py"), "--quick", "--table", table],
                          capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert "| random + Hyperband |" in out.stdout and "Target:" in out.stdout
+    assert f"tabulated {table} curves" in out.stdout

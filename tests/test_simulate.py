@@ -7,24 +7,28 @@ import pytest
 import torch
 
 import torchhpo as th
-from torchhpo.problems import digits_space, train_digits_cnn
+from torchhpo.problems import TASKS, Task
 from torchhpo.simulate import Curves, Simulated, Tabulated, tabulate
+
+CHEAP = {"digits_cnn": lambda c: c["filters"] <= 12 and c["batch_size"] >= 64,
+         "digits_mlp": lambda c: c["units"] <= 64 and c["batch_size"] >= 64}
 
 
 def _statuses_and_reports(study):
     return [(t.status, {s: float(np.float32(v)) for s, v in t.reports.items()}) for t in study.trials]
 
 
-def test_simulated_and_real_runs_agree():
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_simulated_and_real_runs_agree(task):
     """Same configs, same scheduler: the real run (paused, resumed from checkpoints) and the replay of its
     tabulated curves make the same decisions and see the same values."""
-    cheap = [c for c in digits_space().sobol(32, seed=3) if c["filters"] <= 12 and c["batch_size"] >= 64]
-    configs = cheap[:4]
+    configs = [c for c in TASKS[task].space().sobol(32, seed=3) if CHEAP[task](c)][:4]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        curves = tabulate(configs, 3)  # uninterrupted real training, trial number = row
-        runs = _real_and_simulated(curves)
+        curves = tabulate(configs, 3, task=task)  # uninterrupted real training, trial number = row
+        assert curves.meta["task"] == task and curves.space.to_dict() == TASKS[task].space().to_dict()
+        runs = _real_and_simulated(curves, TASKS[task].train)
     finally:
         torch.set_num_threads(threads)
     real, sim = (_statuses_and_reports(runs[k]) for k in ("real", "simulated"))
@@ -33,12 +37,12 @@ def test_simulated_and_real_runs_agree():
     assert [t.config for t in runs["real"].trials] == configs
 
 
-def _real_and_simulated(curves):
+def _real_and_simulated(curves, train):
     runs = {}
     for name, executor in (("real", th.Inline("cpu")), ("simulated", Simulated(curves))):
         study = th.Study(curves.space, mode="min", searcher=Tabulated(curves), scheduler=th.SuccessiveHalving(1, 3),
                          max_epochs=3)
-        study.optimize(train_digits_cnn, n_trials=4, executor=executor, progress=False)
+        study.optimize(train, n_trials=4, executor=executor, progress=False)
         runs[name] = study
     return runs
 
@@ -59,14 +63,26 @@ def test_simulated_clock_runs_workers_in_parallel():
     assert [e.number for e in runs[3].events[:3]] == [0, 1, 2]  # three trials interleave
 
 
-def test_shipped_table_loads_and_spreads():
-    curves = Curves.load()
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_shipped_tables_load_and_spread(task):
+    curves = Curves.load(task)
     n, E = curves.val_loss.shape
     assert n >= 300 and E == 27 and len(curves.configs) == n
+    assert curves.space.to_dict() == TASKS[task].space().to_dict()
     assert all(curves.space.validate(c) == c for c in curves.configs[:20])
-    assert np.isfinite(curves.val_loss).all() and (curves.seconds > 0).all()
-    last = curves.val_loss[:, -1]
+    bad = np.isnan(curves.val_loss)  # diverged runs: NaN from the epoch that diverged on, never before
+    assert (np.maximum.accumulate(bad, axis=1) == bad).all() and bad[:, -1].mean() < 0.2
+    assert (curves.seconds[~bad] > 0).all() and np.isfinite(curves.val_loss[~bad]).all()
+    last = curves.val_loss[~bad[:, -1], -1]
     assert np.quantile(last, 0.9) > 2 * np.quantile(last, 0.1)  # configs differ: a search has something to find
+
+
+def test_load_names_the_shipped_tables_when_given_neither(tmp_path):
+    assert Curves.load().meta.get("task", "digits_cnn") == "digits_cnn"  # the default is the CNN table
+    with pytest.raises(FileNotFoundError, match="digits_mlp"):
+        Curves.load(tmp_path / "missing.npz")
+    with pytest.raises(ValueError, match="task 'resnet' is unknown"):
+        tabulate([], 1, task="resnet")
 
 
 def test_tabulated_snaps_to_unused_rows_and_errors_name_the_fix():
@@ -87,3 +103,35 @@ def test_tabulated_snaps_to_unused_rows_and_errors_name_the_fix():
         Simulated(curves, slots=0)
     with pytest.raises(ValueError, match="metric='test_acc'"):
         Simulated(curves, metric="test_acc")
+
+
+def test_a_run_that_diverges_is_tabulated_and_replayed_as_a_failed_trial(monkeypatch):
+    """A config whose training reports NaN at epoch 2: the table keeps its first epoch and the seconds of the
+    second, then NaN; the replay fails that trial at the same step as the real study, and the others go on."""
+    space = th.Space({"lr": th.Float(0.0, 1.0)})
+
+    def net():  # a linear classifier of the digits, which tabulate evaluates for the accuracies
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+
+    def train(config, trial):
+        for epoch in trial.epochs():
+            if trial.checkpoint_dir is not None:  # tabulate evaluates each epoch's checkpoint
+                trial.save({"model": net().state_dict()})
+            trial.report(float("nan") if config["lr"] > 0.5 and epoch == 1 else 1.0 - config["lr"] / (epoch + 1))
+        return None  # the last reported value
+
+    monkeypatch.setitem(TASKS, "toy", Task("toy", lambda: space, lambda c: net(), train))
+    configs = [{"lr": 0.2}, {"lr": 0.9}, {"lr": 0.4}]
+    curves = tabulate(configs, 3, task="toy")
+    assert np.isnan(curves.val_loss[1, 1:]).all() and np.isfinite(curves.val_loss[1, 0])
+    assert np.isfinite(curves.seconds[1, :2]).all() and np.isnan(curves.seconds[1, 2])
+    runs = {}
+    for name, executor in (("real", th.Inline("cpu")), ("simulated", Simulated(curves))):
+        study = th.Study(space, mode="min", searcher=Tabulated(curves), max_epochs=3)
+        study.optimize(train, n_trials=3, executor=executor, progress=False)
+        runs[name] = _statuses_and_reports(study)
+        if name == "simulated":
+            assert executor.epochs == 3 + 2 + 3  # the epoch that diverged was trained
+            assert "diverged" in study.trials[1].reason
+    assert runs["real"] == runs["simulated"]
+    assert [s for s, _ in runs["real"]] == [th.Status.COMPLETED, th.Status.FAILED, th.Status.COMPLETED]

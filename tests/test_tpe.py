@@ -4,6 +4,8 @@ import pytest
 
 import torchhpo as th
 from torchhpo.testing import check_searcher
+from torchhpo.tpe import TPE, ranked
+from torchhpo.trial import Status, TrialRecord
 
 
 def test_contract():
@@ -48,3 +50,24 @@ def test_batch_spreads_out_over_pending_trials():
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         th.TPE(**kwargs)
+
+
+def _record(number, x, reports, status):
+    return TrialRecord(number, {"x": x}, status, reports[max(reports)], reports, sign=-1)
+
+
+def test_with_pruning_the_trials_promoted_furthest_are_the_good_ones():
+    """Fast starters near x = 0.2 look best after 1 epoch and were stopped there; four slow starters near 0.8
+    were promoted to epoch 9. TPE must aim at the slow starters (BOHB's rule would fit on the 1-epoch scores,
+    the only step with enough trials, and aim at 0.2)."""
+    space = th.Space({"x": th.Float(0.0, 1.0)})
+    trials = [_record(i, 0.15 + 0.01 * i, {1: 0.1 + 0.01 * i}, Status.PRUNED) for i in range(12)]
+    trials += [_record(12 + i, 0.78 + 0.01 * i, {1: 0.5, 3: 0.4, 9: 0.3 + 0.01 * i}, Status.COMPLETED)
+               for i in range(4)]
+    trials += [_record(16, 0.5, {1: 0.9}, Status.FAILED), _record(17, 0.45, {1: 0.6, 3: 0.55}, Status.PRUNED)]
+    order = ranked(space, trials)
+    assert [c["x"] for c in order[:4]] == pytest.approx([0.78, 0.79, 0.80, 0.81])  # best score at the top step first
+    assert order[4]["x"] == 0.45 and order[-1]["x"] == 0.5  # then the next step; a FAILED trial last
+    xs = [c["x"] for c in TPE(seed=0, n_initial=5).ask(space, trials, 8)]
+    assert statistics.median(xs) > 0.6, xs
+    assert ranked(space, trials[12:16]) == [t.config for t in trials[12:16]]  # no pruning: by final score

@@ -1,12 +1,14 @@
-"""Problems to tune: the digits CNN of the recipes (real training on scikit-learn's bundled digits data).
+"""Problems to tune: a CNN and an MLP on scikit-learn's bundled digits data (real training; nothing downloads).
 
-``digits_space()`` and ``train_digits_cnn(config, trial)`` are the embedded default job (``torchhpo run``), the
-multi-fidelity benchmark and the recipes' shared model. The data ships with scikit-learn: nothing downloads.
+``digits_space()`` and ``train_digits_cnn(config, trial)`` are the embedded default job (``torchhpo run``) and the
+recipes' shared model; ``TASKS`` names each network with its space, model and training function, which
+``torchhpo.simulate.tabulate`` trains to make the learning-curve tables of the multi-fidelity benchmark.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -18,7 +20,8 @@ from torch import nn
 from torchhpo.space import Choice, Float, Int, Space
 from torchhpo.trial import Trial
 
-__all__ = ["DigitsCNN", "DigitsData", "digits_data", "digits_space", "train_digits_cnn"]
+__all__ = ["TASKS", "DigitsCNN", "DigitsData", "DigitsMLP", "Task", "digits_data", "digits_mlp_space", "digits_space",
+           "train_digits_cnn", "train_digits_mlp"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,23 @@ class DigitsCNN(nn.Module):
         return self.head(self.features(x))
 
 
+class DigitsMLP(nn.Module):
+    """A multilayer perceptron on the flattened 8 x 8 digits: ``layers`` blocks of linear -> ReLU -> dropout of
+    ``units`` each, then a linear classifier over 10 classes. Input ``n x 1 x 8 x 8`` (or ``n x 64``)."""
+
+    def __init__(self, layers: int = 2, units: int = 64, dropout: float = 0.0) -> None:
+        super().__init__()
+        blocks: list[nn.Module] = [nn.Flatten()]
+        width = 64
+        for _ in range(layers):
+            blocks += [nn.Linear(width, units), nn.ReLU(), nn.Dropout(dropout)]
+            width = units
+        self.net = nn.Sequential(*blocks, nn.Linear(width, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
 def digits_space() -> Space:
     """The digits CNN's hyperparameters: learning rate, weight decay, depth, filters, dropout, batch size, optimizer."""
     return Space({
@@ -86,6 +106,13 @@ def digits_space() -> Space:
         "batch_size": Choice([16, 32, 64, 128]),
         "optimizer": Choice(["adam", "sgd"]),
     })
+
+
+def digits_mlp_space() -> Space:
+    """The digits MLP's hyperparameters: the CNN's, with ``units`` per layer (16 to 512, log scale) in place of
+    ``filters``."""
+    return Space({("units" if n == "filters" else n): (Int(16, 512, log=True) if n == "filters" else p)
+                  for n, p in digits_space().params.items()})
 
 
 def _optimizer(config: dict[str, Any], params: Any) -> torch.optim.Optimizer:
@@ -111,9 +138,20 @@ def train_digits_cnn(config: dict[str, Any], trial: Trial, *, data: DigitsData |
     Uses ``trial.device``, resumes from ``trial.load()`` when a checkpoint exists, checkpoints after each epoch,
     and trains on the first ``trial.fidelity`` fraction of the training set (the data-subset fidelity).
     """
+    return _train(TASKS["digits_cnn"].model, config, trial, data, seed)
+
+
+def train_digits_mlp(config: dict[str, Any], trial: Trial, *, data: DigitsData | None = None,
+                     seed: int = 0) -> float:
+    """Train the digits MLP; otherwise as ``train_digits_cnn`` (report, resume, checkpoints, data fidelity)."""
+    return _train(TASKS["digits_mlp"].model, config, trial, data, seed)
+
+
+def _train(build: Callable[[dict[str, Any]], nn.Module], config: dict[str, Any], trial: Trial,
+           data: DigitsData | None, seed: int) -> float:
     data = (data or digits_data()).to(trial.device)
     torch.manual_seed(seed + max(trial.number, 0))
-    model = DigitsCNN(config.get("layers", 2), config.get("filters", 32), config.get("dropout", 0.0)).to(trial.device)
+    model = build(config).to(trial.device)
     opt = _optimizer(config, model.parameters())
     n = max(1, round(trial.fidelity * len(data.y_train)))
     X, y = data.X_train[:n], data.y_train[:n]
@@ -139,3 +177,24 @@ def train_digits_cnn(config: dict[str, Any], trial: Trial, *, data: DigitsData |
                         "rng": torch.get_rng_state()})
         trial.report(loss)
     return loss
+
+
+@dataclass(frozen=True)
+class Task:
+    """A network to tune: its search space, its model built from a config, and its training function
+    ``train(config, trial) -> last validation loss`` (reports every epoch, resumes from checkpoints)."""
+
+    name: str
+    space: Callable[[], Space]
+    model: Callable[[dict[str, Any]], nn.Module]
+    train: Callable[..., float]
+
+
+TASKS: dict[str, Task] = {
+    "digits_cnn": Task("digits_cnn", digits_space,
+                       lambda c: DigitsCNN(c.get("layers", 2), c.get("filters", 32), c.get("dropout", 0.0)),
+                       train_digits_cnn),
+    "digits_mlp": Task("digits_mlp", digits_mlp_space,
+                       lambda c: DigitsMLP(c.get("layers", 2), c.get("units", 64), c.get("dropout", 0.0)),
+                       train_digits_mlp),
+}

@@ -1,10 +1,11 @@
 """Tabulated learning curves replayed with a simulated clock: compare schedulers x searchers x seeds in seconds.
 
-``Curves`` is a table of configs and their per-epoch metrics (the shipped one: the digits CNN, 320 Sobol configs
-x 27 epochs, made by ``benchmarks/make_curves.py``). ``Simulated`` follows the Executor protocol: instead of
-training, it replays a trial's row, advancing a virtual clock by the recorded seconds per epoch, with ``slots``
-trials in flight at once (Syne Tune's simulator backend). ``Tabulated`` wraps a searcher so that it proposes
-table rows (the nearest unused one), so any searcher runs on the table.
+``Curves`` is a table of configs and their per-epoch metrics (shipped, made by ``benchmarks/make_curves.py``:
+``Curves.load("digits_cnn")``, the default, 320 Sobol configs of the digits CNN x 27 epochs, and
+``Curves.load("digits_mlp")``, 1,000 configs of the digits MLP x 27 epochs). ``Simulated`` follows the Executor
+protocol: instead of training, it replays a trial's row, advancing a virtual clock by the recorded seconds per
+epoch, with ``slots`` trials in flight at once (Syne Tune's simulator backend). ``Tabulated`` wraps a searcher so
+that it proposes table rows (the nearest unused one), so any searcher runs on the table.
 
 Example:
     >>> import torchhpo as th
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import math
 import tempfile
 import time
 from collections.abc import Sequence
@@ -32,13 +34,15 @@ import numpy as np
 import torch
 
 from torchhpo.executors import Outcome, TrainFn
+from torchhpo.problems import TASKS
 from torchhpo.searchers import Searcher
 from torchhpo.space import Config, Space
-from torchhpo.trial import Decision, Reporter, Status, Trial, TrialRecord
+from torchhpo.trial import Decision, Reporter, Status, TrainingDiverged, Trial, TrialRecord
 
 __all__ = ["Curves", "Event", "Simulated", "Tabulated", "tabulate"]
 
 METRICS = ("val_loss", "val_acc", "test_acc", "seconds")
+SHIPPED = {name: Path(__file__).parent / "data" / f"{name}_curves.npz" for name in TASKS}
 
 
 def _key(config: Config) -> str:
@@ -76,11 +80,16 @@ class Curves:
                            ) from None
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> Curves:
-        """Read a table saved by ``save`` (default: the shipped digits-CNN curves)."""
-        z = np.load(path or Path(__file__).parent / "data" / "digits_cnn_curves.npz", allow_pickle=False)
+    def load(cls, path: str | Path = "digits_cnn") -> Curves:
+        """Read a table saved by ``save``: a file, or the name of a shipped table (``"digits_cnn"``,
+        ``"digits_mlp"``)."""
+        if str(path) in SHIPPED:
+            path = SHIPPED[str(path)]
+        elif not Path(path).is_file():
+            raise FileNotFoundError(f"Curves.load: {path} is neither a file nor a shipped table ({sorted(SHIPPED)})")
+        z = np.load(path, allow_pickle=False)
         meta = json.loads(str(z["meta"]))
-        space = Space.from_dict(meta["space"]) if "space" in meta else _digits_space()
+        space = Space.from_dict(meta["space"]) if "space" in meta else TASKS[meta.get("task", "digits_cnn")].space()
         return cls(space, json.loads(str(z["configs"])), *(z[m] for m in METRICS), meta=meta)
 
     def save(self, path: str | Path) -> None:
@@ -90,27 +99,27 @@ class Curves:
                             **{m: getattr(self, m).astype(np.float32) for m in METRICS})
 
 
-def _digits_space() -> Space:
-    from torchhpo.problems import digits_space
+def tabulate(configs: Sequence[Config], epochs: int, *, first: int = 0, task: str = "digits_cnn") -> Curves:
+    """Train ``task`` (a name in ``torchhpo.problems.TASKS``) on each config, as trial number ``first + row`` (its
+    training seed); tabulate the curves.
 
-    return digits_space()
-
-
-def tabulate(configs: Sequence[Config], epochs: int, *, first: int = 0, space: Space | None = None) -> Curves:
-    """Train the digits CNN on each config (as trial number ``first + row``, its training seed); tabulate the curves.
-
-    The real ``train_digits_cnn`` runs unchanged; after each epoch's report the saved checkpoint is evaluated for
-    the accuracies, and that evaluation is left out of the seconds.
+    The task's real training function runs unchanged; after each epoch's report the saved checkpoint is evaluated
+    for the accuracies, and that evaluation is left out of the seconds. A run that diverges (reports NaN or inf)
+    keeps the seconds of the epoch that diverged and NaN from that epoch on: ``Simulated`` replays it as a FAILED
+    trial, as a real study records it.
     """
-    from torchhpo.problems import DigitsCNN, digits_data, evaluate, train_digits_cnn
+    from torchhpo.problems import digits_data, evaluate
 
+    if task not in TASKS:
+        raise ValueError(f"tabulate: task {task!r} is unknown; choose one of {sorted(TASKS)}")
+    spec = TASKS[task]
     data = digits_data()
     out: dict[str, list[list[float]]] = {m: [] for m in METRICS}
     with tempfile.TemporaryDirectory() as workdir:
         for i, config in enumerate(configs):
             rows: dict[str, list[float]] = {m: [] for m in METRICS}
             trial = Trial(first + i, config, max_epochs=epochs, checkpoint_dir=workdir)
-            model = DigitsCNN(config["layers"], config["filters"], config["dropout"])
+            model = spec.model(config)
             clock = [time.perf_counter()]
 
             def reporter(number: int, step: int, value: float, trial: Trial = trial, model: Any = model,
@@ -124,12 +133,15 @@ def tabulate(configs: Sequence[Config], epochs: int, *, first: int = 0, space: S
                 return Decision.CONTINUE
 
             trial.reporter = reporter
-            train_digits_cnn(config, trial)
+            try:
+                spec.train(config, trial)
+            except TrainingDiverged:
+                rows["seconds"].append(time.perf_counter() - clock[0])
+                rows["val_loss"].append(math.nan)
             for m in METRICS:
-                out[m].append(rows[m])
-    return Curves(space or _digits_space(), [dict(c) for c in configs],
-                  *(np.array(out[m], dtype=np.float32) for m in METRICS),
-                  meta={"epochs": epochs, "n": len(configs), "torch": torch.__version__})
+                out[m].append(rows[m] + [math.nan] * (epochs - len(rows[m])))
+    return Curves(spec.space(), [dict(c) for c in configs], *(np.array(out[m], dtype=np.float32) for m in METRICS),
+                  meta={"task": task, "epochs": epochs, "n": len(configs), "torch": torch.__version__})
 
 
 @dataclass(frozen=True)
@@ -154,6 +166,8 @@ class Simulated:
             from epoch 0 and the epochs are counted again.
 
     After a run, ``clock`` is the simulated wall time, ``epochs`` the epochs trained in all, ``events`` every report.
+    A NaN in the table is a run that diverged: its epoch is trained (clock and ``epochs`` advance) but, as with
+    ``trial.report``, nothing is reported and the trial FAILS.
     """
 
     def __init__(self, curves: Curves, slots: int = 1, *, metric: str = "val_loss", checkpoints: bool = True) -> None:
@@ -182,6 +196,10 @@ class Simulated:
             trial, row, epoch, on_report = self._running[number]
             value = float(getattr(self.curves, self.metric)[row, epoch])
             self.epochs += 1
+            if not math.isfinite(value):
+                del self._running[number]
+                return [Outcome(number, Status.FAILED, reason=f"trial {number} reported {value} at step {epoch + 1}: "
+                                                               "the training diverged (tabulated)")]
             self.events.append(Event(self.clock, self.epochs, number, epoch + 1, value))
             decision = on_report(number, epoch + 1, value)
             self._saved[number] = epoch + 1

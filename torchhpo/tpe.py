@@ -23,7 +23,7 @@ from torchhpo.searchers import Sobol, _fresh_seed, _key, observations
 from torchhpo.space import Config, Space
 from torchhpo.trial import Status, TrialRecord
 
-__all__ = ["TPE"]
+__all__ = ["TPE", "ranked"]
 
 
 class TPE:
@@ -55,14 +55,13 @@ class TPE:
         self.seed = _fresh_seed(seed)
 
     def ask(self, space: Space, trials: Sequence[TrialRecord], n: int = 1) -> list[Config]:
-        pairs = observations(space, trials)
-        if len(pairs) < self.n_initial:
+        order = ranked(space, trials)
+        if len(order) < self.n_initial:
             return Sobol(seed=self.seed).ask(space, trials, n)
         rng = np.random.default_rng([self.seed, len(trials)])
-        order = sorted(pairs, key=lambda p: -p[1])
         n_good = min(max(1, math.ceil(self.gamma * len(order))), 25)
-        good = space.encode([c for c, _ in order[:n_good]]).numpy()
-        bad = [c for c, _ in order[n_good:]] + [t.config for t in trials if t.status is Status.RUNNING]
+        good = space.encode(order[:n_good]).numpy()
+        bad = order[n_good:] + [t.config for t in trials if t.status is Status.RUNNING]
         seen = {_key(t.config) for t in trials}
         out: list[Config] = []
         for _ in range(n):
@@ -88,6 +87,28 @@ class TPE:
             if _key(config) not in seen:
                 return config
         return space.decode(X[int(np.argmax(score)) : int(np.argmax(score)) + 1])[0]
+
+
+def ranked(space: Space, trials: Sequence[TrialRecord]) -> list[Config]:
+    """The finished trials' configs, best first: what TPE splits into good and bad.
+
+    Without early stopping: by final score (``searchers.observations``). Once trials were pruned or paused: by the
+    highest step each reached, then by its score there; FAILED trials last. A trial that a scheduler promoted
+    further beat its rivals at every lower rung, a surer sign than any one rung's scores when early epochs rank
+    configs poorly (Optuna's TPE orders pruned trials so too). Against BOHB's rule (the scores at the highest step
+    with enough trials; ``searchers.observations``), over 50 seeds with a first rung of 3 epochs: TPE + ASHA 234
+    vs 290 epochs to the target on the digits-CNN table, 434 vs 488 on the digits-MLP table; TPE + Hyperband 333
+    vs 374 and 554 vs 684 (``benchmarks/multifidelity.py``).
+    """
+    if not any(t.status in (Status.PRUNED, Status.PAUSED) for t in trials):
+        return [c for c, _ in sorted(observations(space, trials), key=lambda p: -p[1])]
+    keyed = []
+    for t in trials:
+        if t.status not in (Status.FAILED, Status.RUNNING) and t.reports:
+            step = max(t.reports)
+            keyed.append(((step, t.sign * t.reports[step]), t.config))
+    order = [c for _, c in sorted(keyed, key=lambda k: k[0], reverse=True)]
+    return order + [t.config for t in trials if t.status is Status.FAILED]
 
 
 class _Parzen:

@@ -20,7 +20,7 @@ import torch
 
 from torchhpo.space import Config
 
-__all__ = ["Decision", "Status", "Trial", "TrialPaused", "TrialPruned", "TrialRecord"]
+__all__ = ["Decision", "Status", "Trial", "TrainingDiverged", "TrialPaused", "TrialPruned", "TrialRecord"]
 
 
 class Status(enum.Enum):
@@ -47,6 +47,10 @@ class Decision(enum.Enum):
 
 class TrialPruned(Exception):
     """Raised by ``trial.report`` when the scheduler stops the trial. Control flow, not an error: let it propagate."""
+
+
+class TrainingDiverged(ValueError):
+    """Raised by ``trial.report`` for a NaN or infinite value; the trial then FAILS (the study goes on)."""
 
 
 class TrialPaused(Exception):
@@ -172,13 +176,13 @@ class Trial:
         Raises:
             TrialPruned: the scheduler stopped the trial; let it propagate out of the training function.
             TrialPaused: the scheduler paused the trial at a rung; let it propagate (it is resumed later).
-            ValueError: the value is NaN or infinite (the trial is then marked FAILED).
+            TrainingDiverged: the value is NaN or infinite (a ``ValueError``; the trial is then marked FAILED).
         """
         value = float(value)
         if step is None:
             step = self._epoch + 1 if self._epoch is not None else self.last_step + 1
         if not math.isfinite(value):
-            raise ValueError(f"trial {self.number} reported {value} at step {step}: the training diverged")
+            raise TrainingDiverged(f"trial {self.number} reported {value} at step {step}: the training diverged")
         self.last_step = step
         decision = Decision.CONTINUE if self.reporter is None else self.reporter(self.number, step, value)
         if decision is Decision.STOP:
