@@ -37,7 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torchhpo as th
-from torchhpo.problems import digits_data, digits_space, evaluate, train_digits_cnn
+from torchhpo.problems import TASKS, digits_data, digits_space, evaluate, train_digits_cnn
 from torchhpo.searchers import make_searcher
 from torchhpo.simulate import Curves, Event, Simulated, Tabulated
 
@@ -163,8 +163,7 @@ def run_real(searcher: Any, scheduler: Any, seed: int, budget: int, E: int) -> R
     def train(config: dict, trial: th.Trial) -> float:
         loss = train_digits_cnn(config, trial)
         if trial.last_step >= E:  # fully trained: its last checkpoint is the final model
-            from torchhpo.problems import DigitsCNN
-            model = DigitsCNN(config["layers"], config["filters"], config["dropout"])
+            model = TASKS["digits_cnn"].model(config)
             model.load_state_dict(trial.load()["model"])
             test[trial.number] = (loss, evaluate(model, data.X_test, data.y_test)[1])
         return loss

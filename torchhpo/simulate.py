@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from torchhpo.executors import Outcome, TrainFn
-from torchhpo.problems import TASKS
+from torchhpo.problems import TASKS, digits_data, evaluate
 from torchhpo.searchers import Searcher
 from torchhpo.space import Config, Space
 from torchhpo.trial import Decision, Reporter, Status, TrainingDiverged, Trial, TrialRecord
@@ -108,8 +108,6 @@ def tabulate(configs: Sequence[Config], epochs: int, *, first: int = 0, task: st
     keeps the seconds of the epoch that diverged and NaN from that epoch on: ``Simulated`` replays it as a FAILED
     trial, as a real study records it.
     """
-    from torchhpo.problems import digits_data, evaluate
-
     if task not in TASKS:
         raise ValueError(f"tabulate: task {task!r} is unknown; choose one of {sorted(TASKS)}")
     spec = TASKS[task]
@@ -135,9 +133,8 @@ def tabulate(configs: Sequence[Config], epochs: int, *, first: int = 0, task: st
             trial.reporter = reporter
             try:
                 spec.train(config, trial)
-            except TrainingDiverged:
+            except TrainingDiverged:  # the epoch that diverged took its time; its metrics are NaN (below)
                 rows["seconds"].append(time.perf_counter() - clock[0])
-                rows["val_loss"].append(math.nan)
             for m in METRICS:
                 out[m].append(rows[m] + [math.nan] * (epochs - len(rows[m])))
     return Curves(spec.space(), [dict(c) for c in configs], *(np.array(out[m], dtype=np.float32) for m in METRICS),
