@@ -1,6 +1,6 @@
 """Multi-fidelity benchmark: pruning schedulers x searchers on tabulated curves (digits CNN, digits MLP), one epoch budget.
 
-On a shipped table of learning curves (``--table digits_cnn``, the default: 320 Sobol configs of the digits CNN x
+On a shipped table of learning curves (``--table digits_cnn``, the default: 1,000 Sobol configs of the digits CNN x
 27 epochs; ``--table digits_mlp``: 1,000 configs of the digits MLP; or a file made by ``make_curves.py``) replayed
 with a simulated clock, every method gets the same budget of epochs (40 full runs by default) and many seeds:
 random search at full budget; random search + SuccessiveHalving / Hyperband / ASHA / MedianStopping; GP +

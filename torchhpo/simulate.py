@@ -1,7 +1,7 @@
 """Tabulated learning curves replayed with a simulated clock: compare schedulers x searchers x seeds in seconds.
 
 ``Curves`` is a table of configs and their per-epoch metrics (shipped, made by ``benchmarks/make_curves.py``:
-``Curves.load("digits_cnn")``, the default, 320 Sobol configs of the digits CNN x 27 epochs, and
+``Curves.load("digits_cnn")``, the default, 1,000 Sobol configs of the digits CNN x 27 epochs, and
 ``Curves.load("digits_mlp")``, 1,000 configs of the digits MLP x 27 epochs). ``Simulated`` follows the Executor
 protocol: instead of training, it replays a trial's row, advancing a virtual clock by the recorded seconds per
 epoch, with ``slots`` trials in flight at once (Syne Tune's simulator backend). ``Tabulated`` wraps a searcher so
