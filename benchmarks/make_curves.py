@@ -45,11 +45,11 @@ def make(task: str, n: int, epochs: int, seed: int, workers: int, out: Path) -> 
     start = time.time()
     size = 8
     jobs = [(configs[i:i + size], epochs, i, task) for i in range(0, n, size)]
-    parts = []
+    parts, done = [], 0
     with ProcessPoolExecutor(workers) as pool:
         for part in pool.map(_chunk, jobs):  # in order, as they finish
             parts.append(part)
-            done = sum(len(q.configs) for q in parts)
+            done += len(part.configs)
             eta = (time.time() - start) / done * (n - done)
             print(f"\r{done}/{n} rows, {time.time() - start:.0f} s, ~{eta:.0f} s left", end="", file=sys.stderr)
     print(file=sys.stderr)
