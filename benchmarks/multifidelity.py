@@ -7,7 +7,9 @@ random search at full budget; random search + SuccessiveHalving / Hyperband / AS
 Hyperband when ``torchhpo.gp`` is importable; Optuna's TPESampler + HyperbandPruner replaying the same table
 when Optuna is installed. Reported: the best *fully trained* (27-epoch) validation loss against cumulative epochs
 and simulated wall time (PNG), the epochs each method needs to reach full-budget random search's final median
-best, configs tried, and the test accuracy of the chosen config. ``--real`` trains for real (smaller scale).
+best, configs tried, the test accuracy of the chosen config, and (on tables) the "winners" tried (configs whose
+full training reaches the target) with the share the scheduler cut short. ``--real`` trains for real (smaller
+scale).
 Every searcher's proposals snap to the nearest unused table row; our searchers then see the row's config, while
 Optuna's TPE keeps the config it suggested (its ask/tell API records its own suggestion), a small handicap.
 
@@ -200,6 +202,29 @@ def _at(x: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
     return np.where(idx >= 0, y[np.clip(idx, 0, None)] if len(y) else np.inf, np.inf)
 
 
+def winners_cut(run: Run, E: int, budget: int, target: float) -> list[bool] | None:
+    """For each "winner" tried (a config whose full training reaches ``target``, started with at least ``E``
+    epochs of the budget left): was it cut short (stopped or left paused before ``E`` epochs)? A searcher that
+    proposes winners early and a scheduler that cuts them are two different failures; this tells them apart.
+    None when the run does not know every trial's fully trained value (real training)."""
+    first: dict[int, int] = {}
+    reached: dict[int, int] = {}
+    for ev in run.events:
+        if ev.epochs > budget:
+            break
+        first.setdefault(ev.number, ev.epochs)
+        reached[ev.number] = max(reached.get(ev.number, 0), ev.step)
+    if any(n not in run.full for n in first):
+        return None
+    return [reached[n] < E for n, e in first.items() if e <= budget - E + 1 and run.full[n][0] <= target + 1e-12]
+
+
+def _winners(counts: list[float], cut: int) -> str:
+    if np.isnan(counts).any():
+        return "-"
+    return f"{np.median(counts):.0f} ({cut / max(sum(counts), 1):.0%})"
+
+
 def report(runs: dict[str, list[Run]], E: int, budget: int, header: str, png: Path, first_rung: int,
            final_losses: np.ndarray | None = None) -> str:
     ref = REFERENCE
@@ -217,11 +242,15 @@ def report(runs: dict[str, list[Run]], E: int, budget: int, header: str, png: Pa
     lines += ["",
              "| method | best val loss at 1/5 of the budget, median | final best val loss, median [IQR] | epochs to "
              "target, median (reached) | fraction of the budget | configs tried | test acc of chosen, median | "
-             "simulated/wall s at budget |", "|---|---|---|---|---|---|---|---|"]
+             "simulated/wall s at budget | winners tried, median (share cut short) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     need = {}
     for m, rs in runs.items():
-        to, tried, acc, secs = [], [], [], []
+        to, tried, acc, secs, winners, cut = [], [], [], [], [], 0
         for r in rs:
+            w = winners_cut(r, E, budget, target)
+            winners.append(np.nan if w is None else len(w))
+            cut += sum(w or [])
             ep, _, best, who = anytime(r, E, budget)
             hit = np.nonzero(best <= target + 1e-12)[0]
             to.append(ep[hit[0]] if len(hit) else np.inf)
@@ -235,7 +264,7 @@ def report(runs: dict[str, list[Run]], E: int, budget: int, header: str, png: Pa
         lines.append(f"| {m} | {fifth:.4f} | {q[1]:.4f} [{q[0]:.4f}, {q[2]:.4f}] | "
                      f"{'>' + str(budget) if not np.isfinite(need[m]) else f'{need[m]:.0f}'} ({reached}/{len(rs)}) | "
                      f"{need[m] / budget:.2f} | {np.median(tried):.0f} | {np.nanmedian(acc):.4f} | "
-                     f"{np.median(secs):.0f} |")
+                     f"{np.median(secs):.0f} | {_winners(winners, cut)} |")
     plot(runs, E, budget, png)
     return "\n".join(lines)
 

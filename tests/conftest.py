@@ -1,6 +1,7 @@
 """Shared test helpers."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ def _load_script(path: Path):
     """Import a recipe or benchmark script as a fresh module (its ``main`` reads the module's settings)."""
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

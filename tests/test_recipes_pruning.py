@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import torchhpo as th
+from torchhpo.simulate import Event
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,3 +38,18 @@ def test_multifidelity_benchmark_quick(table):
     assert out.returncode == 0, out.stderr
     assert "| random + Hyperband |" in out.stdout and "Target:" in out.stdout
     assert f"tabulated {table} curves" in out.stdout
+
+
+def test_multifidelity_counts_winners_the_scheduler_cut_short(load_script):
+    mf = load_script(ROOT / "benchmarks" / "multifidelity.py")
+    # trial 0: a winner trained to the end; 1: a winner stopped after one epoch; 2: a loser; 3: a winner started
+    # with too little budget left to finish (not the scheduler's fault, so not counted)
+    steps = [(0, 1), (0, 2), (0, 3), (1, 1), (2, 1), (3, 1)]
+    events = [Event(float(i), i + 1, number, step, 0.0) for i, (number, step) in enumerate(steps)]
+    full = {0: (0.1, 0.9), 1: (0.1, 0.9), 2: (0.9, 0.5), 3: (0.1, 0.9)}
+    assert mf.winners_cut(mf.Run(events, full), E=3, budget=6, target=0.2) == [False, True]
+    assert mf.winners_cut(mf.Run(events, full), E=3, budget=6, target=0.05) == []
+    # a budget that ends mid-run: trial 0 had room to finish but was not trained to the end within it
+    assert mf.winners_cut(mf.Run(events, full), E=3, budget=3, target=0.2) == [False]
+    # real training knows only the fully trained trials' values: no answer rather than a wrong one
+    assert mf.winners_cut(mf.Run(events, {0: (0.1, 0.9)}), E=3, budget=6, target=0.2) is None
