@@ -202,6 +202,11 @@ def _at(x: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
     return np.where(idx >= 0, y[np.clip(idx, 0, None)] if len(y) else np.inf, np.inf)
 
 
+def _reaches(loss: Any, target: float) -> Any:
+    """Whether a validation loss (a float or an array) reaches the target: one definition for every column."""
+    return loss <= target + 1e-12
+
+
 def winners_cut(run: Run, E: int, budget: int, target: float) -> list[bool] | None:
     """For each "winner" tried (a config whose full training reaches ``target``, started with at least ``E``
     epochs of the budget left): was it cut short (stopped or left paused before ``E`` epochs)? A searcher that
@@ -216,7 +221,7 @@ def winners_cut(run: Run, E: int, budget: int, target: float) -> list[bool] | No
         reached[ev.number] = max(reached.get(ev.number, 0), ev.step)
     if any(n not in run.full for n in first):
         return None
-    return [reached[n] < E for n, e in first.items() if e <= budget - E + 1 and run.full[n][0] <= target + 1e-12]
+    return [reached[n] < E for n, e in first.items() if e <= budget - E + 1 and _reaches(run.full[n][0], target)]
 
 
 def _winners(counts: list[float], cut: int) -> str:
@@ -232,7 +237,7 @@ def report(runs: dict[str, list[Run]], E: int, budget: int, header: str, png: Pa
     target = float(np.median(finals[ref]))
     lines = [header, "", f"Target: full-budget random search's final median best validation loss = {target:.4f}."]
     if final_losses is not None:  # what random sampling alone must pay, whatever prunes behind it
-        p = float(np.mean(final_losses <= target + 1e-12))
+        p = float(np.mean(_reaches(final_losses, target)))
         n = np.log(2) / p if p else np.inf  # configs a random searcher draws for even odds of one hit
         lines.append(f"{p:.1%} of the table's configs reach it: a random searcher needs ~{n:.0f} configs for even "
                      f"odds of drawing one, so even a scheduler that ranked perfectly at a first rung of {first_rung} "
@@ -252,7 +257,7 @@ def report(runs: dict[str, list[Run]], E: int, budget: int, header: str, png: Pa
             winners.append(np.nan if w is None else len(w))
             cut += sum(w or [])
             ep, _, best, who = anytime(r, E, budget)
-            hit = np.nonzero(best <= target + 1e-12)[0]
+            hit = np.nonzero(_reaches(best, target))[0]
             to.append(ep[hit[0]] if len(hit) else np.inf)
             tried.append(len({ev.number for ev in r.events if ev.epochs <= budget}))
             acc.append(r.full[who[-1]][1] if who else np.nan)
