@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from torchhpo.executors import Executor, Outcome, TrainFn, make_executor, resolve_devices
+from torchhpo.history import History
 from torchhpo.schedulers import make_scheduler
 from torchhpo.searchers import GridSearch, Searcher, make_searcher
 from torchhpo.space import Config, Space
@@ -86,7 +87,7 @@ class Study:
                              f"(got {type(self.scheduler).__name__})")
         self.fidelity = fidelity
         self.storage = make_storage(storage)
-        self._records: list[TrialRecord] = self.storage.open(name, space, mode)
+        self._records = History(self.storage.open(name, space, mode))
         for r in self._records:
             r.sign = self.sign
         self._live: dict[int, Trial] = {}
@@ -219,6 +220,7 @@ class Study:
                 self.tell(number, status=Status.PRUNED)
             elif decision is Decision.CONTINUE and len(resumed) < k:
                 record.status = Status.RUNNING
+                self._records.touch(number)
                 self.storage.finish(record)
                 trial = self._live.get(number) or Trial(number, record.config, max_epochs=record.attrs.get(
                     "max_epochs", self.max_epochs), checkpoint_dir=self.checkpoint_dir)
@@ -236,6 +238,7 @@ class Study:
         if self.fidelity == "data":
             return self._report_data(record, step, value)
         record.reports[step] = value
+        self._records.touch(number)
         self.storage.add_report(number, step, value)
         if self.scheduler is None:
             return Decision.CONTINUE
@@ -248,6 +251,7 @@ class Study:
         rungs = self.scheduler.rungs(record)
         rung = round(trial.fidelity * rungs[-1])
         record.reports[rung] = value
+        self._records.touch(record.number)
         self.storage.add_report(record.number, rung, value)
         if trial.max_epochs is not None and step < trial.max_epochs:
             return Decision.CONTINUE
@@ -281,6 +285,7 @@ class Study:
         if status is Status.COMPLETED and value is None:
             raise ValueError("tell: a COMPLETED trial needs a value")
         record.status, record.value, record.reason, record.finished = status, value, reason, time.time()
+        self._records.touch(number)
         self.storage.finish(record)
         self._live.pop(number, None)
         self._drop_checkpoints()
@@ -410,6 +415,7 @@ class Study:
         record.attrs["seconds"] = record.attrs.get("seconds", 0.0) + outcome.seconds  # summed over resumes
         if outcome.status is Status.PAUSED:
             record.status = Status.PAUSED
+            self._records.touch(outcome.number)
             self.storage.finish(record)
             return
         self.tell(outcome.number, outcome.value, status=outcome.status, reason=outcome.reason)
