@@ -1,6 +1,8 @@
 import json
 import os
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -9,6 +11,7 @@ import time
 import pytest
 
 import torchhpo as th
+from torchhpo import cli
 from torchhpo.storage import SQLiteStorage, make_storage
 from torchhpo.testing import check_storage
 
@@ -25,7 +28,7 @@ def test_sqlite_contract(tmp_path):
 def test_sqlite_is_wal_with_schema_version(tmp_path):
     store = SQLiteStorage(tmp_path / "a" / "b.db")  # folders are created
     assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert store._db.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == 2
 
 
 def test_newer_schema_is_refused(tmp_path):
@@ -88,6 +91,8 @@ def test_sigkill_mid_study_loses_no_finished_trial(tmp_path):
         child.wait()
     assert child.returncode == -signal.SIGKILL
     study = th.Study.load(path)
+    assert not [t for t in study.trials if t.status is th.Status.FAILED], "loading fails nothing by itself"
+    study.fail_stale_trials()  # the killed driver's process is gone: its running trial is interrupted
     by_number = {t.number: t for t in study.trials}
     for s in seen:  # everything the child saw finished is there, bit for bit
         t = by_number[s["number"]]
@@ -141,3 +146,115 @@ def test_sqlite_write_is_visible_to_another_connection_at_once(tmp_path):
     study.tell(trial, 0.25)
     time.sleep(0.01)
     assert peek.trials()[0].value == 0.25
+
+
+V1_SCHEMA = """
+CREATE TABLE studies (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, space TEXT NOT NULL, mode TEXT NOT NULL,
+    created REAL NOT NULL);
+CREATE TABLE trials (study INTEGER NOT NULL, number INTEGER NOT NULL, config TEXT NOT NULL, status TEXT NOT NULL,
+    value REAL, reason TEXT, started REAL NOT NULL, finished REAL, attrs TEXT NOT NULL, PRIMARY KEY (study, number));
+CREATE TABLE reports (study INTEGER NOT NULL, number INTEGER NOT NULL, step INTEGER NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (study, number, step));
+CREATE TABLE queue (id INTEGER PRIMARY KEY AUTOINCREMENT, study INTEGER NOT NULL, config TEXT NOT NULL);
+PRAGMA user_version=1;
+"""
+
+
+def _v1_file(path):
+    space = th.Space({"x": th.Float(0.0, 1.0)})
+    db = sqlite3.connect(path)
+    db.executescript(V1_SCHEMA)
+    db.execute("INSERT INTO studies VALUES (1, 'old', ?, 'min', 0.0)", (json.dumps(space.to_dict()),))
+    db.execute("""INSERT INTO trials VALUES (1, 0, '{"x": 0.25}', 'completed', 0.5, NULL, 0.0, 1.0, '{}')""")
+    db.execute("""INSERT INTO trials VALUES (1, 1, '{"x": 0.75}', 'running', NULL, NULL, 0.0, NULL, '{}')""")
+    db.execute("INSERT INTO reports VALUES (1, 0, 1, 0.5)")
+    db.commit()
+    db.close()
+
+
+def test_a_version_1_file_is_read_and_upgraded_in_place(tmp_path):
+    path = tmp_path / "v1.db"
+    _v1_file(path)
+    ro = th.Study.load(path, readonly=True)  # read as it is, not upgraded
+    assert [(t.number, t.status) for t in ro.trials] == [(0, th.Status.COMPLETED), (1, th.Status.RUNNING)]
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 1
+    study = th.Study.load(path)
+    assert study.trials[0].reports == {1: 0.5} and study.best.config == {"x": 0.25}
+    assert study.fail_stale_trials() == [1], "a version-1 row has no owner: its driver is gone"
+    study.optimize(lambda c, t: c["x"], n_trials=2, progress=False)
+    assert [t.number for t in study.trials] == [0, 1, 2, 3]
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_a_copy_of_the_db_file_alone_holds_the_study(tmp_path):
+    """Users back up and send x.db: at the end of optimize (the study still open) and after close, the file
+    itself, without its -wal side file, holds every trial."""
+    path = tmp_path / "live.db"
+    study = th.Study(th.Space({"x": th.Float(0.0, 1.0)}), storage=path, seed=0)
+    study.optimize(lambda c, t: c["x"], n_trials=5, progress=False)
+    shutil.copy(path, tmp_path / "copy.db")
+    assert len(th.Study.load(tmp_path / "copy.db").trials) == 5
+    study.optimize(lambda c, t: c["x"], n_trials=2, progress=False)
+    study.close()
+    assert not (tmp_path / "live.db-wal").exists() or (tmp_path / "live.db-wal").stat().st_size == 0
+    shutil.copy(path, tmp_path / "copy2.db")
+    assert len(th.Study.load(tmp_path / "copy2.db").trials) == 7
+
+
+def _pausing(config, trial):
+    state = trial.load() or {"epoch": 0}
+    for epoch in trial.epochs():
+        trial.save({"epoch": epoch + 1})
+        trial.report((config["x"] - 0.3) ** 2 + 1.0 / (epoch + 1))
+    return (config["x"] - 0.3) ** 2 + 0 * state["epoch"]
+
+
+def _interrupted_hyperband(path):
+    """A Hyperband study stopped (Ctrl-C) while trials wait PAUSED at their first rung."""
+    calls = []
+
+    def train(config, trial):
+        calls.append(trial.number)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return _pausing(config, trial)
+
+    study = th.Study(th.Space({"x": th.Float(0.0, 1.0)}), scheduler="hyperband", searcher="tpe", max_epochs=9,
+                     storage=path, seed=3)
+    with pytest.raises(KeyboardInterrupt):
+        study.optimize(train, n_trials=12, progress=False)
+    study.close()
+    return [t.number for t in th.Study.load(path).trials if t.status is th.Status.PAUSED]
+
+
+def test_load_restores_how_the_study_was_run(tmp_path):
+    path = tmp_path / "hb.db"
+    paused = _interrupted_hyperband(path)
+    assert len(paused) == 4
+    study = th.Study.load(path)
+    assert type(study.searcher).__name__ == "TPE" and type(study.scheduler).__name__ == "Hyperband"
+    assert study.max_epochs == 9 and study.scheduler.brackets == th.Hyperband(1, 9).brackets
+    assert study.searcher.seed == 3
+    study.optimize(_pausing, n_trials=4, progress=False)
+    assert all(t.status.finished for t in study.trials), "the paused trials were resumed or pruned"
+    assert any(t.status is th.Status.COMPLETED and t.number in paused for t in study.trials)
+
+
+@pytest.mark.parametrize("change", [{"scheduler": None}, {"max_epochs": 27}, {"scheduler": "asha"}])
+def test_reopening_paused_trials_with_another_scheduler_is_refused_at_once(tmp_path, change):
+    path = tmp_path / "hb.db"
+    paused = _interrupted_hyperband(path)
+    study = th.Study.load(path, **change)
+    with pytest.raises(ValueError, match=r"trials \[.*\] are PAUSED at a rung of torchhpo.schedulers:Hyperband"):
+        study.optimize(_pausing, n_trials=2, progress=False)
+    assert [t.number for t in study.trials if t.status is th.Status.PAUSED] == paused  # nothing was touched
+
+
+def test_cli_run_resumes_to_the_same_total(tmp_path, capsys):
+    path = tmp_path / "cnn.db"
+    args = ["run", "--trials", "3", "--storage", str(path), "--max-epochs", "2", "--scheduler", "none",
+            "--searcher", "random", "--no-progress"]
+    assert cli.main(args) == 0
+    assert cli.main(args) == 0
+    assert len(th.Study.load(path).trials) == 3
+    assert "3 of 3 trials already ran" in capsys.readouterr().out

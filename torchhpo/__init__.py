@@ -18,7 +18,7 @@ from torchhpo.schedulers import ASHA, Hyperband, MedianStopping, SuccessiveHalvi
 from torchhpo.searchers import GridSearch, RandomSearch, Sobol
 from torchhpo.space import Choice, Float, Int, Space
 from torchhpo.storage import MemoryStorage, SQLiteStorage
-from torchhpo.study import SearchExhausted, Study, tune
+from torchhpo.study import FailingTrials, SearchExhausted, Study, tune
 from torchhpo.tpe import TPE
 from torchhpo.trial import Decision, Status, Trial, TrialPaused, TrialPruned, TrialRecord
 
@@ -28,6 +28,7 @@ __all__ = [
     "ASHA",
     "Choice",
     "Decision",
+    "FailingTrials",
     "Float",
     "GP",
     "GPOptions",

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from torchhpo.study import Study
+from torchhpo.trial import Status
 
 __all__ = ["main"]
 
@@ -28,10 +29,13 @@ def _run(args: argparse.Namespace) -> int:
     scheduler = None if args.scheduler == "none" else args.scheduler
     study = Study(digits_space(), mode="min", searcher=args.searcher, scheduler=scheduler, storage=args.storage,
                   name="digits_cnn", seed=args.seed, max_epochs=args.max_epochs)
-    done = sum(t.status.finished for t in study.trials)
-    if done:
-        print(f"resuming {args.storage}: {done} trials already finished")
-    study.optimize(train_digits_cnn, n_trials=args.trials, devices=args.devices, progress=not args.no_progress)
+    study.fail_stale_trials()
+    ran = sum(not (t.status is Status.FAILED and (t.reason or "").startswith("interrupted")) for t in study.trials)
+    if ran:  # re-running resumes to the same total: interrupted trials are run again, nothing more
+        print(f"resuming {args.storage}: {ran} of {args.trials} trials already ran")
+    study.optimize(train_digits_cnn, n_trials=max(0, args.trials - ran), devices=args.devices,
+                   progress=not args.no_progress)
+    study.close()
     _print_best(study)
     print(f"all trials are in {args.storage}; see them with: torchhpo show {args.storage}")
     return 0
@@ -45,18 +49,20 @@ def _print_best(study: Study) -> None:
 
 
 def _show(args: argparse.Namespace) -> int:
-    study = Study.load(args.path, name=args.name)
+    study = Study.load(args.path, name=args.name, readonly=True)  # looking never writes
     trials = sorted(study.trials, key=lambda t: (t.score is None, -(t.score or 0.0)))
     names = study.space.names
-    counts = Counter(t.status.value for t in study.trials)
-    print(f"study '{study.name}' ({study.mode}imize), {len(study.trials)} trials: "
+    counts = Counter(t.status.value for t in trials)
+    print(f"study '{study.name}' ({study.mode}imize), {len(trials)} trials: "
           + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
-    print("| # | status | value | epochs | " + " | ".join(names) + " |")
-    print("|---" * (4 + len(names)) + "|")
+    print("| # | status | value | epochs | " + " | ".join(names) + " | reason |")
+    print("|---" * (5 + len(names)) + "|")
     for t in trials[: args.top]:
         value = "" if t.value is None else f"{t.value:.4g}"
         cells = [f"{t.config[n]:.3g}" if isinstance(t.config[n], float) else str(t.config[n]) for n in names]
-        print(f"| {t.number} | {t.status.value} | {value} | {max(t.reports, default=0)} | " + " | ".join(cells) + " |")
+        reason = (t.reason or "").strip().splitlines()[0] if (t.reason or "").strip() else ""
+        print(f"| {t.number} | {t.status.value} | {value} | {max(t.reports, default=0)} | " + " | ".join(cells)
+              + f" | {reason.replace('|', '/')} |")
     if counts["completed"]:
         _print_best(study)
     return 0
@@ -65,7 +71,7 @@ def _show(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from torchhpo import plot
 
-    study = Study.load(args.path, name=args.name)
+    study = Study.load(args.path, name=args.name, readonly=True)
     out = Path(args.out)
     for name, draw in (("history", plot.history), ("curves", plot.learning_curves),
                        ("parallel", plot.parallel_coordinates)):

@@ -41,6 +41,7 @@ import torch
 from gpytorch.priors import Prior as _Prior
 
 from torchhpo.searchers import _key, observations
+from torchhpo.settings import Described
 from torchhpo.space import Config, Space
 from torchhpo.trial import Status, TrialRecord
 
@@ -113,7 +114,7 @@ class GPOptions:
             raise ValueError(f"GPOptions: kernel={self.kernel!r} must be 'matern' or 'botorch'")
 
 
-class GP:
+class GP(Described):
     """Gaussian-process Bayesian optimization (BoTorch), after ``n_initial`` Sobol points.
 
     Args:

@@ -1,15 +1,23 @@
 """Where trials live: in memory, or in one SQLite file that survives crashes.
 
-Storage is coarse and has one writer (the study's driver): ``open`` a study, ``create_trial``, ``add_report``,
-``finish``, ``trials``, and a queue of enqueued configs. The study keeps an in-memory mirror, so the hot path
-(a report per epoch) writes but never reads.
+Storage is coarse: ``open`` a study, ``create_trial``, ``add_report``, ``write``, ``trials``, a queue of enqueued
+configs, and what several drivers of one study need (``changes``, ``claim``, ``fail_stale``, ``beat``). Each
+study keeps an in-memory mirror, so the hot path (a report per epoch) writes, and reads only what other
+drivers changed (nothing, with one driver: SQLite's ``data_version`` says so without a query of the tables).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
 import sqlite3
+import threading
 import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -18,30 +26,87 @@ from torchhpo.trial import Status, TrialRecord
 
 __all__ = ["MemoryStorage", "SQLiteStorage", "Storage", "make_storage"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 INTERRUPTED = "interrupted: the study stopped while this trial was running"
+
+
+def _owner() -> str:
+    """This driver's identity in the ``owner`` column: host, pid and a random tag (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _dead(owner: str | None, heartbeat: float | None, stale_after: float, now: float) -> str | None:
+    """Why a RUNNING trial of ``owner`` is stale (its driver is gone), or ``None`` while it may still run.
+
+    A driver on this host is gone when its process is; any driver is, once its heartbeat is ``stale_after``
+    seconds old (another machine's pid cannot be checked)."""
+    if not owner:
+        return INTERRUPTED
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return f"interrupted: its driver (process {pid} on this host) ended while the trial was running"
+        except PermissionError:  # alive, another user's
+            pass
+    if heartbeat is None or now - heartbeat > stale_after:
+        age = "never" if heartbeat is None else f"{now - heartbeat:.0f} s ago"
+        return f"interrupted: its driver ({host}, pid {pid}) stopped beating (last heartbeat {age})"
+    return None
 
 
 @runtime_checkable
 class Storage(Protocol):
-    """The contract every storage passes (see ``torchhpo.testing.check_storage``)."""
+    """The contract every storage passes (see ``torchhpo.testing.check_storage``).
+
+    Opening and reading never write. Several drivers (threads or processes) may share one study: the storage
+    numbers trials (``create_trial`` returns the number), records who runs each one, and tells each driver what
+    the others changed (``changes``).
+    """
 
     def open(self, name: str, space: Space, mode: str) -> list[TrialRecord]:
-        """Create the study, or re-open it (same space and mode) and return its trials, RUNNING ones marked FAILED."""
+        """Create the study, or re-open it (same space and mode) and return its trials as they are."""
 
-    def create_trial(self, record: TrialRecord) -> None: ...
+    def create_trial(self, record: TrialRecord) -> int:
+        """Store a new trial owned by this handle; its number is the next free one, returned (and set on
+        ``record``)."""
 
     def add_report(self, number: int, step: int, value: float) -> None: ...
 
-    def finish(self, record: TrialRecord) -> None:
-        """Write the record's final status, value, reason, finish time and attrs."""
+    def write(self, record: TrialRecord) -> None:
+        """Write the record's status, value, reason, finish time and attrs (any status: RUNNING, PAUSED too)."""
 
     def trials(self) -> list[TrialRecord]: ...
+
+    def changes(self) -> tuple[list[TrialRecord], list[tuple[int, int, float]]]:
+        """What other handles changed since the last ``open``/``changes``: whole trials written, and new reports
+        ``(number, step, value)``; ``([], [])`` when nothing changed."""
+
+    def claim(self, number: int) -> bool:
+        """Make PAUSED trial ``number`` RUNNING under this handle; ``False`` when another driver was first."""
+
+    def fail_stale(self, stale_after: float) -> dict[int, str]:
+        """Mark FAILED the RUNNING trials of other drivers that are gone; return ``{number: reason}``."""
+
+    def beat(self) -> None:
+        """Tell the others that this handle's RUNNING trials are alive (a heartbeat)."""
+
+    def settings(self) -> dict[str, Any] | None:
+        """How the study was run (searcher, scheduler, budgets), as ``save_settings`` stored it."""
+
+    def save_settings(self, settings: dict[str, Any]) -> None: ...
 
     def enqueue(self, config: Config) -> None: ...
 
     def dequeue(self) -> Config | None:
         """Remove and return the oldest enqueued config, or ``None``."""
+
+    def flush(self) -> None:
+        """Make the stored study complete on disk (nothing pending in side files)."""
+
+    def close(self) -> None: ...
 
 
 def _check_same(name: str, space: Space, mode: str, stored_space: Space, stored_mode: str) -> None:
@@ -53,86 +118,204 @@ def _check_same(name: str, space: Space, mode: str, stored_space: Space, stored_
 
 
 class MemoryStorage:
-    """Keeps a study in this process only; gone when it ends."""
+    """Keeps a study in this process only; gone when it ends. Threads of one study may share it; a second
+    ``Study`` opened on it takes over (the first one's RUNNING trials count as stale)."""
 
     def __init__(self) -> None:
         self._meta: tuple[str, Space, str] | None = None
         self._trials: dict[int, TrialRecord] = {}
+        self._owners: dict[int, str] = {}
         self._queue: list[Config] = []
+        self._settings: dict[str, Any] | None = None
+        self._lock = threading.RLock()
+        self.owner = _owner()
 
     def open(self, name: str, space: Space, mode: str) -> list[TrialRecord]:
         if self._meta is None:
             self._meta = (name, space, mode)
         else:
             _check_same(name, space, mode, self._meta[1], self._meta[2])
-        for r in self._trials.values():
-            if r.status is Status.RUNNING:
-                r.status, r.reason, r.finished = Status.FAILED, INTERRUPTED, time.time()
+        self.owner = _owner()  # a new driver: trials left RUNNING by the previous one are stale
         return self.trials()
 
-    def create_trial(self, record: TrialRecord) -> None:
-        self._trials[record.number] = record.copy()
+    def create_trial(self, record: TrialRecord) -> int:
+        with self._lock:
+            record.number = len(self._trials)
+            self._trials[record.number] = record.copy()
+            self._owners[record.number] = self.owner
+            return record.number
 
     def add_report(self, number: int, step: int, value: float) -> None:
         self._trials[number].reports[step] = value
 
-    def finish(self, record: TrialRecord) -> None:
+    def write(self, record: TrialRecord) -> None:
         kept = self._trials[record.number]
         kept.status, kept.value, kept.reason, kept.finished = record.status, record.value, record.reason, record.finished
         kept.attrs = dict(record.attrs)
 
     def trials(self) -> list[TrialRecord]:
-        return [r.copy() for r in sorted(self._trials.values(), key=lambda r: r.number)]
+        with self._lock:
+            return [r.copy() for r in sorted(self._trials.values(), key=lambda r: r.number)]
+
+    def changes(self) -> tuple[list[TrialRecord], list[tuple[int, int, float]]]:
+        return [], []  # one driver writes a memory study: its mirror is the truth
+
+    def claim(self, number: int) -> bool:
+        with self._lock:
+            if self._trials[number].status is not Status.PAUSED:
+                return False
+            self._trials[number].status, self._owners[number] = Status.RUNNING, self.owner
+            return True
+
+    def fail_stale(self, stale_after: float) -> dict[int, str]:
+        with self._lock:
+            stale = [r for r in self._trials.values()
+                     if r.status is Status.RUNNING and self._owners.get(r.number) != self.owner]
+            for r in stale:
+                r.status, r.reason, r.finished = Status.FAILED, INTERRUPTED, time.time()
+            return {r.number: INTERRUPTED for r in stale}
+
+    def beat(self) -> None:
+        pass
+
+    def settings(self) -> dict[str, Any] | None:
+        return self._settings
+
+    def save_settings(self, settings: dict[str, Any]) -> None:
+        self._settings = dict(settings)
 
     def enqueue(self, config: Config) -> None:
-        self._queue.append(dict(config))
+        with self._lock:
+            self._queue.append(dict(config))
 
     def dequeue(self) -> Config | None:
-        return self._queue.pop(0) if self._queue else None
+        with self._lock:
+            return self._queue.pop(0) if self._queue else None
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS studies (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, space TEXT NOT NULL,
-    mode TEXT NOT NULL, created REAL NOT NULL);
+    mode TEXT NOT NULL, created REAL NOT NULL, seq INTEGER NOT NULL DEFAULT 0, settings TEXT);
 CREATE TABLE IF NOT EXISTS trials (study INTEGER NOT NULL, number INTEGER NOT NULL, config TEXT NOT NULL,
     status TEXT NOT NULL, value REAL, reason TEXT, started REAL NOT NULL, finished REAL, attrs TEXT NOT NULL,
-    PRIMARY KEY (study, number));
+    owner TEXT, heartbeat REAL, seq INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (study, number));
 CREATE TABLE IF NOT EXISTS reports (study INTEGER NOT NULL, number INTEGER NOT NULL, step INTEGER NOT NULL,
     value REAL NOT NULL, PRIMARY KEY (study, number, step));
 CREATE TABLE IF NOT EXISTS queue (id INTEGER PRIMARY KEY AUTOINCREMENT, study INTEGER NOT NULL, config TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS trials_seq ON trials (study, seq);
 """
+_UPGRADE_1 = """
+ALTER TABLE studies ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE studies ADD COLUMN settings TEXT;
+ALTER TABLE trials ADD COLUMN owner TEXT;
+ALTER TABLE trials ADD COLUMN heartbeat REAL;
+ALTER TABLE trials ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+"""
+_COLUMNS = "number, config, status, value, reason, started, finished, attrs"
 
 
 class SQLiteStorage:
-    """One SQLite file (WAL mode) holding any number of studies by name.
+    """One SQLite file (WAL mode) holding any number of studies by name, shared by any number of drivers.
 
     Every write is committed at once, so a process killed at any point (even by SIGKILL) loses at most the
-    write in flight; re-opening marks the trials that were RUNNING as FAILED ("interrupted").
+    write in flight. Trial numbers are taken inside a write transaction, so drivers in several processes (or
+    machines sharing the file) never collide; each trial row records its driver (``owner``) and a heartbeat, so
+    a driver fails only the RUNNING trials whose driver is gone (``fail_stale``), never another live one's.
 
     Args:
         path: the database file; its folder is created when missing.
+        readonly: open without ever writing (what ``torchhpo show`` does); a file without write permission is
+            opened this way by itself.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
-            raise ValueError(f"{self.path}: schema version {version}, this torchhpo reads {SCHEMA_VERSION}; "
-                             "upgrade torchhpo or start a new file")
-        self._db.executescript(_SCHEMA)
-        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self.readonly = readonly or (self.path.exists() and not os.access(self.path, os.W_OK))
+        self.owner = _owner()
+        self._lock = threading.RLock()
         self._study: int | None = None
-        self._sign = 1
+        self._cursor = (0, 0)  # (trials.seq, reports.rowid) seen so far
+        self._version: int | None = None  # PRAGMA data_version at the last look
+        if self.readonly:
+            self._db = self._connect_readonly()
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise ValueError(f"{self.path}: schema version {version}, this torchhpo reads up to {SCHEMA_VERSION}; "
+                             "upgrade torchhpo or start a new file")
+        self._v1 = version == 1
+        if not self.readonly:
+            with self._transaction():
+                if self._v1:
+                    for statement in filter(str.strip, _UPGRADE_1.split(";")):
+                        self._db.execute(statement)
+                    self._v1 = False
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        if not self.path.exists():
+            raise FileNotFoundError(f"{self.path}: no such study file")
+        uri = "file:" + urllib.parse.quote(str(self.path.resolve()))
+        db = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=60.0, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:  # WAL needs its -shm file, and the folder is read-only too
+            db.close()
+            db = sqlite3.connect(uri + "?immutable=1", uri=True, isolation_level=None, check_same_thread=False)
+        return db
 
     def __getstate__(self) -> dict[str, Any]:
         raise TypeError("SQLiteStorage holds a live connection and is not pickled; pass its path instead")
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction: taken at once (BEGIN IMMEDIATE, waiting for other writers), committed or undone."""
+        if self.readonly:
+            raise PermissionError(f"{self.path} was opened read-only (Study.load(..., readonly=True), or the file "
+                                  "is not writable): nothing can be written to it")
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _bump(self) -> int:
+        """The study's next change number (inside a transaction): every trial write carries one. A handle's own
+        writes move its cursor on, unless another handle wrote since its last look (``changes`` then reads both)."""
+        seq = self._db.execute("UPDATE studies SET seq = seq + 1 WHERE id = ? RETURNING seq", (self._id(),)).fetchone()[0]
+        if seq == self._cursor[0] + 1:
+            self._cursor = (seq, self._cursor[1])
+        return seq
+
+    def flush(self) -> None:
+        """Copy the write-ahead log into the database file, so that ``x.db`` alone holds the whole study."""
+        if not self.readonly:
+            with self._lock:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def close(self) -> None:
-        self._db.close()
+        """Flush and close the connection."""
+        with self._lock:
+            try:
+                self.flush()
+            except sqlite3.Error:  # another connection is reading: its last close flushes
+                pass
+            self._db.close()
 
     def studies(self) -> list[tuple[str, Space, str]]:
         """``(name, space, mode)`` of every study in the file."""
@@ -140,58 +323,148 @@ class SQLiteStorage:
         return [(n, Space.from_dict(json.loads(s)), m) for n, s, m in rows]
 
     def open(self, name: str, space: Space, mode: str) -> list[TrialRecord]:
-        row = self._db.execute("SELECT id, space, mode FROM studies WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            cur = self._db.execute("INSERT INTO studies (name, space, mode, created) VALUES (?, ?, ?, ?)",
-                                   (name, json.dumps(space.to_dict()), mode, time.time()))
-            self._study = cur.lastrowid
-        else:
+        with self._lock:
+            row = self._db.execute("SELECT id, space, mode FROM studies WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                with self._transaction():
+                    row = self._db.execute("SELECT id, space, mode FROM studies WHERE name = ?", (name,)).fetchone()
+                    if row is None:  # not created by another driver meanwhile
+                        cur = self._db.execute("INSERT INTO studies (name, space, mode, created) VALUES (?, ?, ?, ?)",
+                                               (name, json.dumps(space.to_dict()), mode, time.time()))
+                        row = (cur.lastrowid, json.dumps(space.to_dict()), mode)
             _check_same(name, space, mode, Space.from_dict(json.loads(row[1])), row[2])
             self._study = row[0]
-            self._db.execute("UPDATE trials SET status = ?, reason = ?, finished = ? WHERE study = ? AND status = ?",
-                             (Status.FAILED.value, INTERRUPTED, time.time(), self._study, Status.RUNNING.value))
-        self._sign = 1 if mode == "max" else -1
-        return self.trials()
+            self._db.execute("BEGIN")  # one snapshot: the trials and the cursor agree
+            try:
+                records = self.trials()
+                self._cursor = self._top()
+                self._version = self._db.execute("PRAGMA data_version").fetchone()[0]
+            finally:
+                self._db.execute("COMMIT")
+            return records
+
+    def _top(self) -> tuple[int, int]:
+        seq = 0 if self._v1 else self._db.execute("SELECT seq FROM studies WHERE id = ?", (self._id(),)).fetchone()[0]
+        rowid = self._db.execute("SELECT COALESCE(MAX(rowid), 0) FROM reports").fetchone()[0]
+        return seq, rowid
 
     def _id(self) -> int:
         if self._study is None:
             raise RuntimeError("SQLiteStorage: open(name, space, mode) a study first")
         return self._study
 
-    def create_trial(self, record: TrialRecord) -> None:
-        self._db.execute("INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                         (self._id(), record.number, json.dumps(record.config), record.status.value, record.value,
-                          record.reason, record.started, record.finished, json.dumps(record.attrs)))
+    def create_trial(self, record: TrialRecord) -> int:
+        with self._transaction():
+            sid = self._id()
+            record.number = self._db.execute("SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE study = ?",
+                                             (sid,)).fetchone()[0]
+            self._db.execute("INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             (sid, record.number, json.dumps(record.config), record.status.value, record.value,
+                              record.reason, record.started, record.finished, json.dumps(record.attrs), self.owner,
+                              time.time(), self._bump()))
+        return record.number
 
     def add_report(self, number: int, step: int, value: float) -> None:
-        self._db.execute("INSERT OR REPLACE INTO reports VALUES (?, ?, ?, ?)", (self._id(), number, step, value))
+        if self.readonly:
+            raise PermissionError(f"{self.path} was opened read-only: nothing can be written to it")
+        with self._lock:
+            rowid = self._db.execute("INSERT OR REPLACE INTO reports VALUES (?, ?, ?, ?)",
+                                     (self._id(), number, step, value)).lastrowid
+            if rowid == self._cursor[1] + 1:  # nobody else reported since the last look
+                self._cursor = (self._cursor[0], rowid)
 
-    def finish(self, record: TrialRecord) -> None:
-        self._db.execute("UPDATE trials SET status = ?, value = ?, reason = ?, finished = ?, attrs = ? "
-                         "WHERE study = ? AND number = ?",
-                         (record.status.value, record.value, record.reason, record.finished,
-                          json.dumps(record.attrs), self._id(), record.number))
+    def write(self, record: TrialRecord) -> None:
+        with self._transaction():
+            self._db.execute("UPDATE trials SET status = ?, value = ?, reason = ?, finished = ?, attrs = ?, seq = ? "
+                             "WHERE study = ? AND number = ?",
+                             (record.status.value, record.value, record.reason, record.finished,
+                              json.dumps(record.attrs), self._bump(), self._id(), record.number))
+
+    def _records(self, where: str, args: tuple[Any, ...], reports: dict[int, dict[int, float]]) -> list[TrialRecord]:
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM trials WHERE study = ? {where} ORDER BY number",
+                                (self._id(), *args)).fetchall()
+        return [TrialRecord(n, json.loads(c), Status(s), v, reports.get(n, {}), reason, st, fin, json.loads(a))
+                for n, c, s, v, reason, st, fin, a in rows]
 
     def trials(self) -> list[TrialRecord]:
-        sid = self._id()
-        reports: dict[int, dict[int, float]] = {}
-        for number, step, value in self._db.execute(
-                "SELECT number, step, value FROM reports WHERE study = ? ORDER BY number, step", (sid,)):
-            reports.setdefault(number, {})[step] = value
-        rows = self._db.execute("SELECT number, config, status, value, reason, started, finished, attrs FROM trials "
-                                "WHERE study = ? ORDER BY number", (sid,)).fetchall()
-        return [TrialRecord(n, json.loads(c), Status(s), v, reports.get(n, {}), reason, st, fin, json.loads(a),
-                            self._sign) for n, c, s, v, reason, st, fin, a in rows]
+        with self._lock:
+            reports: dict[int, dict[int, float]] = {}
+            for number, step, value in self._db.execute(
+                    "SELECT number, step, value FROM reports WHERE study = ? ORDER BY number, step", (self._id(),)):
+                reports.setdefault(number, {})[step] = value
+            return self._records("", (), reports)
+
+    def changes(self) -> tuple[list[TrialRecord], list[tuple[int, int, float]]]:
+        with self._lock:
+            version = self._db.execute("PRAGMA data_version").fetchone()[0]
+            if version == self._version or self._v1:  # no other connection committed anything
+                return [], []
+            self._version = version
+            self._db.execute("BEGIN")
+            try:
+                seq, rowid = self._cursor
+                reports = self._db.execute("SELECT number, step, value FROM reports WHERE rowid > ? AND study = ? "
+                                           "ORDER BY rowid", (rowid, self._id())).fetchall()
+                records = self._records("AND seq > ?", (seq,), {})
+                self._cursor = self._top()
+            finally:
+                self._db.execute("COMMIT")
+            return records, reports
+
+    def claim(self, number: int) -> bool:
+        with self._transaction():
+            cur = self._db.execute("UPDATE trials SET status = ?, owner = ?, heartbeat = ?, seq = ? "
+                                   "WHERE study = ? AND number = ? AND status = ?",
+                                   (Status.RUNNING.value, self.owner, time.time(), self._bump(), self._id(), number,
+                                    Status.PAUSED.value))
+            return cur.rowcount == 1
+
+    def fail_stale(self, stale_after: float) -> dict[int, str]:
+        if self.readonly:
+            return {}
+        with self._transaction():
+            now, failed = time.time(), {}
+            for number, owner, heartbeat in self._db.execute(
+                    "SELECT number, owner, heartbeat FROM trials WHERE study = ? AND status = ? "
+                    "AND (owner IS NULL OR owner != ?) ORDER BY number",
+                    (self._id(), Status.RUNNING.value, self.owner)).fetchall():
+                reason = _dead(owner, heartbeat, stale_after, now)
+                if reason is not None:
+                    self._db.execute("UPDATE trials SET status = ?, reason = ?, finished = ?, seq = ? "
+                                     "WHERE study = ? AND number = ? AND status = ?",
+                                     (Status.FAILED.value, reason, now, self._bump(), self._id(), number,
+                                      Status.RUNNING.value))
+                    failed[number] = reason
+        return failed
+
+    def beat(self) -> None:
+        if self.readonly or self._study is None:
+            return
+        with self._lock:
+            self._db.execute("UPDATE trials SET heartbeat = ? WHERE study = ? AND owner = ? AND status = ?",
+                             (time.time(), self._id(), self.owner, Status.RUNNING.value))
+
+    def settings(self) -> dict[str, Any] | None:
+        if self._v1:
+            return None
+        row = self._db.execute("SELECT settings FROM studies WHERE id = ?", (self._id(),)).fetchone()
+        return None if row is None or row[0] is None else json.loads(row[0])
+
+    def save_settings(self, settings: dict[str, Any]) -> None:
+        with self._transaction():
+            self._db.execute("UPDATE studies SET settings = ? WHERE id = ?", (json.dumps(settings), self._id()))
 
     def enqueue(self, config: Config) -> None:
-        self._db.execute("INSERT INTO queue (study, config) VALUES (?, ?)", (self._id(), json.dumps(config)))
+        with self._transaction():
+            self._db.execute("INSERT INTO queue (study, config) VALUES (?, ?)", (self._id(), json.dumps(config)))
 
     def dequeue(self) -> Config | None:
-        row = self._db.execute("SELECT id, config FROM queue WHERE study = ? ORDER BY id LIMIT 1",
-                               (self._id(),)).fetchone()
-        if row is None:
-            return None
-        self._db.execute("DELETE FROM queue WHERE id = ?", (row[0],))
+        with self._transaction():  # two drivers never take the same config
+            row = self._db.execute("SELECT id, config FROM queue WHERE study = ? ORDER BY id LIMIT 1",
+                                   (self._id(),)).fetchone()
+            if row is None:
+                return None
+            self._db.execute("DELETE FROM queue WHERE id = ?", (row[0],))
         return json.loads(row[1])
 
 

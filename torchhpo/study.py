@@ -6,11 +6,13 @@ in-memory mirror of every trial, so searchers and the per-epoch report hook neve
 
 from __future__ import annotations
 
+import bisect
 import functools
-import heapq
+import logging
 import math
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,19 +22,32 @@ from torchhpo.executors import Executor, Outcome, TrainFn, make_executor, resolv
 from torchhpo.history import History
 from torchhpo.schedulers import make_scheduler
 from torchhpo.searchers import GridSearch, Searcher, make_searcher
+from torchhpo.settings import describe, rebuild
 from torchhpo.space import Config, Space
 from torchhpo.storage import INTERRUPTED, SQLiteStorage, Storage, make_storage
 from torchhpo.trial import Decision, Status, Trial, TrialRecord, checkpoint_file, read_checkpoint
 
-__all__ = ["SearchExhausted", "Study", "Tuned", "tune"]
+__all__ = ["FailingTrials", "SearchExhausted", "Study", "Tuned", "tune"]
+
+log = logging.getLogger("torchhpo")
 
 
 class SearchExhausted(RuntimeError):
     """The searcher has no config left to propose (a grid fully visited)."""
 
 
+class FailingTrials(RuntimeError):
+    """The first trials of an ``optimize`` call all failed with the same error (``fail_fast``): the study stopped.
+    The message holds the error and the first failed trial's traceback."""
+
+
 class Study:
     """A hyperparameter search: its space, its trials and how new ones are chosen and stopped.
+
+    Several drivers may work on one study at once (threads sharing this object, or processes and machines
+    sharing its SQLite file): trial numbers never collide, each driver's searcher sees the others' trials
+    (RUNNING ones as pending) and its scheduler decides on the shared records. Opening or reading a study
+    writes nothing; a driver fails only trials whose driver is gone (see ``fail_stale_trials``).
 
     Args:
         space: the search space.
@@ -52,6 +67,9 @@ class Study:
             trials end (paused and running trials always keep theirs). ``None`` keeps every checkpoint.
             ``study.checkpoint(study.best)`` reads the best trial's.
 
+    A study holds a database connection and a heartbeat thread: ``close()`` it (or use ``with``) when done;
+    ``optimize`` leaves the file complete on disk at its end (safe to copy).
+
     Example:
         >>> from torchhpo.space import Float, Space
         >>> study = Study(Space({"x": Float(-2.0, 2.0)}), mode="min", seed=0)
@@ -61,6 +79,9 @@ class Study:
         >>> len(study.trials), study.best.value < 2.0
         (5, True)
     """
+
+    heartbeat_interval = 10.0  # seconds between a driver's heartbeats for its RUNNING trials (SQLite)
+    stale_after = 120.0  # a RUNNING trial whose driver has not beaten for this long counts as interrupted
 
     def __init__(self, space: Space, *, mode: str = "min", searcher: Searcher | str | None = None,
                  scheduler: Any = None, storage: Storage | str | Path | None = None, name: str = "default",
@@ -86,32 +107,44 @@ class Study:
             raise ValueError("fidelity='data' needs a rung scheduler: scheduler='sha', 'hyperband' or 'asha' "
                              f"(got {type(self.scheduler).__name__})")
         self.fidelity = fidelity
+        self._lock = threading.RLock()  # ask, tell and reports may come from several threads
         self.storage = make_storage(storage)
         self._records = History(self.storage.open(name, space, mode))
         for r in self._records:
             r.sign = self.sign
+        self._top: list[TrialRecord] = []  # the best completed trials, best first (keep_checkpoints of them)
+        for r in self._records:
+            self._note(r)
         self._live: dict[int, Trial] = {}
         self._prefetch: _Prefetch | None = None
         self._retries, self._retry, self._exhausted = 0, [], False  # optimize's retry queue: (config, number, attempt)
+        self._heart: _Heartbeat | None = None
+        self._reaped_at = -math.inf
+        self._call: _Call | None = None  # the optimize call under way
+        self._settled = False  # settings written and paused trials checked, at the first trial this object starts
         if isinstance(self.storage, SQLiteStorage):
             self.checkpoint_dir = self.storage.path.with_name(self.storage.path.name + ".ckpt") / name
         else:
             self._tmp = tempfile.TemporaryDirectory(prefix="torchhpo-")
             self.checkpoint_dir = Path(self._tmp.name) / "checkpoints"  # made by the first trial.save
-        self._drop_checkpoints()
 
     @classmethod
-    def load(cls, path: str | Path, *, name: str | None = None, **kwargs: Any) -> Study:
-        """Re-open a study from its SQLite file: every finished trial is back, trials that were running are FAILED.
+    def load(cls, path: str | Path, *, name: str | None = None, readonly: bool = False, **kwargs: Any) -> Study:
+        """Re-open a study from its SQLite file, as it was run: its searcher, scheduler, ``max_epochs``,
+        ``fidelity`` and ``keep_checkpoints`` come back from the file unless given here. Nothing is written:
+        trials another driver is running stay RUNNING; a driver fails those whose driver is gone when it starts
+        work (``ask``, ``optimize``, ``fail_stale_trials``).
 
         Args:
             path: the ``.db`` file.
             name: which study in the file (needed only when it holds several).
-            **kwargs: ``searcher``, ``scheduler``, ``seed``, ``max_epochs`` to go on with.
+            readonly: never write (as ``torchhpo show`` reads); also the case for a file without write permission.
+            **kwargs: ``searcher``, ``scheduler``, ``seed``, ``max_epochs``, ``fidelity``, ``keep_checkpoints``
+                to go on with instead of the stored ones.
         """
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: no such study file; check the path or create it with Study(storage=...)")
-        storage = SQLiteStorage(path)
+        storage = SQLiteStorage(path, readonly=readonly)
         found = {n: (s, m) for n, s, m in storage.studies()}
         if name is None:
             if len(found) != 1:
@@ -120,25 +153,55 @@ class Study:
         if name not in found:
             raise ValueError(f"{path} has no study '{name}'; it has {sorted(found)}")
         space, mode = found[name]
+        storage.open(name, space, mode)
+        stored = storage.settings() or {}
+        for key in ("max_epochs", "fidelity", "keep_checkpoints", "seed"):
+            if key in stored:
+                kwargs.setdefault(key, stored[key])
+        for key in ("searcher", "scheduler"):
+            if key not in kwargs and stored.get(key) is not None:
+                try:
+                    kwargs[key] = rebuild(stored[key])
+                except (ValueError, ImportError, AttributeError, TypeError) as e:
+                    log.warning("%s: the study's %s (%s) cannot be rebuilt (%s); pass %s= to Study.load",
+                                path, key, stored[key]["class"], e, key)
         return cls(space, mode=mode, storage=storage, name=name, **kwargs)
+
+    def close(self) -> None:
+        """Stop the heartbeat, leave the file complete on disk (safe to copy) and close it."""
+        if self._heart is not None:
+            self._heart.stop()
+            self._heart = None
+        self.storage.close()
+
+    def __enter__(self) -> Study:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # --- records ----------------------------------------------------------------------------------------------
     @property
     def trials(self) -> list[TrialRecord]:
-        """Every trial, in order of number (finished, pruned, failed and running)."""
-        return list(self._records)
+        """Every trial, in order of number (finished, pruned, failed, paused and running; other drivers' too)."""
+        with self._lock:
+            self._sync()
+            return list(self._records)
 
     @property
     def best(self) -> TrialRecord:
         """The completed trial with the best value.
 
         Raises:
-            ValueError: no trial has completed yet.
+            ValueError: no trial has completed yet (the message counts the failed ones and gives the first reason).
         """
-        done = [r for r in self._records if r.status is Status.COMPLETED]
-        if not done:
-            raise ValueError("no trial has completed yet; run study.optimize(...) or tell a value first")
-        return max(done, key=lambda r: r.score)
+        with self._lock:
+            self._sync()
+            if self._top:
+                return self._top[0]
+            failed = [r for r in self._records if r.status is Status.FAILED]
+            why = f"; {len(failed)} failed, the first with: {_headline(failed[0].reason)}" if failed else ""
+            raise ValueError(f"no trial has completed yet{why}; run study.optimize(...) or tell a value first")
 
     def to_dataframe(self) -> Any:
         """The trials as a pandas DataFrame: number, status, value, duration, reason and one column per parameter."""
@@ -147,8 +210,51 @@ class Study:
         except ImportError as e:
             raise ImportError("to_dataframe needs pandas: pip install pandas") from e
         rows = [{"number": r.number, "status": r.status.value, "value": r.value, "duration": r.duration,
-                 "reason": r.reason, **{f"config.{k}": v for k, v in r.config.items()}} for r in self._records]
+                 "reason": r.reason, **{f"config.{k}": v for k, v in r.config.items()}} for r in self.trials]
         return pd.DataFrame(rows)
+
+    def _note(self, record: TrialRecord) -> None:
+        """Keep ``_top`` (the best completed trials) up to date with ``record``, in O(keep_checkpoints)."""
+        if record.status is not Status.COMPLETED or record.score is None:
+            return
+        keep = max(1, self.keep_checkpoints or 0) if self.keep_checkpoints is not None else None
+        self._top = [r for r in self._top if r.number != record.number]
+        bisect.insort(self._top, record, key=lambda r: (-r.score, r.number))
+        if keep is not None:
+            del self._top[keep:]
+
+    def _sync(self) -> None:
+        """Take in what other drivers of this study wrote since the last look (nothing to read with one driver)."""
+        records, reports = self.storage.changes()
+        for record in records:
+            record.sign = self.sign
+            if record.number >= len(self._records):
+                self._records.append(record)
+            elif record.number not in self._live:  # this driver's running trials: its own copy is the truth
+                kept = self._records[record.number]
+                kept.status, kept.value, kept.reason, kept.finished = (record.status, record.value, record.reason,
+                                                                       record.finished)
+                kept.attrs = record.attrs
+                self._records.touch(record.number)
+            self._note(self._records[record.number])
+        for number, step, value in reports:
+            if number not in self._live and number < len(self._records):
+                self._records[number].reports[step] = value
+                self._records.touch(number)
+
+    def fail_stale_trials(self) -> list[int]:
+        """Mark FAILED the RUNNING trials whose driver is gone: a process of this host that ended, or any driver
+        whose heartbeat is ``stale_after`` seconds old. Called by ``ask`` and ``optimize``; returns the numbers."""
+        with self._lock:
+            self._reaped_at = time.monotonic()
+            self._sync()
+            failed = self.storage.fail_stale(self.stale_after)
+            for number, reason in failed.items():  # this driver's own write: no change to sync
+                r = self._records[number]
+                r.status, r.reason, r.finished = Status.FAILED, reason, time.time()
+                self._records.touch(number)
+                log.warning("trial %d failed: %s", number, reason)
+            return list(failed)
 
     # --- ask and tell -----------------------------------------------------------------------------------------
     def enqueue(self, config: Config) -> None:
@@ -167,35 +273,70 @@ class Study:
         k = 1 if n is None else n
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"ask(n): n must be a positive int, got {n!r}")
-        trials = []
-        while len(trials) < k and (config := self.storage.dequeue()) is not None:
-            trials.append(self._start(config, source="enqueued"))
-        if len(trials) < k and self._prefetch is not None:  # proposed while every worker was busy
-            for config in self._prefetch.take() or []:
-                trials.append(self._start(self.space.validate(config), source=type(self.searcher).__name__))
-        if len(trials) < k:
-            for config in self.searcher.ask(self.space, self._records, k - len(trials))[: k - len(trials)]:
-                trials.append(self._start(self.space.validate(config), source=type(self.searcher).__name__))
+        with self._lock:
+            if time.monotonic() - self._reaped_at > self.heartbeat_interval:
+                self.fail_stale_trials()
+            self._sync()
+            trials = []
+            while len(trials) < k and (config := self.storage.dequeue()) is not None:
+                trials.append(self._start(config, source="enqueued"))
+            if len(trials) < k and self._prefetch is not None:  # proposed while every worker was busy
+                for config in self._prefetch.take() or []:
+                    trials.append(self._start(self.space.validate(config), source=type(self.searcher).__name__))
+            if len(trials) < k:
+                for config in self.searcher.ask(self.space, self._records, k - len(trials))[: k - len(trials)]:
+                    trials.append(self._start(self.space.validate(config), source=type(self.searcher).__name__))
         if n is None:
             if not trials:
                 raise SearchExhausted(f"{type(self.searcher).__name__} has no config left to propose")
             return trials[0]
         return trials
 
+    def _settle_in(self) -> None:
+        """Before this object starts its first trial: refuse paused trials it cannot resume, store its settings."""
+        paused = [r.number for r in self._records if r.status is Status.PAUSED]
+        stored = self.storage.settings() or {}
+        mine = self._settings()
+        if paused and (not callable(getattr(self.scheduler, "promote", None))
+                       or ("scheduler" in stored and stored["scheduler"] != mine["scheduler"])
+                       or stored.get("max_epochs", self.max_epochs) != self.max_epochs):
+            was = (stored.get("scheduler") or {}).get("class", "a rung scheduler")
+            raise ValueError(
+                f"trials {paused[:10]} are PAUSED at a rung of {was} (max_epochs={stored.get('max_epochs')}), but "
+                f"this study runs scheduler={mine['scheduler'] and mine['scheduler']['class']}, max_epochs="
+                f"{self.max_epochs}: re-open it with Study.load(path) (which restores how it was run) or with the "
+                "same scheduler and max_epochs, so that they can be resumed or pruned")
+        if stored != mine:
+            self.storage.save_settings(mine)
+        self._settled = True
+
+    def _settings(self) -> dict[str, Any]:
+        return {"searcher": describe(self.searcher), "scheduler": describe(self.scheduler), "seed": self.seed,
+                "max_epochs": self.max_epochs, "fidelity": self.fidelity, "keep_checkpoints": self.keep_checkpoints}
+
     def _start(self, config: Config, source: str, **attrs: Any) -> Trial:
-        record = TrialRecord(len(self._records), config, attrs={"source": source, **attrs}, sign=self.sign)
-        self._records.append(record)
-        budget = None
+        if not self._settled:
+            self._settle_in()
+        record = TrialRecord(-1, config, attrs={"source": source, **attrs}, sign=self.sign)
+        number = self.storage.create_trial(record)
+        self._sync()  # other drivers' trials numbered before this one
+        if number < len(self._records):  # the sync brought this trial's own row: this record replaces it
+            self._records[number] = record
+            self._records.touch(number)
+        else:
+            self._records.append(record)
         if callable(getattr(self.scheduler, "on_start", None)):  # e.g. Hyperband picks the bracket
             budget = self.scheduler.on_start(record, self._records)
             if budget is not None:
                 record.attrs["max_epochs"] = budget
-        self.storage.create_trial(record)
-        trial = Trial(record.number, config, max_epochs=budget or self.max_epochs,
+            self.storage.write(record)
+        trial = Trial(record.number, config, max_epochs=record.attrs.get("max_epochs") or self.max_epochs,
                       checkpoint_dir=self.checkpoint_dir, reporter=self._report)
         if self.fidelity == "data":
             trial.fidelity = self._data_level(record)
         self._live[record.number] = trial
+        if self._heart is None and isinstance(self.storage, SQLiteStorage):
+            self._heart = _Heartbeat(self.storage, self.heartbeat_interval)
         return trial
 
     def _data_level(self, record: TrialRecord) -> float:
@@ -211,38 +352,47 @@ class Study:
         """
         if not callable(getattr(self.scheduler, "promote", None)):
             return []
-        resumed = []
-        for number, decision in self.scheduler.promote(self._records, drain=drain).items():
-            record = self._records[number]
-            if record.status is not Status.PAUSED:
-                continue
-            if decision is Decision.STOP:
-                self.tell(number, status=Status.PRUNED)
-            elif decision is Decision.CONTINUE and len(resumed) < k:
-                record.status = Status.RUNNING
-                self._records.touch(number)
-                self.storage.finish(record)
-                trial = self._live.get(number) or Trial(number, record.config, max_epochs=record.attrs.get(
-                    "max_epochs", self.max_epochs), checkpoint_dir=self.checkpoint_dir)
-                trial.pruned, trial.reporter = False, self._report
-                if self.fidelity == "data":  # the next rung: train again, from scratch, on more data
-                    trial.fidelity = self._data_level(record)
-                    checkpoint_file(self.checkpoint_dir, number).unlink(missing_ok=True)
-                self._live[number] = trial
-                resumed.append(trial)
-        return resumed
+        with self._lock:
+            self._sync()
+            resumed = []
+            for number, decision in self.scheduler.promote(self._records, drain=drain).items():
+                record = self._records[number]
+                if record.status is not Status.PAUSED:
+                    continue
+                if decision is Decision.STOP:
+                    self.tell(number, status=Status.PRUNED)
+                elif decision is Decision.CONTINUE and len(resumed) < k:
+                    if not self.storage.claim(number):  # another driver resumed it first
+                        continue
+                    record.status = Status.RUNNING
+                    self._records.touch(number)
+                    self.storage.write(record)
+                    trial = self._live.get(number) or Trial(number, record.config, max_epochs=record.attrs.get(
+                        "max_epochs", self.max_epochs), checkpoint_dir=self.checkpoint_dir)
+                    trial.pruned, trial.reporter = False, self._report
+                    if self.fidelity == "data":  # the next rung: train again, from scratch, on more data
+                        trial.fidelity = self._data_level(record)
+                        checkpoint_file(self.checkpoint_dir, number).unlink(missing_ok=True)
+                    self._live[number] = trial
+                    resumed.append(trial)
+            return resumed
 
     def _report(self, number: int, step: int, value: float) -> Decision:
         """The per-epoch hook, in the driver: record the report, then ask the scheduler."""
-        record = self._records[number]
-        if self.fidelity == "data":
-            return self._report_data(record, step, value)
-        record.reports[step] = value
-        self._records.touch(number)
-        self.storage.add_report(number, step, value)
-        if self.scheduler is None:
-            return Decision.CONTINUE
-        return self.scheduler.on_report(record, step, self.sign * value, self._records)
+        with self._lock:
+            record = self._records[number]
+            if record.status is not Status.RUNNING:
+                raise ValueError(f"trial {number} is {record.status.value}: it takes no more reports (report "
+                                 "before study.tell, and not after trial.report raised TrialPruned or TrialPaused)")
+            if self.fidelity == "data":
+                return self._report_data(record, step, value)
+            record.reports[step] = value
+            self._records.touch(number)
+            self.storage.add_report(number, step, value)
+            if self.scheduler is None:
+                return Decision.CONTINUE
+            self._sync()
+            return self.scheduler.on_report(record, step, self.sign * value, self._records)
 
     def _report_data(self, record: TrialRecord, step: int, value: float) -> Decision:
         """Data fidelity: a run's reports count at its rung ``r`` (the last one stands); the scheduler decides
@@ -255,6 +405,7 @@ class Study:
         self.storage.add_report(record.number, rung, value)
         if trial.max_epochs is not None and step < trial.max_epochs:
             return Decision.CONTINUE
+        self._sync()
         decision = self.scheduler.on_report(record, rung, self.sign * value, self._records)
         return Decision.PAUSE if decision is Decision.CONTINUE and rung < rungs[-1] else decision
 
@@ -262,34 +413,52 @@ class Study:
              reason: str | None = None) -> TrialRecord:
         """Finish a trial with its value (COMPLETED), or with ``status=Status.FAILED``/``PRUNED``.
 
-        A NaN or infinite value fails the trial. Returns its record.
+        A NaN or infinite value fails the trial. A failure is logged (``logging.getLogger("torchhpo")``): one line
+        with the reason, and the first failure's traceback in full. Returns the trial's record.
         """
         number = trial.number if isinstance(trial, Trial) else trial
-        if not isinstance(number, int) or not 0 <= number < len(self._records):
-            raise ValueError(f"tell: no trial number {number} in this study")
-        record = self._records[number]
-        if record.status.finished:
-            raise ValueError(f"tell: trial {number} is already {record.status.value}; each trial is told once")
-        if status is None:
-            if value is None:
-                raise ValueError("tell: give the trial's value, or a status such as Status.FAILED")
-            status = Status.COMPLETED
-        if not isinstance(status, Status) or status is Status.RUNNING:
-            raise ValueError(f"tell: status must be COMPLETED, PRUNED or FAILED, got {status!r}")
-        if value is not None:
-            value = float(value)
-            if not math.isfinite(value):
-                status, reason, value = Status.FAILED, reason or f"value was {value}", None
-        if status is Status.PRUNED and value is None and record.reports:
-            value = record.reports[max(record.reports)]
-        if status is Status.COMPLETED and value is None:
-            raise ValueError("tell: a COMPLETED trial needs a value")
-        record.status, record.value, record.reason, record.finished = status, value, reason, time.time()
-        self._records.touch(number)
-        self.storage.finish(record)
-        self._live.pop(number, None)
-        self._drop_checkpoints()
-        return record
+        with self._lock:
+            if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number < len(self._records):
+                raise ValueError(f"tell: no trial number {number} in this study")
+            record = self._records[number]
+            if record.status.finished:
+                raise ValueError(f"tell: trial {number} is already {record.status.value}; each trial is told once")
+            if status is None:
+                if value is None:
+                    raise ValueError("tell: give the trial's value, or a status such as Status.FAILED")
+                status = Status.COMPLETED
+            if not isinstance(status, Status) or status in (Status.RUNNING, Status.PAUSED):
+                raise ValueError(f"tell: status must be COMPLETED, PRUNED or FAILED, got {status!r}")
+            if value is not None:
+                if isinstance(value, (str, bytes, bool)):
+                    raise TypeError(f"tell: the value must be a number, got {type(value).__name__} {value!r}")
+                value = float(value)
+                if not math.isfinite(value):
+                    status, reason, value = Status.FAILED, reason or f"value was {value}", None
+            if status is Status.PRUNED and value is None and record.reports:
+                value = record.reports[max(record.reports)]
+            if status is Status.COMPLETED and value is None:
+                raise ValueError("tell: a COMPLETED trial needs a value")
+            record.status, record.value, record.reason, record.finished = status, value, reason, time.time()
+            self._records.touch(number)
+            self.storage.write(record)
+            self._live.pop(number, None)
+            self._note(record)
+            if status is Status.FAILED:
+                self._log_failure(record)
+            self._drop_checkpoints()
+            if self._call is not None:  # inside optimize: progress, and the fail_fast rule (may raise)
+                self._call.ended(record)
+            return record
+
+    def _log_failure(self, record: TrialRecord) -> None:
+        first = not getattr(self, "_logged_traceback", False)
+        reason = record.reason or "no reason given"
+        if first and "\n" in reason:
+            self._logged_traceback = True
+            log.warning("trial %d failed: %s", record.number, reason.rstrip())
+        else:
+            log.warning("trial %d failed: %s", record.number, _headline(reason))
 
     def checkpoint(self, trial: TrialRecord | Trial | int) -> Any:
         """The state ``trial`` last passed to ``trial.save`` (tensors on the CPU), or ``None`` when it saved none
@@ -300,15 +469,12 @@ class Study:
 
     def _drop_checkpoints(self) -> None:
         """Delete the checkpoints that ``keep_checkpoints`` does not keep: those of ended trials other than the
-        best completed ones (also the leftovers of a study re-opened from its file)."""
+        best completed ones (also the leftovers of a re-opened study, at its first ``optimize``)."""
         if self.keep_checkpoints is None or not os.path.isdir(self.checkpoint_dir):  # no trial has saved yet
             return
         stems = (n.removesuffix(".pt").removeprefix("trial-") for n in os.listdir(self.checkpoint_dir))
         files = {int(k): checkpoint_file(self.checkpoint_dir, int(k)) for k in stems if k.isdigit()}
-        if not files:  # the common case (no trial saves): no sorting per trial
-            return
-        done = [r for r in self._records if r.status is Status.COMPLETED]
-        keep = {r.number for r in heapq.nlargest(self.keep_checkpoints, done, key=lambda r: r.score)}
+        keep = {r.number for r in self._top[: self.keep_checkpoints]}
         for number, path in files.items():
             if number < len(self._records) and self._records[number].status.finished and number not in keep:
                 path.unlink(missing_ok=True)
@@ -316,7 +482,8 @@ class Study:
     # --- the loop ---------------------------------------------------------------------------------------------
     def optimize(self, fn: TrainFn, n_trials: int | None = None, timeout: float | None = None, *,
                  executor: Executor | None = None, devices: str | list[str] | None = None, batch: bool = False,
-                 retries: int = 0, timeout_per_trial: float | None = None, progress: bool = True) -> Study:
+                 retries: int = 0, timeout_per_trial: float | None = None, progress: bool = True,
+                 fail_fast: int | None = 3) -> Study:
         """Run trials of ``fn(config, trial)`` until ``n_trials`` have run, ``timeout`` seconds pass, or the
         searcher is exhausted. Failed trials are recorded and the study goes on. PAUSED trials that the scheduler
         promotes resume (same number, same record, from their checkpoint) before new configs start; once no new
@@ -336,7 +503,13 @@ class Study:
                 ``attrs["retry_of"]``).
             timeout_per_trial: fail a trial ("timed out after N s") and kill its worker when it runs longer;
                 needs worker processes (``Processes`` or ``Ray``; built for you when ``executor`` is not given).
-            progress: show a progress bar with the best value so far.
+            progress: show a progress bar with the best value so far and the failed and pruned counts.
+            fail_fast: when the first ``fail_fast`` trials of this call all fail with the same error, stop and
+                raise it (``FailingTrials``): a bug in the training function should not silently burn the
+                budget. ``None`` keeps going whatever fails.
+
+        Raises:
+            FailingTrials: see ``fail_fast``.
         """
         if n_trials is None and timeout is None and not isinstance(self.searcher, GridSearch):
             raise ValueError("optimize: give n_trials or timeout (only a grid search ends by itself)")
@@ -348,13 +521,17 @@ class Study:
         if per_trial is not None and (isinstance(per_trial, bool) or not isinstance(per_trial, (int, float))
                                       or not per_trial > 0):
             raise ValueError(f"optimize: timeout_per_trial must be a positive number of seconds, got {per_trial!r}")
+        if fail_fast is not None and (isinstance(fail_fast, bool) or not isinstance(fail_fast, int) or fail_fast < 1):
+            raise ValueError(f"optimize: fail_fast must be a positive int or None, got {fail_fast!r}")
+        self.fail_stale_trials()
+        self._drop_checkpoints()
         own = executor is None
         executor = make_executor(executor, devices, timeout_per_trial=timeout_per_trial)
         limits = {} if timeout_per_trial is None else {"timeout": float(timeout_per_trial)}
         deadline = math.inf if timeout is None else time.monotonic() + timeout
         bar = _progress(n_trials, progress)
         running: set[int] = set()
-        first = len(self._records)
+        self._call = _Call(fail_fast)
         if not batch and getattr(executor, "concurrent", False):
             self._prefetch = _Prefetch()
         self._retries, self._retry, self._exhausted = retries, [], False
@@ -382,7 +559,7 @@ class Study:
                 for outcome in executor.wait(timeout=left if 0 < left < math.inf else None):
                     running.discard(outcome.number)
                     self._finish(outcome)
-                self._show(bar, first)
+                self._show(bar)
         except BaseException:  # Ctrl-C, or an error in a scheduler or the storage: leave storage consistent
             for number in sorted(running):
                 self.tell(number, status=Status.FAILED, reason=INTERRUPTED)
@@ -396,7 +573,10 @@ class Study:
             if own:
                 executor.close()
             if bar is not None:
+                self._show(bar)
                 bar.close()
+            self._call = None
+            self.storage.flush()  # the .db file alone now holds the study: safe to copy
         return self
 
     def _next(self, free: int, room: float) -> tuple[list[Trial], int]:
@@ -414,30 +594,88 @@ class Study:
         record = self._records[outcome.number]
         record.attrs["seconds"] = record.attrs.get("seconds", 0.0) + outcome.seconds  # summed over resumes
         if outcome.status is Status.PAUSED:
-            record.status = Status.PAUSED
-            self._records.touch(outcome.number)
-            self.storage.finish(record)
+            with self._lock:
+                record.status = Status.PAUSED
+                self._records.touch(outcome.number)
+                self.storage.write(record)
             return
         self.tell(outcome.number, outcome.value, status=outcome.status, reason=outcome.reason)
         attempt = record.attrs.get("attempt", 0)
         if record.status is Status.FAILED and attempt < self._retries:
             self._retry.append((record.config, record.number, attempt + 1))
 
-    def _show(self, bar: Any, first: int) -> None:
-        """Progress: trials of this call that finished (paused ones are not), and the best value so far."""
+    def _show(self, bar: Any) -> None:
+        """Progress: trials of this call that ended (completed, pruned or failed; paused ones are not), the
+        best value so far, and how many failed or were pruned. O(1) per call."""
         if bar is None:
             return
-        finished = sum(r.status.finished for r in self._records[first:])
-        if finished == bar.n:
+        call = self._call
+        if call.n == bar.n:
             return
-        bar.n = finished
-        done = [r for r in self._records if r.status is Status.COMPLETED]
-        if done:
-            bar.set_postfix(best=f"{max(done, key=lambda r: r.score).value:.4g}", refresh=False)
+        bar.n = call.n
+        postfix = {"best": f"{self._top[0].value:.4g}"} if self._top else {}
+        postfix.update({k: v for k, v in (("failed", call.failed), ("pruned", call.pruned)) if v})
+        bar.set_postfix(postfix, refresh=False)
         bar.refresh()
 
     def __repr__(self) -> str:
         return f"Study(name={self.name!r}, mode={self.mode!r}, trials={len(self._records)})"
+
+
+class _Call:
+    """What one ``optimize`` call has seen end: counts for the progress bar, and the ``fail_fast`` rule."""
+
+    def __init__(self, fail_fast: int | None) -> None:
+        self.fail_fast, self.n, self.failed, self.pruned = fail_fast, 0, 0, 0
+        self._first: list[TrialRecord] = []  # the first ``fail_fast`` trials that ended, while all of them failed
+
+    def ended(self, record: TrialRecord) -> None:
+        self.n += 1
+        self.failed += record.status is Status.FAILED
+        self.pruned += record.status is Status.PRUNED
+        if self.fail_fast is None or self._first is None:
+            return
+        if record.status is not Status.FAILED or record.reason == INTERRUPTED:
+            self._first = None  # something worked: keep going whatever fails later
+            return
+        if "retry_of" in record.attrs:  # k configs failing, not k attempts of one
+            return
+        self._first.append(record)
+        if len(self._first) == self.fail_fast and len({_headline(r.reason) for r in self._first}) == 1:
+            first = self._first[0]
+            raise FailingTrials(
+                f"the first {self.fail_fast} trials all failed with the same error, so the study stopped: "
+                f"{_headline(first.reason)}\nFix the training function (trial {first.number}'s reason follows), or "
+                f"pass fail_fast=None to optimize to keep going.\n\n{first.reason}")
+        if len(self._first) >= self.fail_fast:
+            self._first = None
+
+
+def _headline(reason: str | None) -> str:
+    """The first line of a failure's reason (the error, without its traceback)."""
+    return (reason or "no reason given").strip().splitlines()[0] if (reason or "").strip() else "no reason given"
+
+
+class _Heartbeat:
+    """A daemon thread that tells the other drivers of a SQLite study, every ``interval`` seconds, that this
+    driver's RUNNING trials are alive (the heartbeat ``fail_stale_trials`` reads)."""
+
+    def __init__(self, storage: Storage, interval: float) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(storage, interval), daemon=True,
+                                        name="torchhpo-heartbeat")
+        self._thread.start()
+
+    def _run(self, storage: Storage, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                storage.beat()
+            except Exception:  # the study was closed under us: nothing left to beat for
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5.0)
 
 
 class _Prefetch:

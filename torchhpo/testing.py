@@ -75,41 +75,59 @@ def _keys(configs: list[dict]) -> list[str]:
 
 
 def check_storage(make: Callable[[], Storage], reopen: Callable[[], Storage] | None = None) -> None:
-    """Assert the storage contract: trials, reports and the queue come back as written, in order; re-opening
-    (with ``reopen``, a second handle on the same data) keeps finished trials and fails the running ones;
-    a different space is refused."""
+    """Assert the storage contract: trials, reports and the queue come back as written, in order, numbered by the
+    storage; settings round-trip. With ``reopen`` (a second handle on the same data, as a second driver has):
+    opening writes nothing (RUNNING trials stay RUNNING); each handle sees what the other wrote (``changes``);
+    numbers never collide; only one handle claims a PAUSED trial; ``fail_stale`` fails the other handle's
+    RUNNING trials once their heartbeat is older than its argument; a different space is refused."""
     space = CONTRACT_SPACES["mixed"]
     store = make()
     assert store.open("s", space, "min") == [], "a new study has no trials"
-    configs = space.sobol(3, seed=0)
-    for i, c in enumerate(configs):
-        store.create_trial(TrialRecord(i, c, attrs={"source": "test"}))
+    configs = space.sobol(4, seed=0)
+    numbers = [store.create_trial(TrialRecord(-1, c, attrs={"source": "test"})) for c in configs[:3]]
+    assert numbers == [0, 1, 2], f"create_trial must number trials 0, 1, 2, ...; got {numbers}"
     store.add_report(0, 1, 0.5)
     store.add_report(0, 2, 0.25)
     done = TrialRecord(0, configs[0], Status.COMPLETED, 0.25, {}, None, 1.0, 2.0, {"source": "test", "k": 1})
-    store.finish(done)
-    store.finish(TrialRecord(1, configs[1], Status.FAILED, None, {}, "boom", 1.0, 2.0, {}))
+    store.write(done)
+    store.write(TrialRecord(1, configs[1], Status.FAILED, None, {}, "boom", 1.0, 2.0, {}))
     store.enqueue(configs[2])
+    store.save_settings({"searcher": None, "max_epochs": 9})
+    assert store.settings() == {"searcher": None, "max_epochs": 9}
     got = store.trials()
     assert [t.number for t in got] == [0, 1, 2]
     assert got[0].config == configs[0] and got[0].value == 0.25 and got[0].reports == {1: 0.5, 2: 0.25}
     assert got[0].status is Status.COMPLETED and got[0].attrs == {"source": "test", "k": 1}
     assert got[1].status is Status.FAILED and got[1].reason == "boom"
     assert got[2].status is Status.RUNNING
-    if reopen is not None:
-        again = reopen()
-        back = again.open("s", space, "min")
-        assert [(t.number, t.config, t.status) for t in back[:2]] == [(t.number, t.config, t.status) for t in got[:2]]
-        assert back[2].status is Status.FAILED and "interrupted" in back[2].reason
-        assert again.dequeue() == configs[2] and again.dequeue() is None
-        try:
-            reopen().open("s", CONTRACT_SPACES["continuous"], "min")
-        except ValueError as e:
-            assert "created with" in str(e)
-        else:
-            raise AssertionError("re-opening with another space must be refused")
-    else:
+    assert store.changes() == ([], []), "a handle's own writes are not changes to it"
+    if reopen is None:
         assert store.dequeue() == configs[2] and store.dequeue() is None
+        return
+    other = reopen()
+    back = other.open("s", space, "min")
+    assert [(t.number, t.config, t.status) for t in back] == [(t.number, t.config, t.status) for t in got], \
+        "opening must not change any trial"
+    assert other.settings() == {"searcher": None, "max_epochs": 9}
+    assert other.create_trial(TrialRecord(-1, configs[3])) == 3, "a second handle numbers after the first's trials"
+    other.add_report(3, 1, 7.0)
+    records, reports = store.changes()
+    assert [r.number for r in records] == [3] and reports == [(3, 1, 7.0)], f"changes: {records}, {reports}"
+    store.write(TrialRecord(2, configs[2], Status.PAUSED, None, {}, None, 1.0, None, {}))
+    assert [r.status for r in other.changes()[0]] == [Status.PAUSED]
+    assert other.claim(2) and not store.claim(2), "exactly one handle may claim a paused trial"
+    assert other.fail_stale(3600.0) == {}, "a live driver's trials are not stale"
+    time.sleep(0.01)
+    stale = list(store.fail_stale(0.0))
+    assert stale == [2, 3], f"fail_stale gave {stale}, not the other handle's RUNNING trials [2, 3] (heartbeat old)"
+    assert [t.status for t in other.trials()[2:]] == [Status.FAILED, Status.FAILED]
+    assert other.dequeue() == configs[2] and other.dequeue() is None and store.dequeue() is None
+    try:
+        reopen().open("s", CONTRACT_SPACES["continuous"], "min")
+    except ValueError as e:
+        assert "created with" in str(e)
+    else:
+        raise AssertionError("re-opening with another space must be refused")
 
 
 def _curve(config: dict, step: int) -> float:

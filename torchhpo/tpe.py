@@ -20,13 +20,14 @@ from scipy.special import logsumexp, ndtr
 from scipy.stats import truncnorm
 
 from torchhpo.searchers import Sobol, _fresh_seed, _key, observations
+from torchhpo.settings import Described
 from torchhpo.space import Config, Space
 from torchhpo.trial import Status, TrialRecord
 
 __all__ = ["TPE", "ranked"]
 
 
-class TPE:
+class TPE(Described):
     """Tree-structured Parzen estimator over continuous, integer and categorical parameters.
 
     Args:

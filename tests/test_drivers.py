@@ -1,0 +1,169 @@
+"""Several drivers on one study: processes sharing a SQLite file, threads sharing a Study, and what one driver
+may and may not do to another's trials."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import torchhpo as th
+from torchhpo import cli
+
+SPACE = th.Space({"x": th.Float(0.0, 1.0), "k": th.Int(1, 4)})
+
+DRIVER = textwrap.dedent("""
+    import sys, time
+    import torchhpo as th
+
+    def train(config, trial):
+        for epoch in trial.epochs():
+            time.sleep(0.002)
+            trial.report((config["x"] - 0.3) ** 2 + 1.0 / (epoch + 1))
+        return (config["x"] - 0.3) ** 2 + config["k"] * 1e-3
+
+    if __name__ == "__main__":
+        path, seed, scheduler = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+        space = th.Space({"x": th.Float(0.0, 1.0), "k": th.Int(1, 4)})
+        study = th.Study(space, storage=path, seed=seed, max_epochs=9,
+                         scheduler=None if scheduler == "none" else scheduler)
+        study.optimize(train, n_trials=int(sys.argv[4]), progress=False)
+        study.close()
+""")
+
+
+def _drivers(tmp_path, scheduler: str, n: int, k: int = 2) -> list[subprocess.CompletedProcess]:
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / "shared.db"), str(seed), scheduler, str(n)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for seed in range(k)]
+    return [(p, *p.communicate(timeout=240)) for p in procs]
+
+
+@pytest.mark.parametrize("scheduler", ["none", "asha", "hyperband"])
+def test_two_processes_on_one_sqlite_study_lose_nothing(tmp_path, scheduler):
+    """Optuna's everyday way to use two GPUs: two driver processes on one file. Every trial of both is there,
+    numbered without a gap or collision, and every one ended (pruning decided on the shared records)."""
+    n = 24
+    for proc, _out, err in _drivers(tmp_path, scheduler, n):
+        assert proc.returncode == 0, err[-3000:]
+        assert "IntegrityError" not in err
+    study = th.Study.load(tmp_path / "shared.db", readonly=True)
+    trials = study.trials
+    assert [t.number for t in trials] == list(range(2 * n))
+    assert all(t.status.finished for t in trials), [(t.number, t.status) for t in trials if not t.status.finished]
+    assert not [t for t in trials if t.status is th.Status.FAILED], [t.reason for t in trials if t.reason]
+    owners = {t.attrs.get("source") for t in trials}
+    assert owners == {"RandomSearch"}
+    if scheduler != "none":
+        assert any(t.status is th.Status.PRUNED for t in trials)
+
+
+def test_a_driver_sees_the_other_drivers_running_trials_as_pending(tmp_path):
+    """Two drivers (two connections) on one file: the second one's grid search skips the config the first one
+    is running, and its scheduler sees the first one's reports."""
+    path = tmp_path / "g.db"
+    space = th.Space({"k": th.Int(1, 4)})
+    a = th.Study(space, searcher=th.GridSearch(), storage=path)
+    b = th.Study(space, searcher=th.GridSearch(), storage=path)
+    ta = a.ask()
+    ta.report(0.5)
+    tb = b.ask()
+    assert (ta.number, tb.number) == (0, 1) and ta.config != tb.config
+    assert b.trials[0].reports == {1: 0.5} and b.trials[0].status is th.Status.RUNNING
+    a.tell(ta, 1.0)
+    assert b.best.number == 0  # the other driver's result counts
+
+
+@pytest.mark.parametrize("storage", ["memory", "sqlite"])
+def test_ask_and_tell_from_many_threads_loses_no_trial(tmp_path, storage):
+    study = th.Study(SPACE, storage=None if storage == "memory" else tmp_path / "t.db", seed=0)
+    per, errors = 150, []
+
+    def work() -> None:
+        try:
+            for _ in range(per):
+                trial = study.ask()
+                trial.report(trial.config["x"])
+                study.tell(trial, trial.config["x"])
+        except Exception as e:  # pragma: no cover - the failure is the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    trials = study.trials
+    assert [t.number for t in trials] == list(range(8 * per))
+    assert all(t.status is th.Status.COMPLETED and t.reports == {1: t.value} for t in trials)
+    if storage == "sqlite":
+        stored = th.Study.load(tmp_path / "t.db", readonly=True).trials
+        assert [(t.number, t.value) for t in stored] == [(t.number, t.value) for t in trials]
+
+
+HOLDER = textwrap.dedent("""
+    import sys, time
+    import torchhpo as th
+    study = th.Study(th.Space({"x": th.Float(0.0, 1.0)}), storage=sys.argv[1], seed=0)
+    trial = study.ask()
+    trial.report(0.5)
+    print("running", trial.number, flush=True)
+    time.sleep(120)
+""")
+
+
+def test_reading_or_driving_a_study_never_fails_a_live_drivers_trial(tmp_path):
+    """Another process holds a RUNNING trial: Study.load, `torchhpo show` and a second driver's optimize leave
+    it RUNNING and change nothing of it; once that process is killed, the next driver fails it as interrupted."""
+    path = tmp_path / "live.db"
+    script = tmp_path / "holder.py"
+    script.write_text(HOLDER)
+    holder = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        assert holder.stdout.readline().split() == ["running", "0"]
+        before = _dump(path)
+        assert cli.main(["show", str(path)]) == 0
+        loaded = th.Study.load(path)
+        assert loaded.trials[0].status is th.Status.RUNNING
+        assert _dump(path) == before, "reading a study wrote to it"
+        loaded.optimize(lambda c, t: c["x"], n_trials=2, progress=False)
+        assert loaded.trials[0].status is th.Status.RUNNING and loaded.trials[0].reports == {1: 0.5}
+        assert [t.status for t in loaded.trials[1:]] == [th.Status.COMPLETED] * 2
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert loaded.fail_stale_trials() == [0]
+    assert loaded.trials[0].status is th.Status.FAILED and "interrupted" in loaded.trials[0].reason
+
+
+def _dump(path) -> str:
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return json.dumps([db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
+                           for t in ("studies", "trials", "reports", "queue")])
+    finally:
+        db.close()
+
+
+def test_a_remote_driver_counts_as_gone_once_its_heartbeat_is_old(tmp_path):
+    """A driver on another machine cannot be checked by pid: its trials are stale once it stops beating."""
+    path = tmp_path / "remote.db"
+    a = th.Study(SPACE, storage=path)
+    trial = a.ask()
+    a.storage._db.execute("UPDATE trials SET owner = 'elsewhere:123:abc', heartbeat = ?", (time.time() - 30,))
+    b = th.Study.load(path)
+    assert b.fail_stale_trials() == [], "30 s without a heartbeat is not stale yet (stale_after = 120 s)"
+    b.stale_after = 10.0
+    assert b.fail_stale_trials() == [trial.number]
+    assert "stopped beating" in b.trials[0].reason

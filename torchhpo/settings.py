@@ -1,0 +1,104 @@
+"""How a study runs, stored with it: its searcher and scheduler by class and arguments, and its budgets.
+
+``Study.load`` rebuilds them from the file, so a re-opened study goes on as it was run. Only torchhpo's own
+classes are rebuilt (a stored description never imports arbitrary code); a user's plugin is recorded by name,
+and ``Study.load`` asks for it again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import json
+from typing import Any
+
+__all__ = ["Described", "describe", "rebuild"]
+
+
+class Described:
+    """Base of torchhpo's searchers and schedulers: remembers the arguments each instance was built with, so
+    that a study can store it by class and arguments (``describe``) and ``Study.load`` can build it again."""
+
+    _arguments: dict[str, Any] | None
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        obj = super().__new__(cls)
+        try:
+            bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)
+        except TypeError:  # wrong arguments: __init__ says so
+            obj._arguments = None
+        else:
+            obj._arguments = {k: v for k, v in list(bound.arguments.items())[1:]}
+        return obj
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON, dataclasses (e.g. ``GPOptions``) tagged with their class; raises TypeError otherwise."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {"__dataclass__": _name(type(value)), "fields": {f.name: _plain(getattr(value, f.name))
+                                                                 for f in dataclasses.fields(value)}}
+    json.dumps(value)  # TypeError for what JSON cannot hold
+    return value
+
+
+def _name(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def describe(obj: Any) -> dict[str, Any] | None:
+    """``{"class": "module:Name", "args": {...} | None}`` for a searcher or scheduler; ``args`` is ``None`` when
+    they cannot be read back or stored (a user's class, an argument that is an object)."""
+    if obj is None:
+        return None
+    cls = type(obj)
+    args: dict[str, Any] | None = {}
+    given = getattr(obj, "_arguments", None)
+    if given is not None:  # a Described: exactly what it was built with
+        try:
+            args = {k: _plain(v) for k, v in given.items()}
+        except TypeError:
+            args = None
+        if args is not None and "seed" in args and isinstance(getattr(obj, "seed", None), int):
+            args["seed"] = obj.seed  # the seed it drew when given none: the rebuilt one proposes the same
+        return {"class": _name(cls), "args": args if cls.__module__.startswith("torchhpo.") else None}
+    params = [p for p in inspect.signature(cls.__init__).parameters.values()
+              if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    for p in params:
+        if not hasattr(obj, p.name):
+            args = None
+            break
+        try:
+            args[p.name] = _plain(getattr(obj, p.name))
+        except TypeError:
+            args = None
+            break
+    if not cls.__module__.startswith("torchhpo."):
+        args = None
+    return {"class": _name(cls), "args": args}
+
+
+def _load(value: Any) -> Any:
+    if isinstance(value, dict) and "__dataclass__" in value:
+        return _class(value["__dataclass__"])(**{k: _load(v) for k, v in value["fields"].items()})
+    return value
+
+
+def _class(name: str) -> Any:
+    module, _, qualname = name.partition(":")
+    if not module.startswith("torchhpo."):
+        raise ValueError(f"{name} is not a torchhpo class; only torchhpo's own classes are rebuilt from a file")
+    return getattr(importlib.import_module(module), qualname)
+
+
+def rebuild(description: dict[str, Any] | None) -> Any:
+    """The object ``describe`` described, or ``None`` for ``None``.
+
+    Raises:
+        ValueError: it cannot be rebuilt (a user's class, or arguments that were not stored): pass it again.
+    """
+    if description is None:
+        return None
+    if description.get("args") is None:
+        raise ValueError(f"{description['class']} was stored by name only (its arguments could not be); pass it again")
+    return _class(description["class"])(**{k: _load(v) for k, v in description["args"].items()})
