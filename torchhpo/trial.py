@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import enum
 import math
+import operator
 import os
 import pickle
 import time
@@ -180,10 +181,14 @@ class Trial:
             TrialPruned: the scheduler stopped the trial; let it propagate out of the training function.
             TrialPaused: the scheduler paused the trial at a rung; let it propagate (it is resumed later).
             TrainingDiverged: the value is NaN or infinite (a ``ValueError``; the trial is then marked FAILED).
+            TypeError: ``value`` is not a number (a str, a bool, a tensor of several elements) or ``step`` is not
+                an int (numpy and 0-d torch integers are ints).
+            ValueError: ``step`` < 1.
         """
-        value = float(value)
+        value = _as_value(value)
         if step is None:
             step = self._epoch + 1 if self._epoch is not None else self.last_step + 1
+        step = _as_step(step)
         if not math.isfinite(value):
             raise TrainingDiverged(f"trial {self.number} reported {value} at step {step}: the training diverged")
         self.last_step = step
@@ -224,6 +229,33 @@ class Trial:
 
     def _checkpoint(self) -> dict[str, Any] | None:
         return None if self.checkpoint_path is None else read_checkpoint(self.checkpoint_path)
+
+
+def _as_value(value: Any) -> float:
+    """A reported value as a float: numbers, numpy scalars and one-element tensors; not str, bytes or bool."""
+    if not isinstance(value, (str, bytes, bytearray, bool, np.bool_)):
+        try:
+            return float(value)
+        except (TypeError, ValueError, RuntimeError):
+            pass
+    raise TypeError(f"trial.report: value must be a number, got {_type_name(value)} {value!r}; report the metric "
+                    "as a float (e.g. loss.item()), a numpy or a 0-d torch scalar")
+
+
+def _as_step(step: Any) -> int:
+    """A reported step as an int >= 1: ints, numpy ints and 0-d integer tensors; not bool, float or str."""
+    is_bool = isinstance(step, (bool, np.bool_)) or (isinstance(step, torch.Tensor) and step.dtype == torch.bool)
+    try:
+        index = None if is_bool else operator.index(step)
+    except TypeError:
+        index = None
+    if index is None:
+        raise TypeError(f"trial.report: step must be an int >= 1, got {_type_name(step)} {step!r}; pass the units "
+                        "of fidelity done so far, e.g. step=epoch + 1, or leave it out")
+    if index < 1:
+        raise ValueError(f"trial.report: step must be an int >= 1, got {index}; steps count units of fidelity done, "
+                         "so the report after the first epoch is step 1")
+    return index
 
 
 def checkpoint_file(directory: Path, number: int) -> Path:
