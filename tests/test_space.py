@@ -93,7 +93,9 @@ def test_persistence_and_equality():
 @pytest.mark.parametrize("make, message", [
     (lambda: th.Float(1.0, 1.0), "Float 'p': low=1.0 must be < high=1.0"),
     (lambda: th.Float(0.0, 1.0, log=True), "Float 'p': low=0.0 must be > 0 when log=True"),
-    (lambda: th.Float(0.0, math.nan), "must be a finite number"),
+    (lambda: th.Float(0.0, math.nan), "Float 'p': high=nan must be a finite number"),
+    (lambda: th.Float(-math.inf, 0.0), "Float 'p': low=-inf must be a finite number"),
+    (lambda: th.Float("0", 1.0), "Float 'p': low='0' must be a finite number"),
     (lambda: th.Int(5, 1), "Int 'p': low=5 must be < high=1"),
     (lambda: th.Int(0, 8, log=True), "must be >= 1 when log=True"),
     (lambda: th.Int(0, 10, step=3), "multiple of step=3"),
@@ -130,3 +132,22 @@ def test_grid_needs_points_for_floats():
         th.Space({"x": th.Float(0.0, 1.0)}).grid()
     with pytest.raises(ValueError, match="must be an int >= 1"):
         th.Space({"x": th.Float(0.0, 1.0)}).grid(0)
+
+
+# --- huge finite ranges --------------------------------------------------------------------------------------------
+def test_float_over_the_whole_double_range_samples_both_signs():
+    space = th.Space({"x": th.Float(-1e308, 1e308)})
+    xs = [c["x"] for c in space.sample(2000, seed=0)]
+    assert all(math.isfinite(x) and -1e308 <= x <= 1e308 for x in xs)
+    assert 800 < sum(x < 0 for x in xs) < 1200 and len(set(xs)) == 2000
+    assert space.encode([{"x": -1e308}, {"x": 0.0}, {"x": 1e308}]).flatten().tolist() == [0.0, 0.5, 1.0]
+    U = torch.rand(200, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(space.encode(space.decode(U)), U, rtol=0, atol=1e-15)
+    for x in xs[:200]:
+        assert space.decode(space.encode([{"x": x}]))[0]["x"] == pytest.approx(x, rel=0, abs=1e293)
+
+
+def test_float_grid_and_asymmetric_huge_ranges():
+    assert [c["x"] for c in th.Space({"x": th.Float(-1e308, 1e308)}).grid(3)] == [-1e308, 0.0, 1e308]
+    xs = [c["x"] for c in th.Space({"x": th.Float(-1.5e308, 1e307)}).sample(500, seed=1)]
+    assert 0 < sum(x > 0 for x in xs) < 60  # about 1/16 of the range is positive

@@ -33,9 +33,9 @@ Config = dict[str, Any]
 __all__ = ["Choice", "Config", "Float", "Int", "Space"]
 
 
-def _number(name: str, what: str, value: Any) -> float:
+def _number(kind: str, name: str, what: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"'{name}': {what}={value!r} must be a finite number")
+        raise ValueError(f"{kind} '{name}': {what}={value!r} must be a finite number")
     return float(value)
 
 
@@ -48,7 +48,7 @@ class Float:
     log: bool = False
 
     def _check(self, name: str) -> None:
-        low, high = _number(name, "low", self.low), _number(name, "high", self.high)
+        low, high = _number("Float", name, "low", self.low), _number("Float", name, "high", self.high)
         if low >= high:
             raise ValueError(f"Float '{name}': low={self.low} must be < high={self.high}; swap them or widen the range")
         if self.log and low <= 0:
@@ -59,11 +59,15 @@ class Float:
 
     def to_unit(self, value: Any) -> float:
         a, b = self._span()
-        return ((math.log(value) if self.log else float(value)) - a) / (b - a)
+        x = math.log(value) if self.log else float(value)
+        if math.isinf(b - a):  # a finite range wider than the largest double, e.g. (-1e308, 1e308): work in halves
+            return (x / 2 - a / 2) / (b / 2 - a / 2)
+        return (x - a) / (b - a)
 
     def from_unit(self, u: float) -> float:
         a, b = self._span()
-        x = a + min(max(u, 0.0), 1.0) * (b - a)
+        u = min(max(u, 0.0), 1.0)
+        x = a * (1.0 - u) + b * u if math.isinf(b - a) else a + u * (b - a)  # the first cannot overflow
         return float(min(max(math.exp(x) if self.log else x, self.low), self.high))
 
     def contains(self, value: Any) -> bool:
