@@ -1,5 +1,8 @@
+import json
 import math
+import re
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -118,12 +121,12 @@ def test_bad_spaces():
 @pytest.mark.parametrize("config, message", [
     ({"x": 0.5, "k": 1, "z": 1}, r"unknown keys \['z'\]"),
     ({"x": 0.5}, r"misses keys \['k'\]"),
-    ({"x": 2.0, "k": 1}, r"config\['x'\]=2.0 is outside Float\(0.0, 1.0\)"),
-    ({"x": 0.5, "k": 1.5}, r"config\['k'\]=1.5 is outside Int\(0, 3\)"),
-    ({"x": "a", "k": 1}, r"config\['x'\]='a' is outside"),
+    ({"x": 2.0, "k": 1}, r"Float 'x': 2.0 is outside \[0.0, 1.0\]"),
+    ({"x": 0.5, "k": 1.5}, r"Int 'k': expected an int, got float 1.5"),
+    ({"x": "a", "k": 1}, r"Float 'x': expected a number, got str 'a'"),
 ])
 def test_bad_configs(config, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((ValueError, TypeError), match=message):
         th.Space({"x": th.Float(0.0, 1.0), "k": th.Int(0, 3)}).validate(config)
 
 
@@ -151,3 +154,33 @@ def test_float_grid_and_asymmetric_huge_ranges():
     assert [c["x"] for c in th.Space({"x": th.Float(-1e308, 1e308)}).grid(3)] == [-1e308, 0.0, 1e308]
     xs = [c["x"] for c in th.Space({"x": th.Float(-1.5e308, 1e307)}).sample(500, seed=1)]
     assert 0 < sum(x > 0 for x in xs) < 60  # about 1/16 of the range is positive
+
+
+# --- what a wrong value is told ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("config, error, message", [
+    ({"lr": "0.1"}, TypeError, "Float 'lr': expected a number, got str '0.1'"),
+    ({"lr": True}, TypeError, "Float 'lr': expected a number, got bool True"),
+    ({"lr": None}, TypeError, "Float 'lr': expected a number, got NoneType None"),
+    ({"layers": 2.5}, TypeError, "Int 'layers': expected an int, got float 2.5"),
+    ({"layers": 2.0}, TypeError, "Int 'layers': expected an int, got float 2.0"),
+    ({"layers": "2"}, TypeError, "Int 'layers': expected an int, got str '2'"),
+    ({"act": "sigmoid"}, ValueError, "Choice 'act': expected one of ['relu', 'tanh'], got str 'sigmoid'"),
+    ({"act": 1}, ValueError, "Choice 'act': expected one of ['relu', 'tanh'], got int 1"),
+    ({"lr": 0.5}, ValueError, "Float 'lr': 0.5 is outside [0.0001, 0.1]"),
+    ({"lr": math.nan}, ValueError, "Float 'lr': nan is outside [0.0001, 0.1]"),
+    ({"layers": 9}, ValueError, "Int 'layers': 9 is outside [1, 4]"),
+    ({"batch": 20}, ValueError, "Int 'batch': 20 is not on the grid 16, 32, ..., 256 (step=16)"),
+])
+def test_enqueue_says_what_is_wrong_with_a_value(config, error, message):
+    space = th.Space({"lr": th.Float(1e-4, 1e-1, log=True), "layers": th.Int(1, 4), "act": th.Choice(["relu", "tanh"]),
+                      "batch": th.Int(16, 256, step=16)})
+    good = {"lr": 1e-3, "layers": 2, "act": "relu", "batch": 32}
+    with pytest.raises(error, match=re.escape(message)):
+        th.Study(space).enqueue({**good, **config})
+
+
+def test_numpy_numbers_are_plain_numbers_in_valid_configs():
+    space = th.Space({"x": th.Float(0.0, 1.0), "k": th.Int(0, 3)})
+    got = space.validate({"x": np.float32(0.5), "k": np.int64(2)})
+    assert got == {"x": 0.5, "k": 2} and type(got["x"]) is float and type(got["k"]) is int
+    assert json.loads(json.dumps(got)) == got

@@ -39,6 +39,18 @@ def _number(kind: str, name: str, what: str, value: Any) -> float:
     return float(value)
 
 
+def _type_name(x: Any) -> str:
+    t = type(x)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+def _is_real(value: Any) -> bool:
+    """A real number as a config holds it: int, float, numpy ints and floats; not bool."""
+    return not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.integer, np.floating))
+
+
+
+
 @dataclass(frozen=True)
 class Float:
     """A real parameter in ``[low, high]``, on a log scale when ``log=True`` (then ``low > 0``)."""
@@ -71,7 +83,16 @@ class Float:
         return float(min(max(math.exp(x) if self.log else x, self.low), self.high))
 
     def contains(self, value: Any) -> bool:
-        return not isinstance(value, bool) and isinstance(value, (int, float)) and self.low <= value <= self.high
+        return _is_real(value) and self.low <= value <= self.high
+
+    def value(self, name: str, value: Any) -> float:
+        """``value`` as a config holds it (a float); ``TypeError`` / ``ValueError`` say what is wrong."""
+        if not _is_real(value):
+            raise TypeError(f"Float '{name}': expected a number, got {_type_name(value)} {value!r}")
+        if not self.low <= value <= self.high:
+            raise ValueError(f"Float '{name}': {value} is outside [{self.low}, {self.high}]; pick a value in the "
+                             "range or widen it")
+        return float(value)
 
     def points(self, k: int) -> list[float]:
         return [self.from_unit(u) for u in np.linspace(0.0, 1.0, k)]
@@ -125,6 +146,19 @@ class Int:
         ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
         return ok and self.low <= value <= self.high and (value - self.low) % self.step == 0
 
+    def value(self, name: str, value: Any) -> int:
+        """``value`` as a config holds it (an int); ``TypeError`` / ``ValueError`` say what is wrong."""
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"Int '{name}': expected an int, got {_type_name(value)} {value!r}; pass an int "
+                            "(numpy ints are fine)")
+        if not self.low <= value <= self.high:
+            raise ValueError(f"Int '{name}': {value} is outside [{self.low}, {self.high}]; pick a value in the "
+                             "range or widen it")
+        if (value - self.low) % self.step:
+            raise ValueError(f"Int '{name}': {value} is not on the grid {self.low}, {self.low + self.step}, ..., "
+                             f"{self.high} (step={self.step})")
+        return int(value)
+
     def points(self, k: int) -> list[int]:
         if self.log:
             raw = np.exp(np.linspace(math.log(self.low), math.log(self.high), k))
@@ -169,6 +203,14 @@ class Choice:
         except KeyError:
             return False
         return True
+
+    def value(self, name: str, value: Any) -> Any:
+        """The option ``value`` is (a tuple option for its JSON list too); ``ValueError`` when it is none."""
+        try:
+            return self.options[self._index(value)]
+        except KeyError:
+            raise ValueError(f"Choice '{name}': expected one of {list(self.options)}, got {_type_name(value)} "
+                             f"{value!r}") from None
 
     def points(self, k: int) -> list[Any]:
         return list(self.options)
@@ -252,7 +294,8 @@ class Space:
         """Check a config's keys and values; return it as a plain dict (numpy ints become ints).
 
         Raises:
-            ValueError: unknown, missing or out-of-range keys, naming each.
+            ValueError: unknown or missing keys; a value out of its range or not one of its choices.
+            TypeError: a value of the wrong type (a str for a ``Float``, a float for an ``Int``).
         """
         if not isinstance(config, Mapping):
             raise TypeError(f"config must be a dict of parameter values, got {type(config).__name__}")
@@ -262,13 +305,7 @@ class Space:
         missing = [k for k in self.names if k not in config]
         if missing:
             raise ValueError(f"config misses keys {missing}; give a value for every parameter of the space")
-        out: Config = {}
-        for name, p in self.params.items():
-            v = config[name]
-            if not p.contains(v):
-                raise ValueError(f"config['{name}']={v!r} is outside {_describe(p)}")
-            out[name] = int(v) if isinstance(p, Int) else float(v) if isinstance(p, Float) else v
-        return out
+        return {name: p.value(name, config[name]) for name, p in self.params.items()}
 
     # --- the unit cube ----------------------------------------------------------------------------------------
     def encode(self, configs: Sequence[Mapping[str, Any]], **tkwargs: Any) -> torch.Tensor:
