@@ -1,3 +1,4 @@
+import enum
 import json
 import math
 import re
@@ -135,6 +136,100 @@ def test_grid_needs_points_for_floats():
         th.Space({"x": th.Float(0.0, 1.0)}).grid()
     with pytest.raises(ValueError, match="must be an int >= 1"):
         th.Space({"x": th.Float(0.0, 1.0)}).grid(0)
+
+
+# --- tuples and other options through JSON (SQLite keeps spaces and configs as JSON) ---------------------------------
+TUPLES = th.Space({
+    "shape": th.Choice([(32, 32), (64, 64), (1, (2, 3))]),
+    "mixed": th.Choice([[1, (2, 3)], {"k": (4, 5)}, "plain", (1, True), (1, 1), (1.0, 1)]),
+    "x": th.Float(0.0, 1.0),
+})
+
+
+def _via_json(value):
+    return json.loads(json.dumps(value))
+
+
+def test_tuple_choices_survive_a_json_round_trip():
+    back = th.Space.from_dict(_via_json(TUPLES.to_dict()))
+    assert back == TUPLES
+    assert repr(back.params["shape"].options) == repr(TUPLES.params["shape"].options)  # tuples, not lists
+    assert repr(back.params["mixed"].options) == repr(TUPLES.params["mixed"].options)
+    for config in TUPLES.sample(40, seed=0) + TUPLES.grid({"x": 1}):
+        for space in (TUPLES, back):
+            got = space.validate(_via_json(config))
+            assert repr(got) == repr(config)  # the option itself: (1, True) stays (1, True), (2, 3) a tuple
+            assert repr(space.decode(space.encode([_via_json(config)]))[0]) == repr(config)
+
+
+def test_choice_matches_options_by_type_all_the_way_down():
+    c = th.Space({"c": th.Choice([(1, True), (1, 1), (1.0, 1)])})
+    for option in c.params["c"].options:
+        assert repr(c.validate({"c": option})["c"]) == repr(option)
+        assert repr(c.decode(c.encode([{"c": option}]))[0]["c"]) == repr(option)
+    with pytest.raises(ValueError, match=r"Choice 'c': expected one of \[\(1, True\), \(1, 1\), \(1.0, 1\)\], "
+                                         r"got tuple \(1, 2\)"):
+        c.validate({"c": (1, 2)})
+    with pytest.raises(ValueError, match=r"got tuple \(1, 2\)"):
+        th.Space({"c": th.Choice([[1, 2], 3])}).validate({"c": (1, 2)})  # a tuple is not the list option
+
+
+def test_spaces_written_before_tuples_were_kept_still_open():
+    old = {"shape": {"type": "Choice", "options": [[32, 32], [64, 64]]}}  # what to_dict wrote for tuples before
+    new = th.Space({"shape": th.Choice([(32, 32), (64, 64)])})
+    assert th.Space.from_dict(old) == new  # so Study(new, storage=old_file) re-opens it
+    assert new.validate({"shape": [64, 64]}) == {"shape": (64, 64)}
+
+
+def test_sqlite_study_gives_back_tuple_choices(tmp_path):
+    space = th.Space({"shape": th.Choice([(32, 32), (64, 64), (128, 128)]), "x": th.Float(0.0, 1.0)})
+    path = tmp_path / "x.db"
+    study = th.Study(space, storage=str(path), seed=0)
+    proposed = []
+    for _ in range(5):
+        trial = study.ask()
+        proposed.append(trial.config)
+        study.tell(trial, trial.config["x"] + trial.config["shape"][0])
+    loaded = th.Study.load(path, searcher="tpe", seed=1)
+    assert loaded.space == space and loaded.space.params["shape"].options == ((32, 32), (64, 64), (128, 128))
+    assert [loaded.space.validate(t.config) for t in loaded.trials] == proposed
+    nxt = loaded.ask()  # TPE encodes the stored configs, then proposes from the space's own options
+    assert isinstance(nxt.config["shape"], tuple) and loaded.space.validate(nxt.config) == nxt.config
+
+
+@pytest.mark.xfail(strict=True, reason="Study.load / SQLiteStorage hand back stored configs as JSON gives them "
+                                      "(tuples as lists) without space.validate; the fix belongs in study.py")
+def test_sqlite_study_best_config_is_the_tuple_option(tmp_path):
+    space = th.Space({"shape": th.Choice([(32, 32), (64, 64)])})
+    study = th.Study(space, storage=str(tmp_path / "x.db"), seed=0)
+    study.tell(study.ask(), 1.0)
+    assert isinstance(th.Study.load(tmp_path / "x.db").best.config["shape"], tuple)
+
+
+class Color(enum.IntEnum):
+    RED = 1
+
+
+@pytest.mark.parametrize("options, message", [
+    ([1.0, math.nan], "option nan is not finite"),
+    ([math.inf, 1.0], "option inf is not finite"),
+    ([{1: "a"}, "b"], "option {1: 'a'} has the key 1; dict options need str keys"),
+    ([{1, 2}, "b"], "option {1, 2} is a set"),
+    ([Color.RED, 2], "option <Color.RED: 1> is a test_space.Color"),
+    ([np.int64(3), 4], "option np.int64(3) is a numpy.int64"),
+    ([object, 4], "option <class 'object'> is a type"),
+    ([(1, [2, float("nan")])], "option (1, [2, nan]) holds nan, which is not finite"),
+])
+def test_choice_options_must_survive_json(options, message):
+    with pytest.raises(ValueError) as info:
+        th.Space({"p": th.Choice(options)})
+    said = str(info.value).replace("tests.test_space", "test_space")  # the module's name depends on the rootdir
+    assert f"Choice 'p': {message};" in said and "str, int, float, bool, None" in said  # which option, what is allowed
+
+
+def test_from_dict_refuses_an_unknown_parameter_type():
+    with pytest.raises(ValueError, match="'p': unknown parameter type 'Bogus'; expected Float, Int or Choice"):
+        th.Space.from_dict({"p": {"type": "Bogus", "low": 0, "high": 1}})
 
 
 # --- huge finite ranges --------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import ast
 import itertools
 import json
 import math
@@ -47,8 +48,6 @@ def _type_name(x: Any) -> str:
 def _is_real(value: Any) -> bool:
     """A real number as a config holds it: int, float, numpy ints and floats; not bool."""
     return not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.integer, np.floating))
-
-
 
 
 @dataclass(frozen=True)
@@ -168,9 +167,52 @@ class Int:
         return list(dict.fromkeys(snapped))
 
 
+_JSON_ATOMS = (type(None), bool, int, float, str)
+
+
+def _json_form(x: Any) -> Any:
+    """``x`` as it comes back from ``json.loads(json.dumps(x))``: tuples become lists."""
+    if type(x) in (list, tuple):
+        return [_json_form(v) for v in x]
+    if type(x) is dict:
+        return {k: _json_form(v) for k, v in x.items()}
+    return x
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, with the same types all the way down (``(1, True)`` is not ``(1, 1)``, ``[1]`` not ``(1,)``)."""
+    if type(a) is not type(b):
+        return False
+    if type(a) in (list, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if type(a) is dict:
+        return a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
+    return bool(a == b)
+
+
+def _json_problem(x: Any, top: bool) -> str | None:
+    """Why the option ``x`` would not come back from JSON as itself (``None``: it does)."""
+    if type(x) is float and not math.isfinite(x):
+        return "is not finite" if top else f"holds {x}, which is not finite"
+    if type(x) in _JSON_ATOMS:
+        return None
+    if type(x) in (list, tuple):
+        return next((p for v in x if (p := _json_problem(v, False)) is not None), None)
+    if type(x) is dict:
+        bad = next((k for k in x if type(k) is not str), None)
+        if bad is not None:
+            return f"has the key {bad!r}; dict options need str keys"
+        return next((p for v in x.values() if (p := _json_problem(v, False)) is not None), None)
+    return f"is a {_type_name(x)}" if top else f"holds {x!r}, a {_type_name(x)}"
+
+
 @dataclass(frozen=True)
 class Choice:
-    """A categorical parameter: one of ``options`` (JSON values: str, int, float, bool or None), no order assumed."""
+    """A categorical parameter: one of ``options``, no order assumed.
+
+    Options are JSON values (str, int, float, bool, None) or lists, tuples and str-keyed dicts of them, so that a
+    config stored as JSON comes back as the same option: a tuple option read back as a list is that tuple.
+    """
 
     options: tuple[Any, ...]
 
@@ -180,6 +222,13 @@ class Choice:
     def _check(self, name: str) -> None:
         if not self.options:
             raise ValueError(f"Choice '{name}': options are empty; give at least one option")
+        for o in self.options:
+            problem = _json_problem(o, True)
+            if problem is not None:
+                raise ValueError(f"Choice '{name}': option {o!r} {problem}; options must be str, int, float, bool, "
+                                 "None or lists, tuples and str-keyed dicts of them, so that configs stored as JSON "
+                                 "(SQLite) come back as the same option. Use a name (e.g. 'adam') and map it to the "
+                                 "object in the training function")
         keys = [json.dumps(o) for o in self.options]
         dup = sorted({k for k in keys if keys.count(k) > 1})
         if dup:
@@ -189,8 +238,12 @@ class Choice:
         return (self._index(value) + 0.5) / len(self.options)
 
     def _index(self, value: Any) -> int:
+        """The option ``value`` is, itself or as JSON gave it back (a list for a tuple option)."""
         for i, o in enumerate(self.options):
-            if type(o) is type(value) and o == value:
+            if _same(o, value):
+                return i
+        for i, o in enumerate(self.options):
+            if _same(_json_form(o), value):
                 return i
         raise KeyError(value)
 
@@ -221,20 +274,31 @@ Param = Float | Int | Choice
 
 def _param_to_dict(p: Param) -> dict[str, Any]:
     if isinstance(p, Choice):
-        return {"type": "Choice", "options": list(p.options)}
+        d: dict[str, Any] = {"type": "Choice", "options": [_json_form(o) for o in p.options]}
+        if any(not _same(_json_form(o), o) for o in p.options):  # JSON turns tuples into lists: keep them
+            d["literals"] = [repr(o) for o in p.options]
+        return d
     d = {"type": type(p).__name__, "low": p.low, "high": p.high, "log": p.log}
     if isinstance(p, Int):
         d["step"] = p.step
     return d
 
 
-def _param_from_dict(d: Mapping[str, Any]) -> Param:
-    kind = d["type"]
+def _param_from_dict(name: str, d: Mapping[str, Any]) -> Param:
+    kind = d.get("type")
     if kind == "Choice":
-        return Choice(d["options"])
+        if "literals" not in d:
+            return Choice(d["options"])
+        options = [ast.literal_eval(r) for r in d["literals"]]  # literals only: never runs code
+        if not _same([_json_form(o) for o in options], d["options"]):
+            raise ValueError(f"Choice '{name}': its stored literals {d['literals']} do not match its options "
+                             f"{d['options']}; the stored space was edited by hand or damaged")
+        return Choice(options)
     if kind == "Float":
         return Float(d["low"], d["high"], log=d["log"])
-    return Int(d["low"], d["high"], log=d["log"], step=d["step"])
+    if kind == "Int":
+        return Int(d["low"], d["high"], log=d["log"], step=d["step"])
+    raise ValueError(f"'{name}': unknown parameter type {kind!r}; expected Float, Int or Choice")
 
 
 class Space:
@@ -362,13 +426,17 @@ class Space:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Space:
-        return cls({n: _param_from_dict(v) for n, v in d.items()})
+        return cls({n: _param_from_dict(n, v) for n, v in d.items()})
+
+    def _key(self) -> dict[str, Any]:
+        """``to_dict`` without tuple literals: a space whose options were stored before they were kept equals it."""
+        return {n: {k: v for k, v in d.items() if k != "literals"} for n, d in self.to_dict().items()}
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Space) and self.to_dict() == other.to_dict()
+        return isinstance(other, Space) and self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash(json.dumps(self.to_dict(), sort_keys=True))
+        return hash(json.dumps(self._key(), sort_keys=True))
 
     def __repr__(self) -> str:
         return f"Space({', '.join(f'{n}={_describe(p)}' for n, p in self.params.items())})"
