@@ -279,3 +279,8 @@ def test_numpy_numbers_are_plain_numbers_in_valid_configs():
     got = space.validate({"x": np.float32(0.5), "k": np.int64(2)})
     assert got == {"x": 0.5, "k": 2} and type(got["x"]) is float and type(got["k"]) is int
     assert json.loads(json.dumps(got)) == got
+
+
+def test_decode_refuses_nan():
+    with pytest.raises(ValueError, match=r"decode: X\[0, 1\] is nan"):
+        SPACE.decode(torch.tensor([[0.5, math.nan, 0.5, 0.5, 0.5, 0.5, 0.5]], dtype=torch.float64))

@@ -381,6 +381,10 @@ class Space:
     def decode(self, X: torch.Tensor | np.ndarray) -> list[Config]:
         """``n x d`` points of the unit cube -> configs (clipped, ints rounded, categoricals mapped)."""
         A = np.asarray(X.detach().cpu() if isinstance(X, torch.Tensor) else X, dtype=float).reshape(-1, self.dim)
+        if np.isnan(A).any():
+            i, j = (int(k) for k in np.argwhere(np.isnan(A))[0])
+            raise ValueError(f"decode: X[{i}, {j}] is nan; points of the unit cube are numbers in [0, 1] (a searcher "
+                             "that proposes nan has a bug)")
         return [{n: p.from_unit(float(u)) for (n, p), u in zip(self.params.items(), row, strict=True)} for row in A]
 
     def round(self, X: torch.Tensor) -> torch.Tensor:
