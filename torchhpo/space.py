@@ -84,7 +84,7 @@ class Float:
     def contains(self, value: Any) -> bool:
         return _is_real(value) and self.low <= value <= self.high
 
-    def value(self, name: str, value: Any) -> float:
+    def validate(self, name: str, value: Any) -> float:
         """``value`` as a config holds it (a float); ``TypeError`` / ``ValueError`` say what is wrong."""
         if not _is_real(value):
             raise TypeError(f"Float '{name}': expected a number, got {_type_name(value)} {value!r}")
@@ -145,7 +145,7 @@ class Int:
         ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
         return ok and self.low <= value <= self.high and (value - self.low) % self.step == 0
 
-    def value(self, name: str, value: Any) -> int:
+    def validate(self, name: str, value: Any) -> int:
         """``value`` as a config holds it (an int); ``TypeError`` / ``ValueError`` say what is wrong."""
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
             raise TypeError(f"Int '{name}': expected an int, got {_type_name(value)} {value!r}; pass an int "
@@ -257,7 +257,7 @@ class Choice:
             return False
         return True
 
-    def value(self, name: str, value: Any) -> Any:
+    def validate(self, name: str, value: Any) -> Any:
         """The option ``value`` is (a tuple option for its JSON list too); ``ValueError`` when it is none."""
         try:
             return self.options[self._index(value)]
@@ -369,7 +369,7 @@ class Space:
         missing = [k for k in self.names if k not in config]
         if missing:
             raise ValueError(f"config misses keys {missing}; give a value for every parameter of the space")
-        return {name: p.value(name, config[name]) for name, p in self.params.items()}
+        return {name: p.validate(name, config[name]) for name, p in self.params.items()}
 
     # --- the unit cube ----------------------------------------------------------------------------------------
     def encode(self, configs: Sequence[Mapping[str, Any]], **tkwargs: Any) -> torch.Tensor:
