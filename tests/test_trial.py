@@ -118,3 +118,17 @@ def test_report_takes_numpy_and_torch_scalars_as_plain_numbers():
     trial.report(7)
     assert seen == [(2, 0.5), (3, 0.25), (4, 0.125), (5, 7.0)]
     assert all(type(s) is int and type(v) is float for s, v in seen)  # what SQLite and JSON can store
+
+
+@pytest.mark.parametrize("budget", [2.5, "3", True])
+def test_epochs_refuses_a_budget_that_is_not_an_int(budget):
+    with pytest.raises(TypeError, match=re.escape(f"epochs(): max_epochs must be an int >= 0, got {budget!r}")):
+        list(th.Trial(0, {}).epochs(budget))
+    with pytest.raises(TypeError, match="max_epochs must be an int"):
+        list(th.Trial(0, {}, max_epochs=budget).epochs())
+    assert list(th.Trial(0, {}).epochs(np.int64(2))) == [0, 1]
+
+
+def test_epochs_refuses_a_negative_budget():
+    with pytest.raises(ValueError, match=r"max_epochs must be an int >= 0, got -1"):
+        list(th.Trial(0, {}).epochs(-1))

@@ -158,8 +158,9 @@ class Trial:
         stop = self.max_epochs if max_epochs is None else max_epochs
         if stop is None:
             raise ValueError("epochs(): no epoch budget; pass max_epochs here, to @tune(max_epochs=...) or to the Study")
+        stop = _as_budget(stop)
         if self.max_epochs is not None:
-            stop = min(stop, self.max_epochs)
+            stop = min(stop, _as_budget(self.max_epochs))
         saved = self._checkpoint()
         start = saved["epoch"] + 1 if saved is not None and saved["epoch"] is not None else 0
         self.last_step = max(self.last_step, start)
@@ -256,6 +257,20 @@ def _as_step(step: Any) -> int:
         raise ValueError(f"trial.report: step must be an int >= 1, got {index}; steps count units of fidelity done, "
                          "so the report after the first epoch is step 1")
     return index
+
+
+def _as_budget(max_epochs: Any) -> int:
+    """An epoch budget as an int >= 0 (numpy ints are ints; bool, float and str are refused)."""
+    try:
+        budget = None if isinstance(max_epochs, (bool, np.bool_)) else operator.index(max_epochs)
+    except TypeError:
+        budget = None
+    if budget is None:
+        raise TypeError(f"epochs(): max_epochs must be an int >= 0, got {max_epochs!r}; pass a whole number of "
+                        "epochs")
+    if budget < 0:
+        raise ValueError(f"epochs(): max_epochs must be an int >= 0, got {budget}")
+    return budget
 
 
 def checkpoint_file(directory: Path, number: int) -> Path:
