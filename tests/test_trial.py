@@ -1,3 +1,6 @@
+import re
+
+import numpy as np
 import pytest
 import torch
 
@@ -71,3 +74,61 @@ def test_record_scores_turn_the_sign():
     r = th.TrialRecord(0, {}, th.Status.COMPLETED, 2.0, {1: 3.0}, sign=-1)
     assert r.score == -2.0 and r.scores == {1: -3.0}
     assert th.TrialRecord(0, {}).score is None and th.TrialRecord(0, {}).duration is None
+
+
+@pytest.mark.parametrize("step, error, message", [
+    ("2", TypeError, "step must be an int >= 1, got str '2'"),
+    (2.0, TypeError, "step must be an int >= 1, got float 2.0"),
+    (True, TypeError, "step must be an int >= 1, got bool True"),
+    (np.bool_(True), TypeError, "step must be an int >= 1, got numpy.bool"),
+    (torch.tensor(2.0), TypeError, "got torch.Tensor"),
+    (0, ValueError, "step must be an int >= 1, got 0"),
+    (-5, ValueError, "step must be an int >= 1, got -5"),
+])
+def test_report_refuses_steps_that_are_not_positive_ints(step, error, message):
+    seen = []
+    trial = th.Trial(0, {}, reporter=lambda n, s, v: seen.append((s, v)) or Decision.CONTINUE)
+    with pytest.raises(error, match=re.escape(message)):
+        trial.report(1.0, step=step)
+    assert seen == [] and trial.last_step == 0
+
+
+@pytest.mark.parametrize("value, message", [
+    ("1.5", "value must be a number, got str '1.5'"),
+    (b"1.5", "value must be a number, got bytes b'1.5'"),
+    (None, "value must be a number, got NoneType None"),
+    (True, "value must be a number, got bool True"),
+    ([1.0], "value must be a number, got list [1.0]"),
+    (torch.ones(2), "value must be a number, got torch.Tensor"),
+])
+def test_report_refuses_values_that_are_not_numbers(value, message):
+    seen = []
+    trial = th.Trial(0, {}, reporter=lambda n, s, v: seen.append((s, v)) or Decision.CONTINUE)
+    with pytest.raises(TypeError, match=re.escape(message)):
+        trial.report(value)
+    assert seen == [] and trial.last_step == 0
+
+
+def test_report_takes_numpy_and_torch_scalars_as_plain_numbers():
+    seen = []
+    trial = th.Trial(0, {}, reporter=lambda n, s, v: seen.append((s, v)) or Decision.CONTINUE)
+    trial.report(np.float32(0.5), step=np.int64(2))
+    trial.report(torch.tensor(0.25), step=torch.tensor(3))
+    trial.report(np.float64(0.125))
+    trial.report(7)
+    assert seen == [(2, 0.5), (3, 0.25), (4, 0.125), (5, 7.0)]
+    assert all(type(s) is int and type(v) is float for s, v in seen)  # what SQLite and JSON can store
+
+
+@pytest.mark.parametrize("budget", [2.5, "3", True])
+def test_epochs_refuses_a_budget_that_is_not_an_int(budget):
+    with pytest.raises(TypeError, match=re.escape(f"epochs(): max_epochs must be an int >= 0, got {budget!r}")):
+        list(th.Trial(0, {}).epochs(budget))
+    with pytest.raises(TypeError, match="max_epochs must be an int"):
+        list(th.Trial(0, {}, max_epochs=budget).epochs())
+    assert list(th.Trial(0, {}).epochs(np.int64(2))) == [0, 1]
+
+
+def test_epochs_refuses_a_negative_budget():
+    with pytest.raises(ValueError, match=r"max_epochs must be an int >= 0, got -1"):
+        list(th.Trial(0, {}).epochs(-1))

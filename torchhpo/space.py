@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import ast
 import itertools
 import json
 import math
@@ -33,10 +34,20 @@ Config = dict[str, Any]
 __all__ = ["Choice", "Config", "Float", "Int", "Space"]
 
 
-def _number(name: str, what: str, value: Any) -> float:
+def _number(kind: str, name: str, what: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"'{name}': {what}={value!r} must be a finite number")
+        raise ValueError(f"{kind} '{name}': {what}={value!r} must be a finite number")
     return float(value)
+
+
+def _type_name(x: Any) -> str:
+    t = type(x)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+def _is_real(value: Any) -> bool:
+    """A real number as a config holds it: int, float, numpy ints and floats; not bool."""
+    return not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.integer, np.floating))
 
 
 @dataclass(frozen=True)
@@ -48,7 +59,7 @@ class Float:
     log: bool = False
 
     def _check(self, name: str) -> None:
-        low, high = _number(name, "low", self.low), _number(name, "high", self.high)
+        low, high = _number("Float", name, "low", self.low), _number("Float", name, "high", self.high)
         if low >= high:
             raise ValueError(f"Float '{name}': low={self.low} must be < high={self.high}; swap them or widen the range")
         if self.log and low <= 0:
@@ -59,15 +70,28 @@ class Float:
 
     def to_unit(self, value: Any) -> float:
         a, b = self._span()
-        return ((math.log(value) if self.log else float(value)) - a) / (b - a)
+        x = math.log(value) if self.log else float(value)
+        if math.isinf(b - a):  # a finite range wider than the largest double, e.g. (-1e308, 1e308): work in halves
+            return (x / 2 - a / 2) / (b / 2 - a / 2)
+        return (x - a) / (b - a)
 
     def from_unit(self, u: float) -> float:
         a, b = self._span()
-        x = a + min(max(u, 0.0), 1.0) * (b - a)
+        u = min(max(u, 0.0), 1.0)
+        x = a * (1.0 - u) + b * u if math.isinf(b - a) else a + u * (b - a)  # the first cannot overflow
         return float(min(max(math.exp(x) if self.log else x, self.low), self.high))
 
     def contains(self, value: Any) -> bool:
-        return not isinstance(value, bool) and isinstance(value, (int, float)) and self.low <= value <= self.high
+        return _is_real(value) and self.low <= value <= self.high
+
+    def validate(self, name: str, value: Any) -> float:
+        """``value`` as a config holds it (a float); ``TypeError`` / ``ValueError`` say what is wrong."""
+        if not _is_real(value):
+            raise TypeError(f"Float '{name}': expected a number, got {_type_name(value)} {value!r}")
+        if not self.low <= value <= self.high:
+            raise ValueError(f"Float '{name}': {value} is outside [{self.low}, {self.high}]; pick a value in the "
+                             "range or widen it")
+        return float(value)
 
     def points(self, k: int) -> list[float]:
         return [self.from_unit(u) for u in np.linspace(0.0, 1.0, k)]
@@ -121,6 +145,19 @@ class Int:
         ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
         return ok and self.low <= value <= self.high and (value - self.low) % self.step == 0
 
+    def validate(self, name: str, value: Any) -> int:
+        """``value`` as a config holds it (an int); ``TypeError`` / ``ValueError`` say what is wrong."""
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"Int '{name}': expected an int, got {_type_name(value)} {value!r}; pass an int "
+                            "(numpy ints are fine)")
+        if not self.low <= value <= self.high:
+            raise ValueError(f"Int '{name}': {value} is outside [{self.low}, {self.high}]; pick a value in the "
+                             "range or widen it")
+        if (value - self.low) % self.step:
+            raise ValueError(f"Int '{name}': {value} is not on the grid {self.low}, {self.low + self.step}, ..., "
+                             f"{self.high} (step={self.step})")
+        return int(value)
+
     def points(self, k: int) -> list[int]:
         if self.log:
             raw = np.exp(np.linspace(math.log(self.low), math.log(self.high), k))
@@ -130,9 +167,52 @@ class Int:
         return list(dict.fromkeys(snapped))
 
 
+_JSON_ATOMS = (type(None), bool, int, float, str)
+
+
+def _json_form(x: Any) -> Any:
+    """``x`` as it comes back from ``json.loads(json.dumps(x))``: tuples become lists."""
+    if type(x) in (list, tuple):
+        return [_json_form(v) for v in x]
+    if type(x) is dict:
+        return {k: _json_form(v) for k, v in x.items()}
+    return x
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, with the same types all the way down (``(1, True)`` is not ``(1, 1)``, ``[1]`` not ``(1,)``)."""
+    if type(a) is not type(b):
+        return False
+    if type(a) in (list, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if type(a) is dict:
+        return a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
+    return bool(a == b)
+
+
+def _json_problem(x: Any, top: bool) -> str | None:
+    """Why the option ``x`` would not come back from JSON as itself (``None``: it does)."""
+    if type(x) is float and not math.isfinite(x):
+        return "is not finite" if top else f"holds {x}, which is not finite"
+    if type(x) in _JSON_ATOMS:
+        return None
+    if type(x) in (list, tuple):
+        return next((p for v in x if (p := _json_problem(v, False)) is not None), None)
+    if type(x) is dict:
+        bad = next((k for k in x if type(k) is not str), None)
+        if bad is not None:
+            return f"has the key {bad!r}; dict options need str keys"
+        return next((p for v in x.values() if (p := _json_problem(v, False)) is not None), None)
+    return f"is a {_type_name(x)}" if top else f"holds {x!r}, a {_type_name(x)}"
+
+
 @dataclass(frozen=True)
 class Choice:
-    """A categorical parameter: one of ``options`` (JSON values: str, int, float, bool or None), no order assumed."""
+    """A categorical parameter: one of ``options``, no order assumed.
+
+    Options are JSON values (str, int, float, bool, None) or lists, tuples and str-keyed dicts of them, so that a
+    config stored as JSON comes back as the same option: a tuple option read back as a list is that tuple.
+    """
 
     options: tuple[Any, ...]
 
@@ -142,6 +222,13 @@ class Choice:
     def _check(self, name: str) -> None:
         if not self.options:
             raise ValueError(f"Choice '{name}': options are empty; give at least one option")
+        for o in self.options:
+            problem = _json_problem(o, True)
+            if problem is not None:
+                raise ValueError(f"Choice '{name}': option {o!r} {problem}; options must be str, int, float, bool, "
+                                 "None or lists, tuples and str-keyed dicts of them, so that configs stored as JSON "
+                                 "(SQLite) come back as the same option. Use a name (e.g. 'adam') and map it to the "
+                                 "object in the training function")
         keys = [json.dumps(o) for o in self.options]
         dup = sorted({k for k in keys if keys.count(k) > 1})
         if dup:
@@ -151,8 +238,12 @@ class Choice:
         return (self._index(value) + 0.5) / len(self.options)
 
     def _index(self, value: Any) -> int:
+        """The option ``value`` is, itself or as JSON gave it back (a list for a tuple option)."""
         for i, o in enumerate(self.options):
-            if type(o) is type(value) and o == value:
+            if _same(o, value):
+                return i
+        for i, o in enumerate(self.options):
+            if _same(_json_form(o), value):
                 return i
         raise KeyError(value)
 
@@ -166,6 +257,14 @@ class Choice:
             return False
         return True
 
+    def validate(self, name: str, value: Any) -> Any:
+        """The option ``value`` is (a tuple option for its JSON list too); ``ValueError`` when it is none."""
+        try:
+            return self.options[self._index(value)]
+        except KeyError:
+            raise ValueError(f"Choice '{name}': expected one of {list(self.options)}, got {_type_name(value)} "
+                             f"{value!r}") from None
+
     def points(self, k: int) -> list[Any]:
         return list(self.options)
 
@@ -175,20 +274,31 @@ Param = Float | Int | Choice
 
 def _param_to_dict(p: Param) -> dict[str, Any]:
     if isinstance(p, Choice):
-        return {"type": "Choice", "options": list(p.options)}
+        d: dict[str, Any] = {"type": "Choice", "options": [_json_form(o) for o in p.options]}
+        if any(not _same(_json_form(o), o) for o in p.options):  # JSON turns tuples into lists: keep them
+            d["literals"] = [repr(o) for o in p.options]
+        return d
     d = {"type": type(p).__name__, "low": p.low, "high": p.high, "log": p.log}
     if isinstance(p, Int):
         d["step"] = p.step
     return d
 
 
-def _param_from_dict(d: Mapping[str, Any]) -> Param:
-    kind = d["type"]
+def _param_from_dict(name: str, d: Mapping[str, Any]) -> Param:
+    kind = d.get("type")
     if kind == "Choice":
-        return Choice(d["options"])
+        if "literals" not in d:
+            return Choice(d["options"])
+        options = [ast.literal_eval(r) for r in d["literals"]]  # literals only: never runs code
+        if not _same([_json_form(o) for o in options], d["options"]):
+            raise ValueError(f"Choice '{name}': its stored literals {d['literals']} do not match its options "
+                             f"{d['options']}; the stored space was edited by hand or damaged")
+        return Choice(options)
     if kind == "Float":
         return Float(d["low"], d["high"], log=d["log"])
-    return Int(d["low"], d["high"], log=d["log"], step=d["step"])
+    if kind == "Int":
+        return Int(d["low"], d["high"], log=d["log"], step=d["step"])
+    raise ValueError(f"'{name}': unknown parameter type {kind!r}; expected Float, Int or Choice")
 
 
 class Space:
@@ -248,7 +358,8 @@ class Space:
         """Check a config's keys and values; return it as a plain dict (numpy ints become ints).
 
         Raises:
-            ValueError: unknown, missing or out-of-range keys, naming each.
+            ValueError: unknown or missing keys; a value out of its range or not one of its choices.
+            TypeError: a value of the wrong type (a str for a ``Float``, a float for an ``Int``).
         """
         if not isinstance(config, Mapping):
             raise TypeError(f"config must be a dict of parameter values, got {type(config).__name__}")
@@ -258,13 +369,7 @@ class Space:
         missing = [k for k in self.names if k not in config]
         if missing:
             raise ValueError(f"config misses keys {missing}; give a value for every parameter of the space")
-        out: Config = {}
-        for name, p in self.params.items():
-            v = config[name]
-            if not p.contains(v):
-                raise ValueError(f"config['{name}']={v!r} is outside {_describe(p)}")
-            out[name] = int(v) if isinstance(p, Int) else float(v) if isinstance(p, Float) else v
-        return out
+        return {name: p.validate(name, config[name]) for name, p in self.params.items()}
 
     # --- the unit cube ----------------------------------------------------------------------------------------
     def encode(self, configs: Sequence[Mapping[str, Any]], **tkwargs: Any) -> torch.Tensor:
@@ -276,6 +381,10 @@ class Space:
     def decode(self, X: torch.Tensor | np.ndarray) -> list[Config]:
         """``n x d`` points of the unit cube -> configs (clipped, ints rounded, categoricals mapped)."""
         A = np.asarray(X.detach().cpu() if isinstance(X, torch.Tensor) else X, dtype=float).reshape(-1, self.dim)
+        if np.isnan(A).any():
+            i, j = (int(k) for k in np.argwhere(np.isnan(A))[0])
+            raise ValueError(f"decode: X[{i}, {j}] is nan; points of the unit cube are numbers in [0, 1] (a searcher "
+                             "that proposes nan has a bug)")
         return [{n: p.from_unit(float(u)) for (n, p), u in zip(self.params.items(), row, strict=True)} for row in A]
 
     def round(self, X: torch.Tensor) -> torch.Tensor:
@@ -321,13 +430,17 @@ class Space:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Space:
-        return cls({n: _param_from_dict(v) for n, v in d.items()})
+        return cls({n: _param_from_dict(n, v) for n, v in d.items()})
+
+    def _key(self) -> dict[str, Any]:
+        """``to_dict`` without tuple literals: a space whose options were stored before they were kept equals it."""
+        return {n: {k: v for k, v in d.items() if k != "literals"} for n, d in self.to_dict().items()}
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Space) and self.to_dict() == other.to_dict()
+        return isinstance(other, Space) and self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash(json.dumps(self.to_dict(), sort_keys=True))
+        return hash(json.dumps(self._key(), sort_keys=True))
 
     def __repr__(self) -> str:
         return f"Space({', '.join(f'{n}={_describe(p)}' for n, p in self.params.items())})"

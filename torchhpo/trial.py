@@ -7,15 +7,19 @@ the reported learning curve. Steps count units of fidelity consumed: a report af
 
 from __future__ import annotations
 
+import collections
 import enum
 import math
+import operator
 import os
+import pickle
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from torchhpo.space import Config
@@ -154,8 +158,9 @@ class Trial:
         stop = self.max_epochs if max_epochs is None else max_epochs
         if stop is None:
             raise ValueError("epochs(): no epoch budget; pass max_epochs here, to @tune(max_epochs=...) or to the Study")
+        stop = _as_budget(stop)
         if self.max_epochs is not None:
-            stop = min(stop, self.max_epochs)
+            stop = min(stop, _as_budget(self.max_epochs))
         saved = self._checkpoint()
         start = saved["epoch"] + 1 if saved is not None and saved["epoch"] is not None else 0
         self.last_step = max(self.last_step, start)
@@ -177,10 +182,14 @@ class Trial:
             TrialPruned: the scheduler stopped the trial; let it propagate out of the training function.
             TrialPaused: the scheduler paused the trial at a rung; let it propagate (it is resumed later).
             TrainingDiverged: the value is NaN or infinite (a ``ValueError``; the trial is then marked FAILED).
+            TypeError: ``value`` is not a number (a str, a bool, a tensor of several elements) or ``step`` is not
+                an int (numpy and 0-d torch integers are ints).
+            ValueError: ``step`` < 1.
         """
-        value = float(value)
+        value = _as_value(value)
         if step is None:
             step = self._epoch + 1 if self._epoch is not None else self.last_step + 1
+        step = _as_step(step)
         if not math.isfinite(value):
             raise TrainingDiverged(f"trial {self.number} reported {value} at step {step}: the training diverged")
         self.last_step = step
@@ -197,14 +206,22 @@ class Trial:
         return None if self.checkpoint_dir is None else checkpoint_file(self.checkpoint_dir, self.number)
 
     def save(self, state: Any) -> None:
-        """Checkpoint ``state`` (tensors, dicts, numbers) with the current epoch, so a resumed trial goes on."""
+        """Checkpoint ``state`` with the current epoch, so a resumed trial goes on from there.
+
+        ``state`` may hold tensors (a ``state_dict()``), dicts, lists, tuples, sets, ``None``, bool, int, float,
+        complex, str, bytes, ``torch.dtype`` / ``device`` / ``Size``, and numpy arrays and scalars of bool or
+        numeric dtype: the random states ``random.getstate()``, ``np.random.get_state()``,
+        ``np.random.default_rng().bit_generator.state`` and ``torch.get_rng_state()`` all fit. ``load`` gives
+        them back with their types (a numpy array as a numpy array of its dtype) without unpickling code.
+
+        Raises:
+            TypeError: a value is of another type (its path in ``state`` is named); nothing is written then and
+                the previous checkpoint stays.
+        """
         path = self.checkpoint_path
         if path is None:
             raise RuntimeError("trial.save: this trial has no checkpoint_dir; run it through a Study")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save({"epoch": self._epoch, "state": state}, tmp)
-        os.replace(tmp, path)  # atomic: a crash mid-save keeps the previous checkpoint
+        write_checkpoint(path, self._epoch, state)
 
     def load(self) -> Any:
         """The state last passed to ``save``, or ``None`` when there is none. Tensors load on the CPU."""
@@ -215,13 +232,253 @@ class Trial:
         return None if self.checkpoint_path is None else read_checkpoint(self.checkpoint_path)
 
 
+def _as_value(value: Any) -> float:
+    """A reported value as a float: numbers, numpy scalars and one-element tensors; not str, bytes or bool."""
+    if not isinstance(value, (str, bytes, bytearray, bool, np.bool_)):
+        try:
+            return float(value)
+        except (TypeError, ValueError, RuntimeError):
+            pass
+    raise TypeError(f"trial.report: value must be a number, got {_type_name(value)} {value!r}; report the metric "
+                    "as a float (e.g. loss.item()), a numpy or a 0-d torch scalar")
+
+
+def _as_step(step: Any) -> int:
+    """A reported step as an int >= 1: ints, numpy ints and 0-d integer tensors; not bool, float or str."""
+    is_bool = isinstance(step, (bool, np.bool_)) or (isinstance(step, torch.Tensor) and step.dtype == torch.bool)
+    try:
+        index = None if is_bool else operator.index(step)
+    except TypeError:
+        index = None
+    if index is None:
+        raise TypeError(f"trial.report: step must be an int >= 1, got {_type_name(step)} {step!r}; pass the units "
+                        "of fidelity done so far, e.g. step=epoch + 1, or leave it out")
+    if index < 1:
+        raise ValueError(f"trial.report: step must be an int >= 1, got {index}; steps count units of fidelity done, "
+                         "so the report after the first epoch is step 1")
+    return index
+
+
+def _as_budget(max_epochs: Any) -> int:
+    """An epoch budget as an int >= 0 (numpy ints are ints; bool, float and str are refused)."""
+    try:
+        budget = None if isinstance(max_epochs, (bool, np.bool_)) else operator.index(max_epochs)
+    except TypeError:
+        budget = None
+    if budget is None:
+        raise TypeError(f"epochs(): max_epochs must be an int >= 0, got {max_epochs!r}; pass a whole number of "
+                        "epochs")
+    if budget < 0:
+        raise ValueError(f"epochs(): max_epochs must be an int >= 0, got {budget}")
+    return budget
+
+
 def checkpoint_file(directory: Path, number: int) -> Path:
     """Where trial ``number`` of a study whose checkpoint folder is ``directory`` keeps its checkpoint."""
     return directory / f"trial-{number}.pt"
 
 
+def write_checkpoint(path: Path, epoch: int | None, state: Any) -> None:
+    """Write ``{"epoch": ..., "state": ...}`` atomically, refusing (``TypeError``) what ``read_checkpoint`` would."""
+    saved = {"epoch": epoch, "state": _Encoder()(state, "state"), "format": CHECKPOINT_FORMAT}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    try:
+        torch.save(saved, tmp)
+        try:  # the same safe loader as read_checkpoint; mmap reads the structure, not the tensors' bytes
+            torch.load(tmp, map_location="cpu", weights_only=True, mmap=True)
+        except pickle.UnpicklingError as e:
+            raise TypeError(f"trial.save: the state would not load back without unpickling code ({e}); "
+                            f"keep only {ALLOWED}") from e
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)  # atomic: a crash mid-save keeps the previous checkpoint
+
+
 def read_checkpoint(path: Path) -> dict[str, Any] | None:
-    """``{"epoch": ..., "state": ...}`` as ``Trial.save`` wrote it, or ``None`` when there is none (on the CPU)."""
+    """``{"epoch": ..., "state": ...}`` as ``Trial.save`` wrote it, or ``None`` when there is none (on the CPU).
+
+    Loads with ``weights_only=True``: a file that would need to unpickle anything else (code, arbitrary
+    classes) is refused with ``pickle.UnpicklingError``.
+    """
     if not path.exists():
         return None
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise pickle.UnpicklingError(
+            f"{path}: refused; it holds objects that only a full unpickle (which can run code) would rebuild, so "
+            f"trial.save did not write it. Delete the file to start the trial afresh. ({e})") from e
+    if type(saved) is not dict or "state" not in saved or not (saved.get("epoch") is None
+                                                                or type(saved.get("epoch")) is int):
+        raise ValueError(f"{path}: not a trial checkpoint ({{'epoch': int | None, 'state': ...}} as trial.save "
+                         f"writes it); got {type(saved).__name__}. Delete it or move it out of the checkpoint folder")
+    version = saved.get("format", 1)
+    if version not in (1, CHECKPOINT_FORMAT):
+        raise ValueError(f"{path}: checkpoint format {version!r}; this torchhpo reads formats 1 and "
+                         f"{CHECKPOINT_FORMAT}: upgrade torchhpo")
+    if version == CHECKPOINT_FORMAT:
+        saved["state"] = _Decoder(path)(saved["state"], "state")
+    return {"epoch": saved["epoch"], "state": saved["state"]}
+
+
+# --- what a checkpoint holds --------------------------------------------------------------------------------------
+# torch.load(weights_only=True) rebuilds tensors, the containers and the scalars below, and nothing that needs
+# code. numpy values would need numpy's reconstructors, so trial.save turns each into a tagged dict of plain
+# values (dtype string, shape, raw bytes as a uint8 tensor) and read_checkpoint turns it back.
+CHECKPOINT_FORMAT = 2  # 1: no numpy values (files from before they were supported)
+NUMPY_TAG = "__torchhpo_numpy__"
+ALLOWED = ("tensors, dict, OrderedDict, list, tuple, set, None, bool, int, float, complex, str, bytes, "
+           "torch.dtype/device/Size, and numpy arrays and scalars of bool or numeric dtype")
+_ATOMS = (type(None), bool, int, float, complex, str, bytes, bytearray, torch.dtype, torch.device, torch.Size)
+_KEYS = (type(None), bool, int, float, complex, str, bytes, torch.dtype, torch.device)
+_NUMERIC = "biufc"  # numpy dtype kinds kept: bool, signed and unsigned int, float, complex
+
+
+def _type_name(x: Any) -> str:
+    t = type(x)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+def _refuse(path: str, x: Any, why: str = "") -> TypeError:
+    what = why or f"is a {_type_name(x)}"
+    return TypeError(f"trial.save: {path} {what}; a checkpoint holds only {ALLOWED}, so that trial.load can read "
+                     "it back without unpickling code. Convert it (to a tensor, a number, or a dict of its fields, "
+                     "e.g. its state_dict()) or keep it out of the checkpoint. Nothing was written")
+
+
+class _Encoder:
+    """``state`` -> the same state with numpy values as tagged dicts; ``TypeError`` names the first value that
+    ``torch.load(weights_only=True)`` would refuse. Containers without numpy values are kept as they are."""
+
+    def __init__(self) -> None:
+        self.done: dict[int, Any] = {}  # id -> encoded, so shared values stay shared
+        self.open: set[int] = set()
+
+    def __call__(self, x: Any, path: str) -> Any:
+        t = type(x)
+        if t in _ATOMS:
+            return x
+        if t is np.ndarray or isinstance(x, (np.ndarray, np.generic)):
+            return self._numpy(x, path)
+        if t in (torch.Tensor, torch.nn.Parameter):
+            self._attrs(x, path)
+            return x
+        if t not in (dict, collections.OrderedDict, list, tuple, set):
+            raise _refuse(path, x)
+        key = id(x)
+        if key in self.done:
+            return self.done[key]
+        if key in self.open:
+            raise TypeError(f"trial.save: {path} contains itself (a cycle); a checkpoint holds a tree of values, "
+                            "so break the cycle. Nothing was written")
+        self.open.add(key)
+        out = self._container(x, path)
+        self.open.discard(key)
+        self.done[key] = out
+        return out
+
+    def _container(self, x: Any, path: str) -> Any:
+        if isinstance(x, set):
+            for v in x:
+                self._key(v, f"element {v!r} of {path}")
+            return x
+        if isinstance(x, dict):
+            if NUMPY_TAG in x:
+                raise ValueError(f"trial.save: {path} has the key {NUMPY_TAG!r}, reserved for the numpy values of a "
+                                 "checkpoint; rename it. Nothing was written")
+            for k in x:
+                self._key(k, f"key {k!r} of {path}")
+            items = {k: self(v, f"{path}[{k!r}]") for k, v in x.items()}
+            if all(items[k] is v for k, v in x.items()):
+                self._attrs(x, path)
+                return x
+            out = type(x)(items)
+            for name, v in self._attrs(x, path).items():  # an OrderedDict's, e.g. a state_dict's _metadata
+                setattr(out, name, v)
+            return out
+        items = [self(v, f"{path}[{i}]") for i, v in enumerate(x)]
+        return x if all(a is b for a, b in zip(items, x, strict=True)) else type(x)(items)
+
+    def _attrs(self, x: Any, path: str) -> dict[str, Any]:
+        """The attributes that torch pickles with a tensor or an OrderedDict (a state_dict's ``_metadata``)."""
+        attrs = getattr(x, "__dict__", {})
+        for name, v in attrs.items():
+            if self(v, f"{path}.{name}") is not v:
+                raise _refuse(f"{path}.{name}", v, f"is a {_type_name(v)} in an attribute, where numpy values are "
+                              "not converted")
+        return dict(attrs)
+
+    def _key(self, k: Any, where: str) -> None:
+        if type(k) is tuple:
+            for v in k:
+                self._key(v, where)
+        elif type(k) not in _KEYS:
+            raise _refuse(where, k, f"is a {_type_name(k)}" + (" (use int(k) or float(k))" if
+                                                                isinstance(k, np.generic) else ""))
+
+    def _numpy(self, x: Any, path: str) -> dict[str, Any]:
+        if type(x) is not np.ndarray and not isinstance(x, np.generic):
+            raise _refuse(path, x, f"is a {_type_name(x)}, a subclass of numpy.ndarray (use np.asarray(x))")
+        key = id(x)
+        if key in self.done:
+            return self.done[key]
+        arr = np.asarray(x)
+        if arr.dtype.kind not in _NUMERIC:
+            raise _refuse(path, x, f"is a {_type_name(x)} of dtype {arr.dtype}")
+        flat = np.ascontiguousarray(arr).reshape(-1)
+        if not flat.flags.writeable:  # torch.from_numpy warns on read-only memory
+            flat = flat.copy()
+        out = {NUMPY_TAG: "ndarray" if type(x) is np.ndarray else "scalar", "dtype": arr.dtype.str,
+               "shape": list(arr.shape), "data": torch.from_numpy(flat.view(np.uint8))}
+        self.done[key] = out
+        return out
+
+
+class _Decoder:
+    """The inverse of ``_Encoder`` on what ``torch.load(weights_only=True)`` gave back (changed in place)."""
+
+    def __init__(self, file: Path) -> None:
+        self.file = file
+        self.done: dict[int, Any] = {}
+        self.open: set[int] = set()
+
+    def __call__(self, x: Any, path: str) -> Any:
+        t = type(x)
+        if t not in (dict, collections.OrderedDict, list, tuple):
+            return x
+        key = id(x)
+        if key in self.done:
+            return self.done[key]
+        if key in self.open:
+            raise ValueError(f"{self.file}: {path} contains itself; trial.save does not write cycles. Delete the file")
+        self.open.add(key)
+        if t is dict and NUMPY_TAG in x:
+            out = self._numpy(x, path)
+        elif t is tuple:
+            out = tuple(self(v, f"{path}[{i}]") for i, v in enumerate(x))
+        else:
+            out = x
+            for k in list(x) if isinstance(x, dict) else range(len(x)):
+                x[k] = self(x[k], f"{path}[{k!r}]")
+        self.open.discard(key)
+        self.done[key] = out
+        return out
+
+    def _numpy(self, x: dict[str, Any], path: str) -> np.ndarray | np.generic:
+        kind, shape, data = x.get(NUMPY_TAG), x.get("shape"), x.get("data")
+        try:
+            dtype = np.dtype(x.get("dtype")) if isinstance(x.get("dtype"), str) else None
+        except TypeError:
+            dtype = None
+        ok = (set(x) == {NUMPY_TAG, "dtype", "shape", "data"} and kind in ("ndarray", "scalar")
+              and dtype is not None and dtype.kind in _NUMERIC and type(shape) is list
+              and all(type(n) is int and n >= 0 for n in shape) and (kind == "ndarray" or shape == [])
+              and type(data) is torch.Tensor and data.dtype == torch.uint8 and data.dim() == 1
+              and data.numel() == math.prod(shape) * dtype.itemsize)
+        if not ok:
+            raise ValueError(f"{self.file}: {path} is not a numpy value as trial.save writes it (the file is damaged "
+                             "or was not written by trial.save); delete the file to start the trial afresh")
+        arr = data.numpy().view(dtype).reshape(shape)
+        return arr[()] if kind == "scalar" else arr
