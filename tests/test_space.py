@@ -197,8 +197,6 @@ def test_sqlite_study_gives_back_tuple_choices(tmp_path):
     assert isinstance(nxt.config["shape"], tuple) and loaded.space.validate(nxt.config) == nxt.config
 
 
-@pytest.mark.xfail(strict=True, reason="Study.load / SQLiteStorage hand back stored configs as JSON gives them "
-                                      "(tuples as lists) without space.validate; the fix belongs in study.py")
 def test_sqlite_study_best_config_is_the_tuple_option(tmp_path):
     space = th.Space({"shape": th.Choice([(32, 32), (64, 64)])})
     study = th.Study(space, storage=str(tmp_path / "x.db"), seed=0)

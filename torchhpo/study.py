@@ -111,7 +111,7 @@ class Study:
         self.storage = make_storage(storage)
         self._records = History(self.storage.open(name, space, mode))
         for r in self._records:
-            r.sign = self.sign
+            r.sign, r.config = self.sign, space.validate(r.config)  # JSON gives tuples back as lists
         self._top: list[TrialRecord] = []  # the best completed trials, best first (keep_checkpoints of them)
         for r in self._records:
             self._note(r)
@@ -227,7 +227,7 @@ class Study:
         """Take in what other drivers of this study wrote since the last look (nothing to read with one driver)."""
         records, reports = self.storage.changes()
         for record in records:
-            record.sign = self.sign
+            record.sign, record.config = self.sign, self.space.validate(record.config)
             if record.number >= len(self._records):
                 self._records.append(record)
             elif record.number not in self._live:  # this driver's running trials: its own copy is the truth
@@ -279,7 +279,7 @@ class Study:
             self._sync()
             trials = []
             while len(trials) < k and (config := self.storage.dequeue()) is not None:
-                trials.append(self._start(config, source="enqueued"))
+                trials.append(self._start(self.space.validate(config), source="enqueued"))
             if len(trials) < k and self._prefetch is not None:  # proposed while every worker was busy
                 for config in self._prefetch.take() or []:
                     trials.append(self._start(self.space.validate(config), source=type(self.searcher).__name__))
