@@ -167,3 +167,21 @@ def test_a_remote_driver_counts_as_gone_once_its_heartbeat_is_old(tmp_path):
     b.stale_after = 10.0
     assert b.fail_stale_trials() == [trial.number]
     assert "stopped beating" in b.trials[0].reason
+
+
+def test_a_live_driver_keeps_beating_while_its_trial_runs_without_reports(tmp_path):
+    """A long trial that never reports is not taken for dead: the driver's heartbeat thread keeps it fresh."""
+    path = tmp_path / "beat.db"
+    a = th.Study(SPACE, storage=path)
+    a.heartbeat_interval = 0.1
+    trial = a.ask()
+    first = a.storage._db.execute("SELECT heartbeat FROM trials").fetchone()[0]
+    time.sleep(0.6)
+    assert a.storage._db.execute("SELECT heartbeat FROM trials").fetchone()[0] > first + 0.3
+    b = th.Study.load(path)  # this process is alive: only the heartbeat can tell
+    b.stale_after = 0.5
+    time.sleep(0.6)
+    assert b.fail_stale_trials() == []
+    a.close()  # the heartbeat stops with the study
+    time.sleep(0.8)
+    assert b.fail_stale_trials() == [trial.number]

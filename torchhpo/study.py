@@ -14,6 +14,7 @@ import os
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -662,20 +663,26 @@ class _Heartbeat:
 
     def __init__(self, storage: Storage, interval: float) -> None:
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(storage, interval), daemon=True,
+        self._thread = threading.Thread(target=_beat, args=(weakref.ref(storage), interval, self._stop), daemon=True,
                                         name="torchhpo-heartbeat")
         self._thread.start()
-
-    def _run(self, storage: Storage, interval: float) -> None:
-        while not self._stop.wait(interval):
-            try:
-                storage.beat()
-            except Exception:  # the study was closed under us: nothing left to beat for
-                return
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(5.0)
+
+
+def _beat(storage: weakref.ref, interval: float, stop: threading.Event) -> None:
+    """The heartbeat loop; it ends with the study (closed, or garbage: it holds the storage only weakly)."""
+    while not stop.wait(interval):
+        store = storage()
+        if store is None:
+            return
+        try:
+            store.beat()
+        except Exception:  # the study was closed under us: nothing left to beat for
+            return
+        del store
 
 
 class _Prefetch:
