@@ -148,7 +148,7 @@ def test_bad_arguments_are_clear():
         th.Study(SPACE, mode="minimize")
     with pytest.raises(ValueError, match="max_epochs must be a positive int"):
         th.Study(SPACE, max_epochs=0)
-    with pytest.raises(ValueError, match="give n_trials or timeout"):
+    with pytest.raises(ValueError, match="give n_trials, timeout or max_epochs_total"):
         th.Study(SPACE).optimize(quadratic)
     with pytest.raises(ValueError, match="n_trials must be"):
         th.Study(SPACE).optimize(quadratic, n_trials=-1)

@@ -35,8 +35,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"resuming {args.storage}: {ran} of {args.trials} trials already ran")
     study.optimize(train_digits_cnn, n_trials=max(0, args.trials - ran), devices=args.devices,
                    progress=not args.no_progress)
-    study.close()
     _print_best(study)
+    study.close()
     print(f"all trials are in {args.storage}; see them with: torchhpo show {args.storage}")
     return 0
 

@@ -17,6 +17,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -24,7 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 from torchhpo.space import Config, Space
 from torchhpo.trial import Status, TrialRecord
 
-__all__ = ["MemoryStorage", "SQLiteStorage", "Storage", "make_storage"]
+__all__ = ["Heartbeat", "MemoryStorage", "SQLiteStorage", "Storage", "make_storage"]
 
 SCHEMA_VERSION = 2
 INTERRUPTED = "interrupted: the study stopped while this trial was running"
@@ -466,6 +467,33 @@ class SQLiteStorage:
                 return None
             self._db.execute("DELETE FROM queue WHERE id = ?", (row[0],))
         return json.loads(row[1])
+
+
+class Heartbeat:
+    """A daemon thread that tells the other drivers of a study, every ``interval`` seconds, that this driver's
+    RUNNING trials are alive (the heartbeat ``fail_stale`` reads). It holds the storage weakly and ends with it."""
+
+    def __init__(self, storage: Storage, interval: float) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=_beat, args=(weakref.ref(storage), interval, self._stop), daemon=True,
+                                        name="torchhpo-heartbeat")
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5.0)
+
+
+def _beat(storage: weakref.ref, interval: float, stop: threading.Event) -> None:
+    while not stop.wait(interval):
+        store = storage()
+        if store is None:  # the study is gone
+            return
+        try:
+            store.beat()
+        except Exception:  # closed under us: nothing left to beat for
+            return
+        del store
 
 
 def make_storage(storage: Storage | str | Path | None) -> Storage:

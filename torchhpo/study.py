@@ -14,18 +14,18 @@ import os
 import tempfile
 import threading
 import time
-import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from torchhpo.executors import Executor, Outcome, TrainFn, make_executor, resolve_devices
+from torchhpo.executors import Executor, TrainFn, resolve_devices
 from torchhpo.history import History
+from torchhpo.loop import Callback, FailingTrials, _Prefetch, headline, run
 from torchhpo.schedulers import make_scheduler
-from torchhpo.searchers import GridSearch, Searcher, make_searcher
+from torchhpo.searchers import Searcher, make_searcher
 from torchhpo.settings import describe, rebuild
 from torchhpo.space import Config, Space
-from torchhpo.storage import INTERRUPTED, SQLiteStorage, Storage, make_storage
+from torchhpo.storage import Heartbeat, SQLiteStorage, Storage, make_storage
 from torchhpo.trial import Decision, Status, Trial, TrialRecord, checkpoint_file, read_checkpoint
 
 __all__ = ["FailingTrials", "SearchExhausted", "Study", "Tuned", "tune"]
@@ -35,11 +35,6 @@ log = logging.getLogger("torchhpo")
 
 class SearchExhausted(RuntimeError):
     """The searcher has no config left to propose (a grid fully visited)."""
-
-
-class FailingTrials(RuntimeError):
-    """The first trials of an ``optimize`` call all failed with the same error (``fail_fast``): the study stopped.
-    The message holds the error and the first failed trial's traceback."""
 
 
 class Study:
@@ -117,11 +112,11 @@ class Study:
         for r in self._records:
             self._note(r)
         self._live: dict[int, Trial] = {}
-        self._prefetch: _Prefetch | None = None
-        self._retries, self._retry, self._exhausted = 0, [], False  # optimize's retry queue: (config, number, attempt)
-        self._heart: _Heartbeat | None = None
+        self._heart: Heartbeat | None = None
+        self._epochs = sum(max(r.reports, default=0) for r in self._records)  # epochs reported, all trials
+        self._stopping = False  # study.stop() was called
         self._reaped_at = -math.inf
-        self._call: _Call | None = None  # the optimize call under way
+        self._call: Any = None  # the optimize call under way (loop.Call): tell reports each end to it
         self._settled = False  # settings written and paused trials checked, at the first trial this object starts
         if isinstance(self.storage, SQLiteStorage):
             self.checkpoint_dir = self.storage.path.with_name(self.storage.path.name + ".ckpt") / name
@@ -201,7 +196,7 @@ class Study:
             if self._top:
                 return self._top[0]
             failed = [r for r in self._records if r.status is Status.FAILED]
-            why = f"; {len(failed)} failed, the first with: {_headline(failed[0].reason)}" if failed else ""
+            why = f"; {len(failed)} failed, the first with: {headline(failed[0].reason)}" if failed else ""
             raise ValueError(f"no trial has completed yet{why}; run study.optimize(...) or tell a value first")
 
     def to_dataframe(self) -> Any:
@@ -240,6 +235,7 @@ class Study:
             self._note(self._records[record.number])
         for number, step, value in reports:
             if number not in self._live and number < len(self._records):
+                self._epochs += max(0, step - max(self._records[number].reports, default=0))
                 self._records[number].reports[step] = value
                 self._records.touch(number)
 
@@ -263,17 +259,30 @@ class Study:
         self.storage.enqueue(self.space.validate(config))
 
     def ask(self, n: int | None = None) -> Trial | list[Trial]:
-        """Start new trials: enqueued configs first, then the searcher's, with running trials as pending points.
+        """Start trials: PAUSED trials the scheduler promotes first (``trial.resumed`` is True: same number and
+        config, ``trial.load()`` gives its checkpoint, its reports go on from the step it reached), then enqueued
+        configs, then the searcher's, with running trials as pending points.
 
         Args:
             n: how many; ``None`` gives one ``Trial``, an int gives a list of up to ``n`` (fewer once exhausted).
 
         Raises:
-            SearchExhausted: ``n`` is ``None`` and the searcher has nothing left.
+            SearchExhausted: ``n`` is ``None`` and nothing is left to start.
         """
         k = 1 if n is None else n
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"ask(n): n must be a positive int, got {n!r}")
+        with self._lock:
+            trials = self._promote(k, drain=False)
+            trials += self._ask_new(k - len(trials)) if len(trials) < k else []
+        if n is None:
+            if not trials:
+                raise SearchExhausted(f"{type(self.searcher).__name__} has no config left to propose")
+            return trials[0]
+        return trials
+
+    def _ask_new(self, k: int, prefetch: _Prefetch | None = None) -> list[Trial]:
+        """Up to ``k`` new trials: enqueued configs, then a config ``prefetch`` computed, then the searcher's."""
         with self._lock:
             if time.monotonic() - self._reaped_at > self.heartbeat_interval:
                 self.fail_stale_trials()
@@ -281,17 +290,26 @@ class Study:
             trials = []
             while len(trials) < k and (config := self.storage.dequeue()) is not None:
                 trials.append(self._start(self.space.validate(config), source="enqueued"))
-            if len(trials) < k and self._prefetch is not None:  # proposed while every worker was busy
-                for config in self._prefetch.take() or []:
+            if len(trials) < k and prefetch is not None:  # proposed while every worker was busy
+                for config in prefetch.take() or []:
                     trials.append(self._start(self.space.validate(config), source=type(self.searcher).__name__))
             if len(trials) < k:
                 for config in self.searcher.ask(self.space, self._records, k - len(trials))[: k - len(trials)]:
                     trials.append(self._start(self.space.validate(config), source=type(self.searcher).__name__))
-        if n is None:
-            if not trials:
-                raise SearchExhausted(f"{type(self.searcher).__name__} has no config left to propose")
-            return trials[0]
-        return trials
+            return trials
+
+    def settle(self) -> list[Trial]:
+        """Decide every PAUSED trial with the peers there are, as ``optimize`` does when no new trial may start:
+        the losers are PRUNED, the winners returned to run again (resumed). Call it until it returns ``[]``.
+
+        Example:
+            >>> from torchhpo.space import Float, Space
+            >>> from torchhpo.schedulers import SuccessiveHalving
+            >>> study = Study(Space({"x": Float(0.0, 1.0)}), scheduler=SuccessiveHalving(1, 3), seed=0)
+            >>> study.settle()
+            []
+        """
+        return self._promote(math.inf, drain=True)
 
     def _settle_in(self) -> None:
         """Before this object starts its first trial: refuse paused trials it cannot resume, store its settings."""
@@ -337,7 +355,7 @@ class Study:
             trial.fidelity = self._data_level(record)
         self._live[record.number] = trial
         if self._heart is None and isinstance(self.storage, SQLiteStorage):
-            self._heart = _Heartbeat(self.storage, self.heartbeat_interval)
+            self._heart = Heartbeat(self.storage, self.heartbeat_interval)
         return trial
 
     def _data_level(self, record: TrialRecord) -> float:
@@ -346,11 +364,13 @@ class Study:
         done = max(record.reports, default=0)
         return next(r for r in rungs if r > done or r == rungs[-1]) / rungs[-1]
 
-    def _promote(self, k: int, *, drain: bool) -> list[Trial]:
+    def _promote(self, k: float, *, drain: bool) -> list[Trial]:
         """Act on the scheduler's decisions about PAUSED trials: prune the losers, resume up to ``k`` winners.
 
         ``drain``: nothing else can run, so the scheduler decides every rung with the peers it has.
         """
+        if not self._settled:  # refuse paused trials this scheduler did not pause, before it looks at them
+            self._settle_in()
         if not callable(getattr(self.scheduler, "promote", None)):
             return []
         with self._lock:
@@ -368,9 +388,9 @@ class Study:
                     record.status = Status.RUNNING
                     self._records.touch(number)
                     self.storage.write(record)
-                    trial = self._live.get(number) or Trial(number, record.config, max_epochs=record.attrs.get(
-                        "max_epochs", self.max_epochs), checkpoint_dir=self.checkpoint_dir)
-                    trial.pruned, trial.reporter = False, self._report
+                    trial = Trial(number, record.config, max_epochs=record.attrs.get("max_epochs", self.max_epochs),
+                                  checkpoint_dir=self.checkpoint_dir, reporter=self._report)
+                    trial.resumed, trial.last_step = True, max(record.reports, default=0)
                     if self.fidelity == "data":  # the next rung: train again, from scratch, on more data
                         trial.fidelity = self._data_level(record)
                         checkpoint_file(self.checkpoint_dir, number).unlink(missing_ok=True)
@@ -387,6 +407,7 @@ class Study:
                                  "before study.tell, and not after trial.report raised TrialPruned or TrialPaused)")
             if self.fidelity == "data":
                 return self._report_data(record, step, value)
+            self._epochs += max(0, step - max(record.reports, default=0))
             record.reports[step] = value
             self._records.touch(number)
             self.storage.add_report(number, step, value)
@@ -412,7 +433,8 @@ class Study:
 
     def tell(self, trial: Trial | int, value: float | None = None, *, status: Status | None = None,
              reason: str | None = None) -> TrialRecord:
-        """Finish a trial with its value (COMPLETED), or with ``status=Status.FAILED``/``PRUNED``.
+        """Finish a trial with its value (COMPLETED), or with ``status=Status.FAILED``/``PRUNED``; or, after
+        ``trial.report`` raised ``TrialPaused``, ``status=Status.PAUSED`` (``ask``/``settle`` resume it later).
 
         A NaN or infinite value fails the trial. A failure is logged (``logging.getLogger("torchhpo")``): one line
         with the reason, and the first failure's traceback in full. Returns the trial's record.
@@ -428,8 +450,17 @@ class Study:
                 if value is None:
                     raise ValueError("tell: give the trial's value, or a status such as Status.FAILED")
                 status = Status.COMPLETED
-            if not isinstance(status, Status) or status in (Status.RUNNING, Status.PAUSED):
-                raise ValueError(f"tell: status must be COMPLETED, PRUNED or FAILED, got {status!r}")
+            if not isinstance(status, Status) or status is Status.RUNNING:
+                raise ValueError(f"tell: status must be COMPLETED, PRUNED, FAILED or PAUSED, got {status!r}")
+            if status is Status.PAUSED:  # waits at a rung: the scheduler resumes it (ask, settle) or prunes it
+                if record.status is not Status.RUNNING or not callable(getattr(self.scheduler, "promote", None)):
+                    raise ValueError(f"tell: trial {number} cannot be PAUSED: it is {record.status.value}, and only "
+                                     "a rung scheduler (sha, hyperband, asha) resumes paused trials")
+                record.status = Status.PAUSED
+                self._records.touch(number)
+                self.storage.write(record)
+                self._live.pop(number, None)  # any driver may resume it
+                return record
             if value is not None:
                 if isinstance(value, (str, bytes, bool)):
                     raise TypeError(f"tell: the value must be a number, got {type(value).__name__} {value!r}")
@@ -459,7 +490,7 @@ class Study:
             self._logged_traceback = True
             log.warning("trial %d failed: %s", record.number, reason.rstrip())
         else:
-            log.warning("trial %d failed: %s", record.number, _headline(reason))
+            log.warning("trial %d failed: %s", record.number, headline(reason))
 
     def checkpoint(self, trial: TrialRecord | Trial | int) -> Any:
         """The state ``trial`` last passed to ``trial.save`` (tensors on the CPU), or ``None`` when it saved none
@@ -484,16 +515,19 @@ class Study:
     def optimize(self, fn: TrainFn, n_trials: int | None = None, timeout: float | None = None, *,
                  executor: Executor | None = None, devices: str | list[str] | None = None, batch: bool = False,
                  retries: int = 0, timeout_per_trial: float | None = None, progress: bool = True,
-                 fail_fast: int | None = 3) -> Study:
-        """Run trials of ``fn(config, trial)`` until ``n_trials`` have run, ``timeout`` seconds pass, or the
-        searcher is exhausted. Failed trials are recorded and the study goes on. PAUSED trials that the scheduler
-        promotes resume (same number, same record, from their checkpoint) before new configs start; once no new
-        trial may start, the scheduler settles every paused trial with the peers it has. Ctrl-C stops it, marking
-        the running trials FAILED, stopping the workers, and re-raises.
+                 fail_fast: int | None = 3, callbacks: Sequence[Callback] = (), max_epochs_total: int | None = None,
+                 target: float | None = None) -> Study:
+        """Run trials of ``fn(config, trial)`` until ``n_trials`` have started, ``timeout`` seconds pass,
+        ``max_epochs_total`` epochs have been reported, a trial reaches ``target``, ``study.stop()`` is called, or
+        the searcher is exhausted. Failed trials are recorded and the study goes on. PAUSED trials that the
+        scheduler promotes resume (same number, same record, from their checkpoint) before new configs start;
+        once no new trial may start, the scheduler settles every paused trial with the peers it has. When a limit
+        ends the call early, running trials finish and paused ones stay PAUSED (the next call resumes them).
+        Ctrl-C stops it, marking the running trials FAILED, stopping the workers, and re-raises.
 
         Args:
             fn: the training function; returns the value to optimize (or reports it).
-            n_trials: how many trials to start in this call (retries come on top).
+            n_trials: how many new trials to start in this call (retries and resumed trials come on top).
             timeout: stop starting trials after this many seconds.
             executor: where trials run (``Inline`` by default; ``Processes``, ``Ray``).
             devices: shortcut for the executor: several devices (``["cuda:0", "cuda:1"]``, ``["cpu"] * 2``) run
@@ -508,215 +542,27 @@ class Study:
             fail_fast: when the first ``fail_fast`` trials of this call all fail with the same error, stop and
                 raise it (``FailingTrials``): a bug in the training function should not silently burn the
                 budget. ``None`` keeps going whatever fails.
+            callbacks: functions ``callback(study, record)`` called in the driver after each trial ends
+                (completed, pruned or failed); one may call ``study.stop()``.
+            max_epochs_total: an epoch budget: no trial starts or resumes once the study's trials have reported
+                this many epochs in all (each trial counts the highest step it reported).
+            target: stop once a completed trial's value is this good (``<=`` when minimizing, ``>=`` maximizing).
 
         Raises:
             FailingTrials: see ``fail_fast``.
         """
-        if n_trials is None and timeout is None and not isinstance(self.searcher, GridSearch):
-            raise ValueError("optimize: give n_trials or timeout (only a grid search ends by itself)")
-        if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 0):
-            raise ValueError(f"optimize: n_trials must be a non-negative int, got {n_trials!r}")
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ValueError(f"optimize: retries must be a non-negative int, got {retries!r}")
-        per_trial = timeout_per_trial
-        if per_trial is not None and (isinstance(per_trial, bool) or not isinstance(per_trial, (int, float))
-                                      or not per_trial > 0):
-            raise ValueError(f"optimize: timeout_per_trial must be a positive number of seconds, got {per_trial!r}")
-        if fail_fast is not None and (isinstance(fail_fast, bool) or not isinstance(fail_fast, int) or fail_fast < 1):
-            raise ValueError(f"optimize: fail_fast must be a positive int or None, got {fail_fast!r}")
-        self.fail_stale_trials()
-        self._drop_checkpoints()
-        own = executor is None
-        executor = make_executor(executor, devices, timeout_per_trial=timeout_per_trial)
-        limits = {} if timeout_per_trial is None else {"timeout": float(timeout_per_trial)}
-        deadline = math.inf if timeout is None else time.monotonic() + timeout
-        bar = _progress(n_trials, progress)
-        running: set[int] = set()
-        self._call = _Call(fail_fast)
-        if not batch and getattr(executor, "concurrent", False):
-            self._prefetch = _Prefetch()
-        self._retries, self._retry, self._exhausted = retries, [], False
-        room = math.inf if n_trials is None else n_trials
-        try:
-            while True:
-                if time.monotonic() < deadline:
-                    free = 0 if batch and running else executor.slots - len(running)
-                    promoted = self._promote(free, drain=False)  # promoted PAUSED trials go before new configs
-                    trials, asked = self._next(free - len(promoted), room) if free > len(promoted) else ([], 0)
-                    room -= asked
-                    for trial in promoted + trials:
-                        running.add(trial.number)
-                        executor.submit(fn, trial, self._report, **limits)
-                    if not running:  # no new trial may start: settle the paused ones with the peers there are
-                        for trial in self._promote(executor.slots, drain=True):
-                            running.add(trial.number)
-                            executor.submit(fn, trial, self._report, **limits)
-                    if self._prefetch is not None and len(running) >= executor.slots and room > 0 \
-                            and not self._exhausted:  # the next config, computed while the workers train
-                        self._prefetch.start(self.searcher, self.space, self._records)
-                if not running:
-                    break
-                left = deadline - time.monotonic()  # past the deadline, just wait for the running trials
-                for outcome in executor.wait(timeout=left if 0 < left < math.inf else None):
-                    running.discard(outcome.number)
-                    self._finish(outcome)
-                self._show(bar)
-        except BaseException:  # Ctrl-C, or an error in a scheduler or the storage: leave storage consistent
-            for number in sorted(running):
-                self.tell(number, status=Status.FAILED, reason=INTERRUPTED)
-            if not own:
-                executor.close()  # its workers still run the abandoned trials
-            raise
-        finally:
-            if self._prefetch is not None:
-                self._prefetch.close()
-                self._prefetch = None
-            if own:
-                executor.close()
-            if bar is not None:
-                self._show(bar)
-                bar.close()
-            self._call = None
-            self.storage.flush()  # the .db file alone now holds the study: safe to copy
+        run(self, fn, n_trials, timeout, executor=executor, devices=devices, batch=batch, retries=retries,
+            timeout_per_trial=timeout_per_trial, progress=progress, fail_fast=fail_fast, callbacks=callbacks,
+            max_epochs_total=max_epochs_total, target=target)
         return self
 
-    def _next(self, free: int, room: float) -> tuple[list[Trial], int]:
-        """Up to ``free`` trials to start: failed configs to retry first, then up to ``room`` new ones (one ask,
-        so a batch is proposed jointly); returns them and how many were new."""
-        trials = [self._start(config, source="retry", retry_of=number, attempt=attempt)
-                  for config, number, attempt in self._retry[:free]]
-        del self._retry[: len(trials)]
-        k = int(min(free - len(trials), room))
-        fresh = self.ask(k) if k > 0 and not self._exhausted else []
-        self._exhausted = len(fresh) < k
-        return trials + fresh, len(fresh)
-
-    def _finish(self, outcome: Outcome) -> None:
-        record = self._records[outcome.number]
-        record.attrs["seconds"] = record.attrs.get("seconds", 0.0) + outcome.seconds  # summed over resumes
-        if outcome.status is Status.PAUSED:
-            with self._lock:
-                record.status = Status.PAUSED
-                self._records.touch(outcome.number)
-                self.storage.write(record)
-            return
-        self.tell(outcome.number, outcome.value, status=outcome.status, reason=outcome.reason)
-        attempt = record.attrs.get("attempt", 0)
-        if record.status is Status.FAILED and attempt < self._retries:
-            self._retry.append((record.config, record.number, attempt + 1))
-
-    def _show(self, bar: Any) -> None:
-        """Progress: trials of this call that ended (completed, pruned or failed; paused ones are not), the
-        best value so far, and how many failed or were pruned. O(1) per call."""
-        if bar is None:
-            return
-        call = self._call
-        if call.n == bar.n:
-            return
-        bar.n = call.n
-        postfix = {"best": f"{self._top[0].value:.4g}"} if self._top else {}
-        postfix.update({k: v for k, v in (("failed", call.failed), ("pruned", call.pruned)) if v})
-        bar.set_postfix(postfix, refresh=False)
-        bar.refresh()
+    def stop(self) -> None:
+        """Stop the ``optimize`` under way: no trial starts or resumes any more, running ones finish, and it
+        returns normally. Safe from the training function, a callback or another thread."""
+        self._stopping = True
 
     def __repr__(self) -> str:
         return f"Study(name={self.name!r}, mode={self.mode!r}, trials={len(self._records)})"
-
-
-class _Call:
-    """What one ``optimize`` call has seen end: counts for the progress bar, and the ``fail_fast`` rule."""
-
-    def __init__(self, fail_fast: int | None) -> None:
-        self.fail_fast, self.n, self.failed, self.pruned = fail_fast, 0, 0, 0
-        self._first: list[TrialRecord] = []  # the first ``fail_fast`` trials that ended, while all of them failed
-
-    def ended(self, record: TrialRecord) -> None:
-        self.n += 1
-        self.failed += record.status is Status.FAILED
-        self.pruned += record.status is Status.PRUNED
-        if self.fail_fast is None or self._first is None:
-            return
-        if record.status is not Status.FAILED or record.reason == INTERRUPTED:
-            self._first = None  # something worked: keep going whatever fails later
-            return
-        if "retry_of" in record.attrs:  # k configs failing, not k attempts of one
-            return
-        self._first.append(record)
-        if len(self._first) == self.fail_fast and len({_headline(r.reason) for r in self._first}) == 1:
-            first = self._first[0]
-            raise FailingTrials(
-                f"the first {self.fail_fast} trials all failed with the same error, so the study stopped: "
-                f"{_headline(first.reason)}\nFix the training function (trial {first.number}'s reason follows), or "
-                f"pass fail_fast=None to optimize to keep going.\n\n{first.reason}")
-        if len(self._first) >= self.fail_fast:
-            self._first = None
-
-
-def _headline(reason: str | None) -> str:
-    """The first line of a failure's reason (the error, without its traceback)."""
-    return (reason or "no reason given").strip().splitlines()[0] if (reason or "").strip() else "no reason given"
-
-
-class _Heartbeat:
-    """A daemon thread that tells the other drivers of a SQLite study, every ``interval`` seconds, that this
-    driver's RUNNING trials are alive (the heartbeat ``fail_stale_trials`` reads)."""
-
-    def __init__(self, storage: Storage, interval: float) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=_beat, args=(weakref.ref(storage), interval, self._stop), daemon=True,
-                                        name="torchhpo-heartbeat")
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5.0)
-
-
-def _beat(storage: weakref.ref, interval: float, stop: threading.Event) -> None:
-    """The heartbeat loop; it ends with the study (closed, or garbage: it holds the storage only weakly)."""
-    while not stop.wait(interval):
-        store = storage()
-        if store is None:
-            return
-        try:
-            store.beat()
-        except Exception:  # the study was closed under us: nothing left to beat for
-            return
-        del store
-
-
-class _Prefetch:
-    """Asks the searcher for the next config in a background thread while every worker is busy, so a freed slot
-    refills at once instead of idling through a model fit. The proposal sees the running trials as pending; it
-    misses only results that arrive while it is computed. It works on a snapshot of the records, and the driver
-    takes (waits for) it before asking anything else, so the searcher never runs twice at once and the outcome
-    does not depend on timing."""
-
-    def __init__(self) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torchhpo-prefetch")
-        self._future: Any = None
-
-    def start(self, searcher: Searcher, space: Space, records: list[TrialRecord]) -> None:
-        if self._future is None:
-            self._future = self._pool.submit(searcher.ask, space, [r.copy() for r in records], 1)
-
-    def take(self) -> list[Config] | None:
-        """The proposed configs (empty: the searcher is exhausted), or ``None`` when nothing was prefetched."""
-        future, self._future = self._future, None
-        return None if future is None else future.result()
-
-    def close(self) -> None:
-        self._future = None
-        self._pool.shutdown(wait=True)
-
-
-def _progress(total: int | None, show: bool) -> Any:
-    if not show:
-        return None
-    from tqdm.auto import tqdm
-    return tqdm(total=total, desc="trials", unit="trial", dynamic_ncols=True)
 
 
 class Tuned:

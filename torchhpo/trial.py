@@ -138,6 +138,7 @@ class Trial:
         self.reporter = reporter
         self.last_step = 0
         self.pruned = False
+        self.resumed = False  # True when the study resumed this trial from PAUSED (its checkpoint has the state)
         self._epoch: int | None = None
 
     def __getstate__(self) -> dict[str, Any]:  # the reporter is wired again where the trial runs

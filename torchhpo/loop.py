@@ -1,0 +1,238 @@
+"""The optimize loop: start trials on an executor's free slots, hand their outcomes to the study, until a limit.
+
+``Study.optimize`` calls ``run``. Each turn: resume the PAUSED trials the scheduler promotes, fill the other free
+slots with failed configs to retry and then new configs (one ask, so a batch is proposed jointly), and wait for
+outcomes. Once no new trial may start (``n_trials`` reached, the searcher exhausted) the scheduler settles the
+paused trials with the peers there are. Past a limit that ends the call early (``timeout``, ``max_epochs_total``,
+``target``, ``study.stop()``), nothing starts or resumes: running trials finish and paused ones stay PAUSED for a
+later call.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from torchhpo.executors import Executor, Outcome, TrainFn, make_executor
+from torchhpo.searchers import GridSearch, Searcher
+from torchhpo.space import Config, Space
+from torchhpo.storage import INTERRUPTED
+from torchhpo.trial import Status, Trial, TrialRecord
+
+if TYPE_CHECKING:
+    from torchhpo.study import Study
+
+__all__ = ["Callback", "FailingTrials", "headline", "run"]
+
+Callback = Callable[["Study", TrialRecord], Any]
+
+
+class FailingTrials(RuntimeError):
+    """The first trials of an ``optimize`` call all failed with the same error (``fail_fast``): the study stopped.
+    The message holds the error and the first failed trial's traceback."""
+
+
+def headline(reason: str | None) -> str:
+    """The first line of a failure's reason (the error, without its traceback)."""
+    text = (reason or "").strip()
+    return text.splitlines()[0] if text else "no reason given"
+
+
+def _positive(name: str, value: Any, *, kind: type | tuple[type, ...] = int, zero: bool = False) -> None:
+    """Refuse ``value`` unless it is ``None`` or a ``kind`` number > 0 (>= 0 with ``zero``), bool excluded."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, kind) or not (value >= 0 if zero else value > 0):
+        what = "a non-negative" if zero else "a positive"
+        unit = "int" if kind is int else "number"
+        raise ValueError(f"optimize: {name} must be {what} {unit} or None, got {value!r}")
+
+
+def run(study: Study, fn: TrainFn, n_trials: int | None, timeout: float | None, *, executor: Executor | None,
+        devices: str | list[str] | None, batch: bool, retries: int, timeout_per_trial: float | None,
+        progress: bool, fail_fast: int | None, callbacks: Sequence[Callback], max_epochs_total: int | None,
+        target: float | None) -> None:
+    """``Study.optimize``'s loop (its docstring says what each argument does)."""
+    if n_trials is None and timeout is None and max_epochs_total is None and not isinstance(study.searcher, GridSearch):
+        raise ValueError("optimize: give n_trials, timeout or max_epochs_total (only a grid search ends by itself)")
+    _positive("n_trials", n_trials, zero=True)
+    _positive("retries", retries, zero=True)
+    _positive("timeout", timeout, kind=(int, float))
+    _positive("timeout_per_trial", timeout_per_trial, kind=(int, float))
+    _positive("fail_fast", fail_fast)
+    _positive("max_epochs_total", max_epochs_total)
+    if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float))
+                               or not math.isfinite(target)):
+        raise ValueError(f"optimize: target must be a finite number or None, got {target!r}")
+    if any(not callable(c) for c in callbacks):
+        raise TypeError("optimize: callbacks must be a list of functions callback(study, record)")
+    study.fail_stale_trials()
+    study._drop_checkpoints()
+    own = executor is None
+    executor = make_executor(executor, devices, timeout_per_trial=timeout_per_trial)
+    call = Call(study, n_trials, timeout, fail_fast, callbacks, max_epochs_total, target, retries, progress)
+    study._stopping, study._call = False, call
+    limits = {} if timeout_per_trial is None else {"timeout": float(timeout_per_trial)}
+    prefetch = _Prefetch() if not batch and getattr(executor, "concurrent", False) else None
+    running: set[int] = set()
+    try:
+        while True:
+            if not call.over():
+                free = 0 if batch and running else executor.slots - len(running)
+                promoted = study._promote(free, drain=False)  # promoted PAUSED trials go before new configs
+                fresh = call.next(free - len(promoted), prefetch) if free > len(promoted) else []
+                if not running and not promoted and not fresh:  # nothing new may start: settle the paused ones
+                    promoted = study._promote(executor.slots, drain=True)
+                for trial in promoted + fresh:
+                    running.add(trial.number)
+                    executor.submit(fn, trial, study._report, **limits)
+                if prefetch is not None and len(running) >= executor.slots and call.room > 0 and not call.exhausted:
+                    prefetch.start(study.searcher, study.space, study._records)  # computed while workers train
+            if not running:
+                break
+            left = call.deadline - time.monotonic()  # past the deadline, just wait for the running trials
+            for outcome in executor.wait(timeout=left if 0 < left < math.inf else None):
+                running.discard(outcome.number)
+                call.finish(outcome)
+            call.show()
+    except BaseException:  # Ctrl-C, an error in a scheduler or the storage, FailingTrials: leave storage consistent
+        for number in sorted(running):
+            if not study._records[number].status.finished:
+                study.tell(number, status=Status.FAILED, reason=INTERRUPTED)
+        if not own:
+            executor.close()  # its workers still run the abandoned trials
+        raise
+    finally:
+        if prefetch is not None:
+            prefetch.close()
+        if own:
+            executor.close()
+        call.close()
+        study._call = None
+        study.storage.flush()  # the .db file alone now holds the study: safe to copy
+
+
+class Call:
+    """One ``optimize`` call: its limits, its retry queue, what it saw end (progress, ``fail_fast``, callbacks)."""
+
+    def __init__(self, study: Study, n_trials: int | None, timeout: float | None, fail_fast: int | None,
+                 callbacks: Sequence[Callback], max_epochs_total: int | None, target: float | None, retries: int,
+                 progress: bool) -> None:
+        self.study, self.fail_fast, self.callbacks = study, fail_fast, list(callbacks)
+        self.max_epochs_total, self.target, self.retries = max_epochs_total, target, retries
+        self.room = math.inf if n_trials is None else n_trials  # new configs this call may still start
+        self.deadline = math.inf if timeout is None else time.monotonic() + timeout
+        self.exhausted = False
+        self.n = self.failed = self.pruned = 0
+        self.retry: list[tuple[Config, int, int]] = []  # (config, number, attempt) of failed trials to run again
+        self._first: list[TrialRecord] | None = []  # the first trials that ended, while all of them failed
+        self._reached = False
+        self.bar = None
+        if progress:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=n_trials, desc="trials", unit="trial", dynamic_ncols=True)
+
+    def over(self) -> bool:
+        """No trial may start or resume any more: the deadline, the epoch budget, the target, or ``stop()``."""
+        return (time.monotonic() >= self.deadline or self._reached or self.study._stopping
+                or (self.max_epochs_total is not None and self.study._epochs >= self.max_epochs_total))
+
+    def next(self, free: int, prefetch: _Prefetch | None) -> list[Trial]:
+        """Up to ``free`` trials to start: failed configs to retry first, then up to ``room`` new ones."""
+        study = self.study
+        trials = [study._start(config, source="retry", retry_of=number, attempt=attempt)
+                  for config, number, attempt in self.retry[:free]]
+        del self.retry[: len(trials)]
+        k = int(min(free - len(trials), self.room))
+        fresh = study._ask_new(k, prefetch) if k > 0 and not self.exhausted else []
+        self.exhausted = len(fresh) < k
+        self.room -= len(fresh)
+        return trials + fresh
+
+    def finish(self, outcome: Outcome) -> None:
+        """An executor's outcome: a PAUSED trial waits for the scheduler; any other ends (``ended`` runs)."""
+        study = self.study
+        record = study._records[outcome.number]
+        record.attrs["seconds"] = record.attrs.get("seconds", 0.0) + outcome.seconds  # summed over resumes
+        if record.status.finished:  # already told (e.g. by a callback's study.tell or another driver)
+            return
+        study.tell(outcome.number, outcome.value, status=outcome.status, reason=outcome.reason)
+        attempt = record.attrs.get("attempt", 0)
+        if record.status is Status.FAILED and attempt < self.retries:
+            self.retry.append((record.config, record.number, attempt + 1))
+
+    def ended(self, record: TrialRecord) -> None:
+        """A trial ended during this call (``Study.tell`` calls this): count it, check ``target`` and
+        ``fail_fast``, run the callbacks."""
+        self.n += 1
+        self.failed += record.status is Status.FAILED
+        self.pruned += record.status is Status.PRUNED
+        if (self.target is not None and record.status is Status.COMPLETED
+                and record.score >= self.study.sign * self.target):
+            self._reached = True
+        self._fail_fast(record)
+        for callback in self.callbacks:
+            callback(self.study, record)
+
+    def _fail_fast(self, record: TrialRecord) -> None:
+        if self.fail_fast is None or self._first is None:
+            return
+        if record.status is not Status.FAILED or record.reason == INTERRUPTED:
+            self._first = None  # something worked: keep going whatever fails later
+            return
+        if "retry_of" in record.attrs:  # k configs failing, not k attempts of one
+            return
+        self._first.append(record)
+        if len(self._first) == self.fail_fast and len({headline(r.reason) for r in self._first}) == 1:
+            first = self._first[0]
+            raise FailingTrials(
+                f"the first {self.fail_fast} trials all failed with the same error, so the study stopped: "
+                f"{headline(first.reason)}\nFix the training function (trial {first.number}'s reason follows), or "
+                f"pass fail_fast=None to optimize to keep going.\n\n{first.reason}")
+        if len(self._first) >= self.fail_fast:
+            self._first = None
+
+    def show(self) -> None:
+        """Progress: trials of this call that ended (paused ones have not), the best value so far, and how many
+        failed or were pruned. O(1)."""
+        if self.bar is None or self.n == self.bar.n:
+            return
+        self.bar.n = self.n
+        top = self.study._top
+        postfix = {"best": f"{top[0].value:.4g}"} if top else {}
+        postfix.update({k: v for k, v in (("failed", self.failed), ("pruned", self.pruned)) if v})
+        self.bar.set_postfix(postfix, refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.show()
+            self.bar.close()
+
+
+class _Prefetch:
+    """Asks the searcher for the next config in a background thread while every worker is busy, so a freed slot
+    refills at once instead of idling through a model fit. The proposal sees the running trials as pending; it
+    misses only results that arrive while it is computed. It works on a snapshot of the records, and the driver
+    takes (waits for) it before asking anything else, so the searcher never runs twice at once and the outcome
+    does not depend on timing."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torchhpo-prefetch")
+        self._future: Any = None
+
+    def start(self, searcher: Searcher, space: Space, records: list[TrialRecord]) -> None:
+        if self._future is None:
+            self._future = self._pool.submit(searcher.ask, space, [r.copy() for r in records], 1)
+
+    def take(self) -> list[Config] | None:
+        """The proposed configs (empty: the searcher is exhausted), or ``None`` when nothing was prefetched."""
+        future, self._future = self._future, None
+        return None if future is None else future.result()
+
+    def close(self) -> None:
+        self._future = None
+        self._pool.shutdown(wait=True)
