@@ -85,7 +85,7 @@ def run(study: Study, fn: TrainFn, n_trials: int | None, timeout: float | None, 
                 promoted = study._promote(free, drain=False)  # promoted PAUSED trials go before new configs
                 fresh = call.next(free - len(promoted), prefetch) if free > len(promoted) else []
                 if not running and not promoted and not fresh:  # nothing new may start: settle the paused ones
-                    promoted = study._promote(executor.slots, drain=True)
+                    promoted = study.settle(executor.slots)
                 for trial in promoted + fresh:
                     running.add(trial.number)
                     executor.submit(fn, trial, study._report, **limits)

@@ -298,9 +298,11 @@ class Study:
                     trials.append(self._start(self.space.validate(config), source=type(self.searcher).__name__))
             return trials
 
-    def settle(self) -> list[Trial]:
-        """Decide every PAUSED trial with the peers there are, as ``optimize`` does when no new trial may start:
-        the losers are PRUNED, the winners returned to run again (resumed). Call it until it returns ``[]``.
+    def settle(self, n: int | None = None) -> list[Trial]:
+        """What ``optimize`` does once no new trial may start: resume the PAUSED trials the scheduler promotes,
+        and when it promotes none, decide every paused trial with the peers there are (the losers PRUNED, the
+        winners resumed). Returns up to ``n`` resumed trials to run (all when ``None``); call it until it returns
+        ``[]``.
 
         Example:
             >>> from torchhpo.space import Float, Space
@@ -309,7 +311,11 @@ class Study:
             >>> study.settle()
             []
         """
-        return self._promote(math.inf, drain=True)
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ValueError(f"settle(n): n must be a positive int or None, got {n!r}")
+        k = math.inf if n is None else n
+        with self._lock:
+            return self._promote(k, drain=False) or self._promote(k, drain=True)
 
     def _settle_in(self) -> None:
         """Before this object starts its first trial: refuse paused trials it cannot resume, store its settings."""
