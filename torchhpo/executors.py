@@ -11,7 +11,9 @@ import contextlib
 import gc
 import math
 import multiprocessing as mp
+import numbers
 import os
+import reprlib
 import signal
 import threading
 import time
@@ -48,12 +50,13 @@ class Outcome:
 def run_trial(fn: TrainFn, trial: Trial) -> Outcome:
     """Call ``fn(config, trial)`` and turn whatever happens into an ``Outcome``; never raises but for Ctrl-C.
 
-    A returned number completes the trial; ``None`` falls back to the last reported value. ``TrialPruned``
-    prunes it; ``TrialPaused`` pauses it (the study may resume it). An exception, a NaN/inf, or a CUDA
-    out-of-memory fails it with the reason (traceback kept).
+    A returned real number (an int or float, a NumPy scalar, a 0-d tensor) completes the trial; ``None`` falls
+    back to the last reported value. ``TrialPruned`` prunes it; ``TrialPaused`` pauses it (the study may resume
+    it). An exception, another returned type, a NaN/inf or a CUDA out-of-memory fails it with the reason
+    (traceback kept). The outcome holds only plain values, so it always pickles.
     """
     start = time.perf_counter()
-    last = None
+    last: float | None = None
 
     def wrapped(number: int, step: int, value: float) -> Any:
         nonlocal last
@@ -64,31 +67,87 @@ def run_trial(fn: TrainFn, trial: Trial) -> Outcome:
     if inner is not None:
         trial.reporter = wrapped
     try:
-        value = fn(trial.config, trial)
-        status, reason = Status.COMPLETED, None
-        if value is None:
-            value = last
-            reason = None if value is not None else "the training function returned None and reported nothing"
-        if reason is None:
-            value = float(value)
-            if not math.isfinite(value):
-                reason = f"the training function returned {value}"
-        if reason is not None:
-            status, value = Status.FAILED, None
+        returned = fn(trial.config, trial)
+        if returned is None:
+            value, reason = last, None if last is not None else "the training function returned None and reported nothing"
+        else:
+            value, reason = _as_value(returned)
+        status = Status.COMPLETED if reason is None else Status.FAILED
     except TrialPruned:
         status, value, reason = Status.PRUNED, last, None
     except TrialPaused:
         status, value, reason = Status.PAUSED, last, None
     except torch.cuda.OutOfMemoryError:
-        status, value, reason = Status.FAILED, None, "CUDA out of memory\n" + traceback.format_exc()
+        status, value, reason = Status.FAILED, None, "CUDA out of memory\n" + _traceback()
         torch.cuda.empty_cache()
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:
-        status, value, reason = Status.FAILED, None, f"{type(e).__name__}: {e}\n" + traceback.format_exc()
+        status, value, reason = Status.FAILED, None, describe(e) + "\n" + _traceback()
     finally:
         trial.reporter = inner
-    return Outcome(trial.number, status, value, reason, time.perf_counter() - start)
+    if status is Status.FAILED:
+        value = None
+    return Outcome(trial.number, status, None if value is None else float(value), reason, time.perf_counter() - start)
+
+
+EXPECTED_VALUE = ("expected a real number: a Python int or float, a NumPy scalar or a 0-d tensor (e.g. loss.item()), "
+                  "or None after trial.report(...)")
+
+
+def _as_value(returned: Any) -> tuple[float | None, str | None]:
+    """What a training function returned, as ``(value, None)``, or ``(None, why it is not a value)``."""
+    kind = type(returned).__name__
+    if isinstance(returned, torch.Tensor):
+        if returned.ndim != 0:
+            return None, f"the training function returned a Tensor of shape {tuple(returned.shape)}; {EXPECTED_VALUE}"
+        if returned.dtype == torch.bool or returned.is_complex():
+            return None, f"the training function returned a 0-d Tensor of dtype {returned.dtype}; {EXPECTED_VALUE}"
+    elif isinstance(returned, bool) or not isinstance(returned, numbers.Real):  # '1.5' is not 1.5; True is not 1
+        return None, f"the training function returned {_a(kind)} ({_short(returned)}); {EXPECTED_VALUE}"
+    try:
+        value = float(returned)
+    except OverflowError:
+        return None, f"the training function returned {_a(kind)} too large for a float ({_short(returned)})"
+    except Exception as e:
+        return None, f"the training function returned {_a(kind)} that float() refused ({describe(e)}); {EXPECTED_VALUE}"
+    if not math.isfinite(value):
+        return None, f"the training function returned {value}"
+    return value, None
+
+
+def describe(e: BaseException) -> str:
+    """``"ValueError: bad lr"`` for an exception; never raises, even when its ``__str__`` does (its repr then
+    stands in, or its type's name)."""
+    name = type(e).__name__
+    try:
+        return f"{name}: {e}"
+    except Exception:
+        pass
+    try:
+        return repr(e)
+    except Exception:
+        return f"{name} (its message could not be formatted)"
+
+
+def _traceback() -> str:
+    """The traceback being handled, or ``""`` when even that cannot be formatted."""
+    try:
+        return traceback.format_exc()
+    except Exception:
+        return ""
+
+
+def _short(value: Any) -> str:
+    """A short repr of a user's object, whatever its ``__repr__`` does."""
+    try:
+        return reprlib.repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object>"
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
 @runtime_checkable
@@ -210,7 +269,7 @@ def _worker_main(conn: Connection, device: str, threads: int, parent: int) -> No
             except Exception as e:  # e.g. a module the worker cannot import
                 key = None
                 conn.send(("done", Outcome(trial.number, Status.FAILED, reason=(
-                    f"the worker could not unpickle the training function: {type(e).__name__}: {e}"))))
+                    f"the worker could not unpickle the training function: {describe(e)}"))))
                 continue
         trial.device, trial.reporter = torch.device(device), reporter
         conn.send(("started",))  # the trial's clock (timeout_per_trial) starts now, not at submit
@@ -589,9 +648,10 @@ class Ray:
         try:
             return ray.get(ref)
         except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.OutOfMemoryError) as e:
-            return Outcome(trial.number, Status.FAILED, reason=f"worker died: {str(e).splitlines()[0]}")
+            message = describe(e).partition(": ")[2].strip() or type(e).__name__
+            return Outcome(trial.number, Status.FAILED, reason=f"worker died: {message.splitlines()[0]}")
         except ray.exceptions.RayError as e:  # e.g. the function could not be unpickled on the worker
-            return Outcome(trial.number, Status.FAILED, reason=f"{type(e).__name__}: {e}")
+            return Outcome(trial.number, Status.FAILED, reason=describe(e))
 
     def _expire(self) -> list[Outcome]:
         ray, now, out = _import_ray(), time.monotonic(), []
