@@ -1,13 +1,17 @@
 """Whatever goes wrong in one trial fails that trial with a reason, and the study goes on, on every executor:
-exceptions that cannot be printed, and returned values that are not numbers."""
+exceptions that cannot be printed, returned values that are not numbers, a driver that cannot handle a report."""
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import torchhpo as th
+from torchhpo.trial import Decision
 
 SPACE = th.Space({"x": th.Float(0.0, 1.0)})
+ROOT = Path(__file__).resolve().parents[1]
 EXECUTORS = {"inline": lambda: th.Inline("cpu"), "processes": lambda: th.Processes(devices=["cpu"] * 2)}
 
 
@@ -17,6 +21,19 @@ def executor(request):
     ex = EXECUTORS[request.param]()
     yield ex
     ex.close()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray with one CPU and no GPU, for this module's Ray tests; its workers import this checkout."""
+    ray = pytest.importorskip("ray")
+    own = not ray.is_initialized()
+    if own:
+        ray.init(num_cpus=1, num_gpus=0, include_dashboard=False, logging_level="warning",
+                 runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    yield ray
+    if own:
+        ray.shutdown()
 
 
 def run(executor, train, xs, **kwargs):
@@ -64,3 +81,69 @@ def test_odd_exceptions_and_return_values_fail_only_their_trial(executor):
         else:
             assert expected in t.reason, (x, t.reason)
     assert got[0.1].reason.startswith("Unprintable("), got[0.1].reason  # str() failed: its repr stands in
+
+
+# --- the driver cannot handle a report ---------------------------------------------------------------------------
+class RefuseTrialOne:
+    """A buggy user scheduler: it raises on every report of trial 1."""
+
+    def on_report(self, trial, step, score, peers):
+        if trial.number == 1:
+            raise RuntimeError("scheduler bug")
+        return Decision.CONTINUE
+
+
+def three_epochs(config, trial):
+    for epoch in trial.epochs(3):
+        trial.report(config["x"] + epoch)
+    return config["x"]
+
+
+def swallows(config, trial):
+    """Catches every exception around report: the trial must still fail (its report was lost)."""
+    for epoch in trial.epochs(3):
+        try:
+            trial.report(config["x"] + epoch)
+        except Exception:
+            pass
+    return config["x"]
+
+
+@pytest.mark.parametrize("train", [three_epochs, swallows])
+def test_a_scheduler_error_fails_only_that_trial(executor, train):
+    got = run(executor, train, [0.1, 0.2, 0.3], study={"scheduler": RefuseTrialOne()})
+    bad = got[0.2]
+    assert bad.status is th.Status.FAILED
+    assert bad.reason.startswith("the driver could not handle the report at step 1: RuntimeError: scheduler bug"), \
+        bad.reason
+    assert all(got[x].status is th.Status.COMPLETED for x in (0.1, 0.3))
+
+
+def test_storage_refusing_a_report_fails_only_that_trial(executor, tmp_path):
+    def train(config, trial):
+        trial.report(config["x"], step=2**70 if config["x"] == 0.2 else 1)  # beyond SQLite's 64-bit INTEGER
+        return config["x"]
+
+    got = run(executor, train, [0.1, 0.2, 0.3], study={"storage": tmp_path / "s.db"})
+    assert got[0.2].status is th.Status.FAILED
+    assert got[0.2].reason.startswith(f"the driver could not handle the report at step {2**70}: OverflowError")
+    assert all(got[x].status is th.Status.COMPLETED for x in (0.1, 0.3))
+
+
+def test_a_scheduler_returning_no_decision_fails_that_trial(executor):
+    class Stringly:
+        def on_report(self, trial, step, score, peers):
+            return "stop" if trial.number == 0 else Decision.CONTINUE
+
+    got = run(executor, three_epochs, [0.1, 0.2], study={"scheduler": Stringly()})
+    assert got[0.1].status is th.Status.FAILED and "returned a str ('stop'); expected a Decision" in got[0.1].reason
+    assert got[0.2].status is th.Status.COMPLETED
+
+
+# --- Ray ------------------------------------------------------------------------------------------------------------
+def test_ray_a_scheduler_error_fails_only_that_trial(ray_cluster):
+    with th.Ray(resources_per_trial={"cpu": 1}) as ex:
+        got = run(ex, three_epochs, [0.1, 0.2, 0.3], study={"scheduler": RefuseTrialOne()})
+    assert got[0.2].status is th.Status.FAILED
+    assert got[0.2].reason.startswith("the driver could not handle the report at step 1: RuntimeError: scheduler bug")
+    assert all(got[x].status is th.Status.COMPLETED for x in (0.1, 0.3))

@@ -27,7 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from torchhpo.trial import Decision, Reporter, Status, Trial, TrialPaused, TrialPruned
+from torchhpo.trial import Decision, Reporter, ReportFailed, Status, Trial, TrialPaused, TrialPruned
 
 __all__ = ["Executor", "Inline", "Outcome", "Processes", "Ray", "make_executor", "run_trial"]
 
@@ -52,16 +52,22 @@ def run_trial(fn: TrainFn, trial: Trial) -> Outcome:
 
     A returned real number (an int or float, a NumPy scalar, a 0-d tensor) completes the trial; ``None`` falls
     back to the last reported value. ``TrialPruned`` prunes it; ``TrialPaused`` pauses it (the study may resume
-    it). An exception, another returned type, a NaN/inf or a CUDA out-of-memory fails it with the reason
-    (traceback kept). The outcome holds only plain values, so it always pickles.
+    it). An exception, another returned type, a NaN/inf, a CUDA out-of-memory or a report the driver could not
+    handle (``ReportFailed``, even if ``fn`` caught it) fails it with the reason (traceback kept). The outcome
+    holds only plain values, so it always pickles.
     """
     start = time.perf_counter()
     last: float | None = None
+    refused: ReportFailed | None = None
 
     def wrapped(number: int, step: int, value: float) -> Any:
-        nonlocal last
+        nonlocal last, refused
         last = value
-        return inner(number, step, value)
+        try:
+            return inner(number, step, value)
+        except ReportFailed as e:
+            refused = refused or e
+            raise
 
     inner = trial.reporter
     if inner is not None:
@@ -86,6 +92,8 @@ def run_trial(fn: TrainFn, trial: Trial) -> Outcome:
         status, value, reason = Status.FAILED, None, describe(e) + "\n" + _traceback()
     finally:
         trial.reporter = inner
+    if refused is not None:  # the driver could not take one of its reports: whatever came after does not count
+        status, reason = Status.FAILED, str(refused)
     if status is Status.FAILED:
         value = None
     return Outcome(trial.number, status, None if value is None else float(value), reason, time.perf_counter() - start)
@@ -150,6 +158,36 @@ def _a(noun: str) -> str:
     return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
+@dataclass(frozen=True)
+class _Refusal:
+    """The driver's answer to a report it could not handle, sent to the trial in place of a ``Decision``."""
+
+    reason: str
+
+
+def _handle(on_report: Reporter, number: int, step: int, value: float) -> Decision | _Refusal:
+    """``on_report(number, step, value)`` in the driver. An error there (the storage refusing the report, a
+    scheduler's bug) or an answer that is not a ``Decision`` fails that trial alone (it gets a ``_Refusal``) instead
+    of ending the study; Ctrl-C still ends it."""
+    try:
+        decision = on_report(number, step, value)
+    except Exception as e:
+        return _Refusal(f"the driver could not handle the report at step {step}: {describe(e)}\n{_traceback()}")
+    if not isinstance(decision, Decision):
+        return _Refusal(f"the driver could not handle the report at step {step}: the scheduler's on_report returned "
+                        f"{_a(type(decision).__name__)} ({_short(decision)}); expected a Decision "
+                        "(Decision.CONTINUE, Decision.STOP or Decision.PAUSE)")
+    return decision
+
+
+def _decision(answer: Decision | _Refusal) -> Decision:
+    """In the trial: the driver's answer to a report; ``ReportFailed`` (in the training function, so the trial
+    fails with the driver's reason) when the driver could not handle it."""
+    if isinstance(answer, _Refusal):
+        raise ReportFailed(answer.reason)
+    return answer
+
+
 @runtime_checkable
 class Executor(Protocol):
     """Runs trials. ``slots`` is how many run at once."""
@@ -186,7 +224,7 @@ class Inline:
         if timeout is not None:
             raise ValueError(INLINE_TIMEOUT)
         trial.device = torch.device(self.device)
-        trial.reporter = on_report
+        trial.reporter = lambda number, step, value: _decision(_handle(on_report, number, step, value))
         self._done.append(run_trial(fn, trial))
 
     def wait(self, timeout: float | None = None) -> list[Outcome]:
@@ -252,7 +290,7 @@ def _worker_main(conn: Connection, device: str, threads: int, parent: int) -> No
 
     def reporter(number: int, step: int, value: float) -> Decision:
         conn.send(("report", number, step, value))
-        return conn.recv()
+        return _decision(conn.recv())
 
     key, fn = None, None
     while True:
@@ -433,18 +471,26 @@ class Processes:
         return out
 
     def _service(self, w: _Worker) -> list[Outcome]:
-        """Answer ``w``'s reports and collect its outcome; a dead worker fails its trial and is replaced."""
+        """Answer ``w``'s reports and collect its outcome; a dead worker fails its trial and is replaced.
+
+        An error while the driver handles a report fails that trial alone (``_handle``), as on every executor."""
         try:
             while w.conn.poll():
-                msg = w.conn.recv()
+                try:
+                    msg = w.conn.recv()
+                except (EOFError, OSError):
+                    raise
+                except Exception as e:  # only a report can hold the user's objects (its step): answer it
+                    w.conn.send(_Refusal(f"the driver could not read a report: {describe(e)}"))
+                    continue
                 if msg[0] == "done":
                     w.trial = None
                     return [msg[1]]
                 if msg[0] == "started":
                     w.deadline = math.inf if w.timeout is None else time.monotonic() + w.timeout
                     continue
-                decision = w.on_report(*msg[1:]) if w.trial is not None and w.on_report else Decision.CONTINUE
-                w.conn.send(decision)
+                answer = _handle(w.on_report, *msg[1:]) if w.trial is not None and w.on_report else Decision.CONTINUE
+                w.conn.send(answer)
         except (EOFError, OSError):
             pass
         if w.process.is_alive():
@@ -502,7 +548,7 @@ class _Mailbox:
         self._arrived = asyncio.Event()
         self._decisions: dict[int, Any] = {}
 
-    async def report(self, number: int, step: int, value: float) -> Decision:
+    async def report(self, number: int, step: int, value: float) -> Decision | _Refusal:
         import asyncio
 
         decision = asyncio.get_running_loop().create_future()
@@ -530,7 +576,7 @@ class _Mailbox:
         self._started, self._reports = [], []
         return out
 
-    async def decide(self, number: int, decision: Decision) -> None:
+    async def decide(self, number: int, decision: Decision | _Refusal) -> None:
         waiting = self._decisions.pop(number, None)
         if waiting is not None and not waiting.done():
             waiting.set_result(decision)
@@ -542,7 +588,7 @@ def _ray_trial(fn: TrainFn, trial: Trial, mailbox: Any, gpus: float, threads: in
 
     torch.set_num_threads(threads)
     trial.device = torch.device("cuda:0" if gpus > 0 and torch.cuda.is_available() else "cpu")
-    trial.reporter = lambda number, step, value: ray.get(mailbox.report.remote(number, step, value))
+    trial.reporter = lambda number, step, value: _decision(ray.get(mailbox.report.remote(number, step, value)))
     mailbox.start.remote(trial.number)  # the trial's clock (timeout_per_trial) starts now, not at submit
     try:
         return run_trial(fn, trial)
@@ -639,8 +685,8 @@ class Ray:
                 self._running[ref] = (trial, hook, math.inf if timeout is None else time.monotonic() + timeout, timeout)
         hooks = {trial.number: hook for trial, hook, _, _ in self._running.values()}
         for number, step, value in reports:
-            decision = hooks[number](number, step, value) if number in hooks else Decision.STOP
-            self._mailbox.decide.remote(number, decision)
+            answer = _handle(hooks[number], number, step, value) if number in hooks else Decision.STOP
+            self._mailbox.decide.remote(number, answer)
 
     def _collect(self, ref: Any) -> Outcome:
         ray = _import_ray()
