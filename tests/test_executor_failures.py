@@ -1,6 +1,10 @@
 """Whatever goes wrong in one trial fails that trial with a reason, and the study goes on, on every executor:
-exceptions that cannot be printed, returned values that are not numbers, a driver that cannot handle a report."""
+exceptions that cannot be printed, returned values that are not numbers, a driver that cannot handle a report;
+and a killed worker takes the processes its trial started with it."""
 
+import os
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +142,40 @@ def test_a_scheduler_returning_no_decision_fails_that_trial(executor):
     got = run(executor, three_epochs, [0.1, 0.2], study={"scheduler": Stringly()})
     assert got[0.1].status is th.Status.FAILED and "returned a str ('stop'); expected a Decision" in got[0.1].reason
     assert got[0.2].status is th.Status.COMPLETED
+
+
+# --- processes a trial leaves behind ------------------------------------------------------------------------------
+def alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie waiting for a reaper counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process groups are POSIX")
+def test_a_killed_worker_takes_the_processes_its_trial_started_with_it(tmp_path):
+    def train(config, trial):
+
+        child = subprocess.Popen(["sleep", "1000"])
+        (tmp_path / f"{config['x']}").write_text(str(child.pid))
+        if config["x"] == 0.2:
+            os.kill(os.getpid(), 9)  # a crash: the worker is replaced
+        time.sleep(60)  # 0.1 hangs: killed at its timeout
+
+    with th.Processes(devices=["cpu"] * 2) as ex:
+        got = run(ex, train, [0.1, 0.2], timeout_per_trial=3)
+        assert got[0.1].status is th.Status.FAILED and got[0.1].reason == "timed out after 3 s"
+        assert got[0.2].status is th.Status.FAILED and "worker died" in got[0.2].reason
+        pids = [int((tmp_path / f"{x}").read_text()) for x in (0.1, 0.2)]
+        end = time.monotonic() + 5
+        while any(alive(p) for p in pids) and time.monotonic() < end:
+            time.sleep(0.1)
+        assert not any(alive(p) for p in pids), "a trial's child process outlived its killed worker"
 
 
 # --- Ray ------------------------------------------------------------------------------------------------------------

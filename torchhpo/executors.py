@@ -269,11 +269,25 @@ def death_reason(exitcode: int | None) -> str:
 
 
 # --- local worker processes -----------------------------------------------------------------------------------
+def _kill_group(leader: int | None) -> None:
+    """SIGKILL the process group a worker leads: the worker and whatever its trials started (subprocesses,
+    DataLoader workers) unless those moved to a group of their own. No such group (the worker died before it made
+    one, or POSIX is missing): nothing to do. A group's id stays taken while a process is in it, so ``leader``
+    cannot name a stranger's group."""
+    if leader is None or not hasattr(os, "killpg"):
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(leader, signal.SIGKILL)
+
+
 def _watch_parent(parent: int) -> None:
-    """End this worker when the driver is gone (killed without a chance to close us): no orphans."""
+    """End this worker, and what its trial started, when the driver is gone (killed without a chance to close
+    us): no orphans."""
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(1.0)
+        if hasattr(os, "getpgrp") and os.getpgrp() == os.getpid():
+            _kill_group(os.getpid())
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True, name="torchhpo-parent-watch").start()
@@ -283,6 +297,8 @@ def _worker_main(conn: Connection, device: str, threads: int, parent: int) -> No
     """A worker's loop: receive a trial, run it, reporting over ``conn`` and blocking for each decision."""
     import cloudpickle
 
+    if hasattr(os, "setpgrp"):
+        os.setpgrp()  # lead a process group of our own (the driver stays out): killing it ends what trials start
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle; it stops us cleanly
     _watch_parent(parent)
     torch.set_num_threads(threads)
@@ -336,7 +352,9 @@ class _Worker:
         self.timeout: float | None = None
 
     def kill(self) -> None:
-        if self.process.is_alive():
+        """Kill the worker and every process in its group (what its trials started), and reap it."""
+        _kill_group(self.process.pid)
+        if self.process.is_alive():  # it had not made its group yet
             self.process.kill()
         self.process.join(5.0)
         self.conn.close()
@@ -499,7 +517,8 @@ class Processes:
         return [self._replace(w, death_reason(w.process.exitcode))]
 
     def _replace(self, w: _Worker, reason: str) -> Outcome:
-        """Kill ``w`` (if still alive), start a fresh worker in its slot, and fail its trial with ``reason``."""
+        """Kill ``w`` and what its trial started, start a fresh worker in its slot, and fail its trial with
+        ``reason``."""
         trial = w.trial
         w.kill()
         i = self._workers.index(w)
@@ -523,6 +542,7 @@ class Processes:
 
 
 def _kill_all(workers: list[_Worker | None]) -> None:
+    """The finalizer of a ``Processes`` never closed: no worker, nor what its trials started, outlives it."""
     for w in workers:
         if w is not None:
             w.kill()
