@@ -1,9 +1,12 @@
 """Whatever goes wrong in one trial fails that trial with a reason, and the study goes on, on every executor:
 exceptions that cannot be printed, returned values that are not numbers, a driver that cannot handle a report;
-and a killed worker takes the processes its trial started with it."""
+a killed worker takes the processes its trial started with it; and a script without a ``__main__`` guard stops
+at once with one error that names the fix."""
 
 import os
 import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -160,6 +163,7 @@ def alive(pid: int) -> bool:
 @pytest.mark.skipif(os.name != "posix", reason="process groups are POSIX")
 def test_a_killed_worker_takes_the_processes_its_trial_started_with_it(tmp_path):
     def train(config, trial):
+        import subprocess
 
         child = subprocess.Popen(["sleep", "1000"])
         (tmp_path / f"{config['x']}").write_text(str(child.pid))
@@ -176,6 +180,43 @@ def test_a_killed_worker_takes_the_processes_its_trial_started_with_it(tmp_path)
         while any(alive(p) for p in pids) and time.monotonic() < end:
             time.sleep(0.1)
         assert not any(alive(p) for p in pids), "a trial's child process outlived its killed worker"
+
+
+# --- a script without `if __name__ == "__main__":` -----------------------------------------------------------------
+SCRIPT = """
+import torchhpo as th
+
+def train(config, trial):
+    return config["x"]
+
+{guard}study = th.Study(th.Space({{"x": th.Float(0.0, 1.0)}}), seed=0, storage={db!r})
+{indent}study.optimize(train, n_trials=4, devices=["cpu"] * 2, progress=False)
+{indent}print("best", study.best.value)
+"""
+HINT = "torchhpo: worker processes re-ran your script's top level"
+
+
+@pytest.mark.parametrize("guarded", [False, True])
+def test_a_script_without_a_main_guard_stops_with_one_clear_error(tmp_path, guarded):
+    script = tmp_path / "search.py"
+    script.write_text(textwrap.dedent(SCRIPT.format(
+        guard='if __name__ == "__main__":\n    ' if guarded else "", indent="    " if guarded else "",
+        db=str(tmp_path / "s.db"))))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env,
+                          cwd=tmp_path)
+    assert time.monotonic() - start < 60
+    if guarded:
+        assert done.returncode == 0 and "best" in done.stdout, done.stderr
+        return
+    assert done.returncode != 0
+    assert done.stderr.count(HINT) == 1, done.stderr
+    assert "if __name__ == '__main__':" in done.stderr
+    for cascade in ("IntegrityError", "bootstrapping phase", "worker died"):
+        assert cascade not in done.stderr, done.stderr
+    back = th.Study.load(tmp_path / "s.db").trials
+    assert all(t.status is not th.Status.RUNNING for t in back)
 
 
 # --- Ray ------------------------------------------------------------------------------------------------------------

@@ -269,6 +269,26 @@ def death_reason(exitcode: int | None) -> str:
 
 
 # --- local worker processes -----------------------------------------------------------------------------------
+WORKER_ENV = "TORCHHPO_WORKER"  # set while the driver starts a worker: "this process is a torchhpo worker"
+RERAN_EXIT = 93  # a worker's exit code when it found itself re-running the user's script (no __main__ guard)
+MAIN_GUARD = ("torchhpo: worker processes re-ran your script's top level: put the code that starts the study under "
+              "`if __name__ == '__main__':` (each worker process imports your script to find the training function, "
+              "so the script must not start a study when imported)")
+
+
+def _refuse_rerun() -> None:
+    """Stop a spawned process that is re-running the user's script (no ``__main__`` guard) and reached a study.
+
+    A torchhpo worker exits at once and quietly with ``RERAN_EXIT``: its driver says why, once, instead of every
+    worker printing a traceback and starting workers of its own. Any other spawned process raises the error.
+    """
+    if not getattr(mp.current_process(), "_inheriting", False):  # set while a spawned child imports __main__
+        return
+    if os.environ.get(WORKER_ENV) == "1":
+        raise SystemExit(RERAN_EXIT)
+    raise RuntimeError(MAIN_GUARD)
+
+
 def _kill_group(leader: int | None) -> None:
     """SIGKILL the process group a worker leads: the worker and whatever its trials started (subprocesses,
     DataLoader workers) unless those moved to a group of their own. No such group (the worker died before it made
@@ -299,6 +319,7 @@ def _worker_main(conn: Connection, device: str, threads: int, parent: int) -> No
 
     if hasattr(os, "setpgrp"):
         os.setpgrp()  # lead a process group of our own (the driver stays out): killing it ends what trials start
+    os.environ.pop(WORKER_ENV, None)  # only for this process's start, not for the processes trials start
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle; it stops us cleanly
     _watch_parent(parent)
     torch.set_num_threads(threads)
@@ -308,29 +329,30 @@ def _worker_main(conn: Connection, device: str, threads: int, parent: int) -> No
         conn.send(("report", number, step, value))
         return _decision(conn.recv())
 
-    key, fn = None, None
-    while True:
-        try:
+    try:
+        conn.send(("ready",))  # started: a death from now on fails a trial, not the whole executor
+        key, fn = None, None
+        while True:
             msg = conn.recv()
-        except EOFError:  # the driver closed its end
-            return
-        if msg[0] == "stop":
-            return
-        _, fn_key, blob, trial = msg
-        if fn_key != key:
-            try:
-                key, fn = fn_key, cloudpickle.loads(blob)
-            except Exception as e:  # e.g. a module the worker cannot import
-                key = None
-                conn.send(("done", Outcome(trial.number, Status.FAILED, reason=(
-                    f"the worker could not unpickle the training function: {describe(e)}"))))
-                continue
-        trial.device, trial.reporter = torch.device(device), reporter
-        conn.send(("started",))  # the trial's clock (timeout_per_trial) starts now, not at submit
-        outcome = run_trial(fn, trial)
-        conn.send(("done", outcome))
-        del trial
-        release_memory()
+            if msg[0] == "stop":
+                return
+            _, fn_key, blob, trial = msg
+            if fn_key != key:
+                try:
+                    key, fn = fn_key, cloudpickle.loads(blob)
+                except Exception as e:  # e.g. a module the worker cannot import
+                    key = None
+                    conn.send(("done", Outcome(trial.number, Status.FAILED, reason=(
+                        f"the worker could not unpickle the training function: {describe(e)}"))))
+                    continue
+            trial.device, trial.reporter = torch.device(device), reporter
+            conn.send(("started",))  # the trial's clock (timeout_per_trial) starts now, not at submit
+            outcome = run_trial(fn, trial)
+            conn.send(("done", outcome))
+            del trial
+            release_memory()
+    except (EOFError, OSError):  # the driver closed its end, or is gone
+        return
 
 
 class _Worker:
@@ -342,9 +364,10 @@ class _Worker:
         visible, seen_as = _pin(slot)
         self.process = ctx.Process(target=_worker_main, args=(child, seen_as, threads, os.getpid()),
                                    name=f"torchhpo-worker-{slot}", daemon=False)  # daemons may not fork DataLoaders
-        with _environment(CUDA_VISIBLE_DEVICES=visible):  # spawn copies it: set before the child imports torch
-            self.process.start()
+        with _environment(CUDA_VISIBLE_DEVICES=visible, **{WORKER_ENV: "1"}):  # spawn copies them: set before
+            self.process.start()                                                 # the child imports torch
         child.close()
+        self.ready = False  # it said it started (imports done): until then a death means it cannot start at all
         self.key: int | None = None  # the training function this worker holds
         self.trial: Trial | None = None
         self.on_report: Reporter | None = None
@@ -358,6 +381,13 @@ class _Worker:
             self.process.kill()
         self.process.join(5.0)
         self.conn.close()
+
+    def started(self) -> bool:
+        """Whether it said it started, reading what it sent before it died."""
+        with contextlib.suppress(EOFError, OSError):
+            while not self.ready and self.conn.poll():
+                self.ready = self.conn.recv()[0] == "ready"
+        return self.ready
 
 
 def _pin(slot: str) -> tuple[str | None, str]:
@@ -419,6 +449,7 @@ class Processes:
     concurrent = True  # trials run while the driver waits: the study prefetches the next config meanwhile
 
     def __init__(self, devices: str | list[str] = "auto", per_device: int = 1, threads: int | None = None) -> None:
+        _refuse_rerun()  # before a worker of a worker starts: a script without a __main__ guard stops here
         if isinstance(per_device, bool) or not isinstance(per_device, int) or per_device < 1:
             raise ValueError(f"Processes: per_device must be a positive int (trials at once on each device), "
                              f"got {per_device!r}")
@@ -453,9 +484,37 @@ class Processes:
             self._workers[:] = [_Worker(self._ctx, slot, self.threads) for slot in self._slots]
         w = self._workers[i]
         if w is None or not w.process.is_alive():  # e.g. it died right after sending its last outcome
-            w = self._workers[i] = _Worker(self._ctx, self._slots[i], self.threads)
-        w.conn.send(("run", key, blob if w.key != key else None, trial))
+            w = self._fresh(i)
+        try:
+            w.conn.send(("run", key, blob if w.key != key else None, trial))
+        except OSError:  # it died since: start another (or say why none can start)
+            w.process.join(5.0)
+            w = self._fresh(i)
+            w.conn.send(("run", key, blob, trial))
         w.key, w.trial, w.on_report, w.timeout, w.deadline = key, trial, on_report, timeout, math.inf
+
+    def _fresh(self, i: int) -> _Worker:
+        """A new worker in slot ``i``, in place of the dead one there (killing what its trials left running)."""
+        old = self._workers[i]
+        if old is not None:
+            self._check_started(old)
+            old.kill()
+        self._workers[i] = _Worker(self._ctx, self._slots[i], self.threads)
+        return self._workers[i]
+
+    def _check_started(self, w: _Worker) -> None:
+        """Stop every worker and raise when the dead ``w`` never started: a worker that cannot start would fail
+        every trial the same way, so the study ends at once with why, instead of trial after trial."""
+        if w.process.is_alive() or w.started():
+            return
+        w.process.join(5.0)
+        code = w.process.exitcode
+        self.close()
+        if code == RERAN_EXIT:
+            raise RuntimeError(MAIN_GUARD)
+        raise RuntimeError(f"Processes: the worker process for {w.slot} died while starting, before it could run a "
+                           f"trial ({death_reason(code)}); what it printed above (on stderr) says why (e.g. an import "
+                           "error in your script, or too little memory)")
 
     def _pickled(self, fn: TrainFn) -> tuple[int, bytes]:
         if self._fn is None or self._fn[0] is not fn:
@@ -504,25 +563,28 @@ class Processes:
                 if msg[0] == "done":
                     w.trial = None
                     return [msg[1]]
-                if msg[0] == "started":
+                if msg[0] == "ready":
+                    w.ready = True
+                elif msg[0] == "started":
                     w.deadline = math.inf if w.timeout is None else time.monotonic() + w.timeout
-                    continue
-                answer = _handle(w.on_report, *msg[1:]) if w.trial is not None and w.on_report else Decision.CONTINUE
-                w.conn.send(answer)
-        except (EOFError, OSError):
-            pass
+                else:
+                    answer = _handle(w.on_report, *msg[1:]) if w.trial is not None and w.on_report else Decision.CONTINUE
+                    w.conn.send(answer)
+        except (EOFError, OSError):  # its end closed: it is exiting (or it closed the pipe itself: then kill it)
+            w.process.join(5.0)
+            if w.process.is_alive():
+                return [self._replace(w, "the worker's connection to the driver broke (it closed its end)")]
         if w.process.is_alive():
             return []
         w.process.join()
+        self._check_started(w)
         return [self._replace(w, death_reason(w.process.exitcode))]
 
     def _replace(self, w: _Worker, reason: str) -> Outcome:
         """Kill ``w`` and what its trial started, start a fresh worker in its slot, and fail its trial with
         ``reason``."""
         trial = w.trial
-        w.kill()
-        i = self._workers.index(w)
-        self._workers[i] = _Worker(self._ctx, w.slot, self.threads)
+        self._fresh(self._workers.index(w))
         return Outcome(trial.number, Status.FAILED, reason=reason)
 
     def close(self) -> None:
