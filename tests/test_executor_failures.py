@@ -1,7 +1,7 @@
 """Whatever goes wrong in one trial fails that trial with a reason, and the study goes on, on every executor:
-exceptions that cannot be printed, returned values that are not numbers, a driver that cannot handle a report;
-a killed worker takes the processes its trial started with it; and a script without a ``__main__`` guard stops
-at once with one error that names the fix."""
+odd exceptions and return values, a driver that cannot handle a report, processes a trial leaves behind; and
+the setups that used to hang or cascade (a Ray cluster without the resources asked, a script without a
+``__main__`` guard) stop at once with one error that names the fix."""
 
 import os
 import subprocess
@@ -220,6 +220,27 @@ def test_a_script_without_a_main_guard_stops_with_one_clear_error(tmp_path, guar
 
 
 # --- Ray ------------------------------------------------------------------------------------------------------------
+def test_ray_refuses_resources_the_cluster_lacks(ray_cluster):
+    have = ray_cluster.cluster_resources()
+    cpus, gpus = have.get("CPU", 0.0), have.get("GPU", 0.0)
+    if gpus == 0:  # this module's Ray (another module's may have GPUs)
+        with pytest.raises(ValueError, match=r"asks for 1 GPU per trial; this Ray cluster has 0 GPUs: drop 'gpu' or "
+                                             r"connect to a cluster with GPUs"):
+            th.Ray(resources_per_trial={"gpu": 1})
+    with pytest.raises(ValueError, match=rf"asks for {cpus + 1:g} CPUs per trial; this Ray cluster has {cpus:g} CPUs?: "
+                                         rf"lower 'cpu' to at most {cpus:g}"):
+        th.Ray(resources_per_trial={"cpu": cpus + 1})
+    assert ray_cluster.is_initialized(), "a refused Ray() must not shut down the Ray it was given"
+
+
+def test_ray_resources_must_fit_on_one_node():
+    from torchhpo.executors import _unfit
+
+    nodes = [{"CPU": 8.0}, {"CPU": 2.0, "GPU": 1.0}]
+    assert "no node of this Ray cluster has that much" in _unfit({"cpu": 4, "gpu": 1}, {"CPU": 10, "GPU": 1}, nodes)
+    assert _unfit({"cpu": 2, "gpu": 1}, {"CPU": 10, "GPU": 1}, nodes) is None
+
+
 def test_ray_a_scheduler_error_fails_only_that_trial(ray_cluster):
     with th.Ray(resources_per_trial={"cpu": 1}) as ex:
         got = run(ex, three_epochs, [0.1, 0.2, 0.3], study={"scheduler": RefuseTrialOne()})

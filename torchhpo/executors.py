@@ -715,6 +715,11 @@ class Ray:
             ray.init(address=address, include_dashboard=False, logging_level="warning")
         self.resources = res
         total = ray.cluster_resources()
+        unfit = _unfit(res, total, _node_resources(ray))
+        if unfit is not None:  # no trial could ever be scheduled: say so now instead of waiting forever
+            if self._own:
+                ray.shutdown()
+            raise ValueError(unfit)
         fits = [total.get(k.upper(), 0.0) / v for k, v in res.items() if v > 0]
         self.slots = slots or max(1, int(min(fits) + 1e-9))
         self.threads = threads or max(1, int(res["cpu"]))
@@ -801,6 +806,37 @@ class Ray:
         if self._own and ray.is_initialized():
             ray.shutdown()
             self._own = False
+
+
+def _node_resources(ray: Any) -> list[dict[str, float]]:
+    """The resources of each live node of the Ray cluster (empty when Ray cannot say)."""
+    try:
+        return [dict(node.get("Resources", {})) for node in ray.nodes() if node.get("Alive", True)]
+    except Exception:  # an older or remote Ray without node listings: the cluster's totals still guard
+        return []
+
+
+def _unfit(res: dict[str, float], total: dict[str, float], nodes: list[dict[str, float]]) -> str | None:
+    """Why a trial asking for ``res`` (``{"cpu": 1, "gpu": 0}``) could never be scheduled on a Ray cluster with
+    these ``total`` resources (``{"CPU": 8.0, "GPU": 1.0}``) and ``nodes``, or ``None`` when it fits somewhere."""
+    for key in ("cpu", "gpu"):
+        want, have = res[key], total.get(key.upper(), 0.0)
+        if want > have + 1e-9:
+            fix = (f"drop '{key}' or connect to a cluster with {key.upper()}s" if have == 0 else
+                   f"lower '{key}' to at most {have:g}, or connect to a larger cluster")
+            return (f"Ray: resources_per_trial asks for {_count(want, key)} per trial; this Ray cluster has "
+                    f"{_count(have, key)}: {fix}")
+    if nodes and not any(all(node.get(k.upper(), 0.0) + 1e-9 >= v for k, v in res.items()) for node in nodes):
+        each = "; ".join(f"{_count(n.get('CPU', 0.0), 'cpu')} and {_count(n.get('GPU', 0.0), 'gpu')}" for n in nodes)
+        return (f"Ray: resources_per_trial asks for {_count(res['cpu'], 'cpu')} and {_count(res['gpu'], 'gpu')} per "
+                f"trial, and a trial runs on one node; no node of this Ray cluster has that much (its nodes: {each}): "
+                "lower resources_per_trial to what one node has")
+    return None
+
+
+def _count(n: float, key: str) -> str:
+    """``"1 GPU"``, ``"2 CPUs"``, ``"0.5 GPU"``."""
+    return f"{n:g} {key.upper()}{'s' if n > 1 or n == 0 else ''}"
 
 
 def make_executor(executor: Executor | None, devices: str | list[str] | None = None, *,
