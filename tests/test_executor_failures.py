@@ -189,34 +189,39 @@ import torchhpo as th
 def train(config, trial):
     return config["x"]
 
+{top}
 {guard}study = th.Study(th.Space({{"x": th.Float(0.0, 1.0)}}), seed=0, storage={db!r})
-{indent}study.optimize(train, n_trials=4, devices=["cpu"] * 2, progress=False)
+{indent}study.optimize(train, n_trials=4, {where}, progress=False)
 {indent}print("best", study.best.value)
 """
 HINT = "torchhpo: worker processes re-ran your script's top level"
 
 
-@pytest.mark.parametrize("guarded", [False, True])
-def test_a_script_without_a_main_guard_stops_with_one_clear_error(tmp_path, guarded):
+@pytest.mark.parametrize("guarded, where", [(False, "devices"), (False, "executor"), (True, "executor")])
+def test_a_script_without_a_main_guard_stops_with_one_clear_error(tmp_path, guarded, where):
+    """``devices=`` builds the workers inside optimize; ``executor=`` is a ``Processes`` built at the script's
+    top level, which a guarded script may do (it starts nothing until the study submits)."""
     script = tmp_path / "search.py"
     script.write_text(textwrap.dedent(SCRIPT.format(
+        top='EX = th.Processes(devices=["cpu"] * 2)' if where == "executor" else "",
         guard='if __name__ == "__main__":\n    ' if guarded else "", indent="    " if guarded else "",
-        db=str(tmp_path / "s.db"))))
+        where="executor=EX" if where == "executor" else 'devices=["cpu"] * 2', db=str(tmp_path / "s.db"))))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     start = time.monotonic()
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env,
                           cwd=tmp_path)
     assert time.monotonic() - start < 60
+    back = th.Study.load(tmp_path / "s.db").trials
     if guarded:
         assert done.returncode == 0 and "best" in done.stdout, done.stderr
+        assert len(back) == 4 and all(t.status is th.Status.COMPLETED for t in back)
         return
     assert done.returncode != 0
     assert done.stderr.count(HINT) == 1, done.stderr
     assert "if __name__ == '__main__':" in done.stderr
     for cascade in ("IntegrityError", "bootstrapping phase", "worker died"):
         assert cascade not in done.stderr, done.stderr
-    back = th.Study.load(tmp_path / "s.db").trials
-    assert all(t.status is not th.Status.RUNNING for t in back)
+    assert len(back) <= 2 and all(t.status is th.Status.FAILED for t in back), "a worker started trials of its own"
 
 
 # --- Ray ------------------------------------------------------------------------------------------------------------

@@ -277,7 +277,10 @@ MAIN_GUARD = ("torchhpo: worker processes re-ran your script's top level: put th
 
 
 def _refuse_rerun() -> None:
-    """Stop a spawned process that is re-running the user's script (no ``__main__`` guard) and reached a study.
+    """Stop a spawned process that is re-running the user's script (no ``__main__`` guard) and reached a study
+    with worker processes: ``make_executor`` calls this before the study starts a trial (so no stray trial reaches
+    the storage), ``Processes.submit`` before it starts workers. Building a ``Processes`` at a script's top level
+    starts nothing, and stays allowed.
 
     A torchhpo worker exits at once and quietly with ``RERAN_EXIT``: its driver says why, once, instead of every
     worker printing a traceback and starting workers of its own. Any other spawned process raises the error.
@@ -449,7 +452,6 @@ class Processes:
     concurrent = True  # trials run while the driver waits: the study prefetches the next config meanwhile
 
     def __init__(self, devices: str | list[str] = "auto", per_device: int = 1, threads: int | None = None) -> None:
-        _refuse_rerun()  # before a worker of a worker starts: a script without a __main__ guard stops here
         if isinstance(per_device, bool) or not isinstance(per_device, int) or per_device < 1:
             raise ValueError(f"Processes: per_device must be a positive int (trials at once on each device), "
                              f"got {per_device!r}")
@@ -481,6 +483,7 @@ class Processes:
             raise RuntimeError(f"Processes: all {self.slots} workers are busy; wait() for one before submitting")
         key, blob = self._pickled(fn)
         if all(w is None for w in self._workers):  # first use: start every worker now, so they warm up together
+            _refuse_rerun()  # a worker of a worker: the script has no __main__ guard
             self._workers[:] = [_Worker(self._ctx, slot, self.threads) for slot in self._slots]
         w = self._workers[i]
         if w is None or not w.process.is_alive():  # e.g. it died right after sending its last outcome
@@ -842,14 +845,19 @@ def _count(n: float, key: str) -> str:
 def make_executor(executor: Executor | None, devices: str | list[str] | None = None, *,
                   timeout_per_trial: float | None = None) -> Executor:
     """The executor to use: as given; else ``Processes`` over ``devices`` when they are several (or when
-    ``timeout_per_trial`` needs a worker that can be killed), else ``Inline`` on the one device."""
+    ``timeout_per_trial`` needs a worker that can be killed), else ``Inline`` on the one device.
+
+    A process re-running a script without a ``__main__`` guard is stopped here, before its study starts a trial."""
     if executor is not None:
         if devices is not None:
             raise ValueError("give either executor= or devices=, not both; an executor carries its own devices")
         if timeout_per_trial is not None and isinstance(executor, Inline):
             raise ValueError(INLINE_TIMEOUT)
+        if isinstance(executor, Processes):
+            _refuse_rerun()
         return executor
     found = resolve_devices(devices)
     if len(found) > 1 or timeout_per_trial is not None:
+        _refuse_rerun()
         return Processes(found)
     return Inline(found[0])
