@@ -2,7 +2,8 @@
 
 The driver (``Study.optimize``) is single-threaded: it ``submit``s trials and then ``wait``s; while waiting an
 executor services the reports of its running trials by calling ``on_report`` in the driver's thread, so
-searchers, schedulers and storage need no locks.
+searchers, schedulers and storage need no locks. Whatever goes wrong with one trial, in the trial or while the
+driver handles its report, fails that trial with a reason, the same way on every executor; the study goes on.
 """
 
 from __future__ import annotations
@@ -434,7 +435,9 @@ class Processes:
     A worker on ``"cuda:3"`` starts with ``CUDA_VISIBLE_DEVICES=3`` and sees ``trial.device == cuda:0``; a CPU
     worker sees no GPU. The training function travels to each worker once (cloudpickle: functions from
     ``__main__``, closures and lambdas work). A worker that dies (signal, segfault, out of memory) fails its
-    trial with the exit code or signal and is replaced; a trial past its timeout is killed the same way.
+    trial with the exit code or signal and is replaced; a trial past its timeout is killed the same way. Each
+    worker leads a process group, so the processes a trial starts die with its worker. Workers import the main
+    script again: a script without an ``if __name__ == "__main__":`` guard stops with an error that says so.
 
     Args:
         devices: one device per worker group (``["cuda:0", "cuda:1"]``, ``["cpu"] * 2``) or ``"auto"`` (every
@@ -692,7 +695,8 @@ class Ray:
         address: ``None`` starts (or joins the already started) local Ray; ``"auto"`` joins the cluster this
             machine belongs to (``ray start --head`` / ``ray start --address=...``); ``"ray://host:10001"`` a
             remote one.
-        resources_per_trial: Ray resources of one trial, e.g. ``{"cpu": 1, "gpu": 1}`` (fractions allowed).
+        resources_per_trial: Ray resources of one trial, e.g. ``{"cpu": 1, "gpu": 1}`` (fractions allowed); a
+            ``ValueError`` when no node of the cluster has that much.
         slots: trials at once; default: as many as the cluster's CPUs and GPUs hold.
         threads: ``torch.set_num_threads`` in each trial (default: its CPUs, at least 1).
 
