@@ -2,7 +2,8 @@
 
 The driver (``Study.optimize``) is single-threaded: it ``submit``s trials and then ``wait``s; while waiting an
 executor services the reports of its running trials by calling ``on_report`` in the driver's thread, so
-searchers, schedulers and storage need no locks.
+searchers, schedulers and storage need no locks. Whatever goes wrong with one trial, in the trial or while the
+driver handles its report, fails that trial with a reason, the same way on every executor; the study goes on.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import contextlib
 import gc
 import math
 import multiprocessing as mp
+import numbers
 import os
+import reprlib
 import signal
 import threading
 import time
@@ -25,7 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from torchhpo.trial import Decision, Reporter, Status, Trial, TrialPaused, TrialPruned
+from torchhpo.trial import Decision, Reporter, ReportFailed, Status, Trial, TrialPaused, TrialPruned
 
 __all__ = ["Executor", "Inline", "Outcome", "Processes", "Ray", "make_executor", "run_trial"]
 
@@ -48,47 +51,142 @@ class Outcome:
 def run_trial(fn: TrainFn, trial: Trial) -> Outcome:
     """Call ``fn(config, trial)`` and turn whatever happens into an ``Outcome``; never raises but for Ctrl-C.
 
-    A returned number completes the trial; ``None`` falls back to the last reported value. ``TrialPruned``
-    prunes it; ``TrialPaused`` pauses it (the study may resume it). An exception, a NaN/inf, or a CUDA
-    out-of-memory fails it with the reason (traceback kept).
+    A returned real number (an int or float, a NumPy scalar, a 0-d tensor) completes the trial; ``None`` falls
+    back to the last reported value. ``TrialPruned`` prunes it; ``TrialPaused`` pauses it (the study may resume
+    it). An exception, another returned type, a NaN/inf, a CUDA out-of-memory or a report the driver could not
+    handle (``ReportFailed``, even if ``fn`` caught it) fails it with the reason (traceback kept). The outcome
+    holds only plain values, so it always pickles.
     """
     start = time.perf_counter()
-    last = None
+    last: float | None = None
+    refused: ReportFailed | None = None
 
     def wrapped(number: int, step: int, value: float) -> Any:
-        nonlocal last
+        nonlocal last, refused
         last = value
-        return inner(number, step, value)
+        try:
+            return inner(number, step, value)
+        except ReportFailed as e:
+            refused = refused or e
+            raise
 
     inner = trial.reporter
     if inner is not None:
         trial.reporter = wrapped
     try:
-        value = fn(trial.config, trial)
-        status, reason = Status.COMPLETED, None
-        if value is None:
-            value = last
-            reason = None if value is not None else "the training function returned None and reported nothing"
-        if reason is None:
-            value = float(value)
-            if not math.isfinite(value):
-                reason = f"the training function returned {value}"
-        if reason is not None:
-            status, value = Status.FAILED, None
+        returned = fn(trial.config, trial)
+        if returned is None:
+            value, reason = last, None if last is not None else "the training function returned None and reported nothing"
+        else:
+            value, reason = _as_value(returned)
+        status = Status.COMPLETED if reason is None else Status.FAILED
     except TrialPruned:
         status, value, reason = Status.PRUNED, last, None
     except TrialPaused:
         status, value, reason = Status.PAUSED, last, None
     except torch.cuda.OutOfMemoryError:
-        status, value, reason = Status.FAILED, None, "CUDA out of memory\n" + traceback.format_exc()
+        status, value, reason = Status.FAILED, None, "CUDA out of memory\n" + _traceback()
         torch.cuda.empty_cache()
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:
-        status, value, reason = Status.FAILED, None, f"{type(e).__name__}: {e}\n" + traceback.format_exc()
+        status, value, reason = Status.FAILED, None, describe(e) + "\n" + _traceback()
     finally:
         trial.reporter = inner
-    return Outcome(trial.number, status, value, reason, time.perf_counter() - start)
+    if refused is not None:  # the driver could not take one of its reports: whatever came after does not count
+        status, reason = Status.FAILED, str(refused)
+    if status is Status.FAILED:
+        value = None
+    return Outcome(trial.number, status, None if value is None else float(value), reason, time.perf_counter() - start)
+
+
+EXPECTED_VALUE = ("expected a real number: a Python int or float, a NumPy scalar or a 0-d tensor (e.g. loss.item()), "
+                  "or None after trial.report(...)")
+
+
+def _as_value(returned: Any) -> tuple[float | None, str | None]:
+    """What a training function returned, as ``(value, None)``, or ``(None, why it is not a value)``."""
+    kind = type(returned).__name__
+    if isinstance(returned, torch.Tensor):
+        if returned.ndim != 0:
+            return None, f"the training function returned a Tensor of shape {tuple(returned.shape)}; {EXPECTED_VALUE}"
+        if returned.dtype == torch.bool or returned.is_complex():
+            return None, f"the training function returned a 0-d Tensor of dtype {returned.dtype}; {EXPECTED_VALUE}"
+    elif isinstance(returned, bool) or not isinstance(returned, numbers.Real):  # '1.5' is not 1.5; True is not 1
+        return None, f"the training function returned {_a(kind)} ({_short(returned)}); {EXPECTED_VALUE}"
+    try:
+        value = float(returned)
+    except OverflowError:
+        return None, f"the training function returned {_a(kind)} too large for a float ({_short(returned)})"
+    except Exception as e:
+        return None, f"the training function returned {_a(kind)} that float() refused ({describe(e)}); {EXPECTED_VALUE}"
+    if not math.isfinite(value):
+        return None, f"the training function returned {value}"
+    return value, None
+
+
+def describe(e: BaseException) -> str:
+    """``"ValueError: bad lr"`` for an exception; never raises, even when its ``__str__`` does (its repr then
+    stands in, or its type's name)."""
+    name = type(e).__name__
+    try:
+        return f"{name}: {e}"
+    except Exception:
+        pass
+    try:
+        return repr(e)
+    except Exception:
+        return f"{name} (its message could not be formatted)"
+
+
+def _traceback() -> str:
+    """The traceback being handled, or ``""`` when even that cannot be formatted."""
+    try:
+        return traceback.format_exc()
+    except Exception:
+        return ""
+
+
+def _short(value: Any) -> str:
+    """A short repr of a user's object, whatever its ``__repr__`` does."""
+    try:
+        return reprlib.repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object>"
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    """The driver's answer to a report it could not handle, sent to the trial in place of a ``Decision``."""
+
+    reason: str
+
+
+def _handle(on_report: Reporter, number: int, step: int, value: float) -> Decision | _Refusal:
+    """``on_report(number, step, value)`` in the driver. An error there (the storage refusing the report, a
+    scheduler's bug) or an answer that is not a ``Decision`` fails that trial alone (it gets a ``_Refusal``) instead
+    of ending the study; Ctrl-C still ends it."""
+    try:
+        decision = on_report(number, step, value)
+    except Exception as e:
+        return _Refusal(f"the driver could not handle the report at step {step}: {describe(e)}\n{_traceback()}")
+    if not isinstance(decision, Decision):
+        return _Refusal(f"the driver could not handle the report at step {step}: the scheduler's on_report returned "
+                        f"{_a(type(decision).__name__)} ({_short(decision)}); expected a Decision "
+                        "(Decision.CONTINUE, Decision.STOP or Decision.PAUSE)")
+    return decision
+
+
+def _decision(answer: Decision | _Refusal) -> Decision:
+    """In the trial: the driver's answer to a report; ``ReportFailed`` (in the training function, so the trial
+    fails with the driver's reason) when the driver could not handle it."""
+    if isinstance(answer, _Refusal):
+        raise ReportFailed(answer.reason)
+    return answer
 
 
 @runtime_checkable
@@ -127,7 +225,7 @@ class Inline:
         if timeout is not None:
             raise ValueError(INLINE_TIMEOUT)
         trial.device = torch.device(self.device)
-        trial.reporter = on_report
+        trial.reporter = lambda number, step, value: _decision(_handle(on_report, number, step, value))
         self._done.append(run_trial(fn, trial))
 
     def wait(self, timeout: float | None = None) -> list[Outcome]:
@@ -172,11 +270,48 @@ def death_reason(exitcode: int | None) -> str:
 
 
 # --- local worker processes -----------------------------------------------------------------------------------
+WORKER_ENV = "TORCHHPO_WORKER"  # set while the driver starts a worker: "this process is a torchhpo worker"
+RERAN_EXIT = 93  # a worker's exit code when it found itself re-running the user's script (no __main__ guard)
+MAIN_GUARD = ("torchhpo: worker processes re-ran your script's top level: put the code that starts the study under "
+              "`if __name__ == '__main__':` (each worker process imports your script to find the training function, "
+              "so the script must not start a study when imported)")
+
+
+def _refuse_rerun() -> None:
+    """Stop a spawned process that is re-running the user's script (no ``__main__`` guard) and reached a study
+    with worker processes: ``make_executor`` calls this before the study starts a trial (so no stray trial reaches
+    the storage), ``Processes.submit`` before it starts workers. Building a ``Processes`` at a script's top level
+    starts nothing, and stays allowed.
+
+    A torchhpo worker exits at once and quietly with ``RERAN_EXIT``: its driver says why, once, instead of every
+    worker printing a traceback and starting workers of its own. Any other spawned process raises the error.
+    """
+    if not getattr(mp.current_process(), "_inheriting", False):  # set while a spawned child imports __main__
+        return
+    if os.environ.get(WORKER_ENV) == "1":
+        raise SystemExit(RERAN_EXIT)
+    raise RuntimeError(MAIN_GUARD)
+
+
+def _kill_group(leader: int | None) -> None:
+    """SIGKILL the process group a worker leads: the worker and whatever its trials started (subprocesses,
+    DataLoader workers) unless those moved to a group of their own. No such group (the worker died before it made
+    one, or POSIX is missing): nothing to do. A group's id stays taken while a process is in it, so ``leader``
+    cannot name a stranger's group."""
+    if leader is None or not hasattr(os, "killpg"):
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(leader, signal.SIGKILL)
+
+
 def _watch_parent(parent: int) -> None:
-    """End this worker when the driver is gone (killed without a chance to close us): no orphans."""
+    """End this worker, and what its trial started, when the driver is gone (killed without a chance to close
+    us): no orphans."""
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(1.0)
+        if hasattr(os, "getpgrp") and os.getpgrp() == os.getpid():
+            _kill_group(os.getpid())
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True, name="torchhpo-parent-watch").start()
@@ -186,6 +321,9 @@ def _worker_main(conn: Connection, device: str, threads: int, parent: int) -> No
     """A worker's loop: receive a trial, run it, reporting over ``conn`` and blocking for each decision."""
     import cloudpickle
 
+    if hasattr(os, "setpgrp"):
+        os.setpgrp()  # lead a process group of our own (the driver stays out): killing it ends what trials start
+    os.environ.pop(WORKER_ENV, None)  # only for this process's start, not for the processes trials start
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle; it stops us cleanly
     _watch_parent(parent)
     torch.set_num_threads(threads)
@@ -193,31 +331,32 @@ def _worker_main(conn: Connection, device: str, threads: int, parent: int) -> No
 
     def reporter(number: int, step: int, value: float) -> Decision:
         conn.send(("report", number, step, value))
-        return conn.recv()
+        return _decision(conn.recv())
 
-    key, fn = None, None
-    while True:
-        try:
+    try:
+        conn.send(("ready",))  # started: a death from now on fails a trial, not the whole executor
+        key, fn = None, None
+        while True:
             msg = conn.recv()
-        except EOFError:  # the driver closed its end
-            return
-        if msg[0] == "stop":
-            return
-        _, fn_key, blob, trial = msg
-        if fn_key != key:
-            try:
-                key, fn = fn_key, cloudpickle.loads(blob)
-            except Exception as e:  # e.g. a module the worker cannot import
-                key = None
-                conn.send(("done", Outcome(trial.number, Status.FAILED, reason=(
-                    f"the worker could not unpickle the training function: {type(e).__name__}: {e}"))))
-                continue
-        trial.device, trial.reporter = torch.device(device), reporter
-        conn.send(("started",))  # the trial's clock (timeout_per_trial) starts now, not at submit
-        outcome = run_trial(fn, trial)
-        conn.send(("done", outcome))
-        del trial
-        release_memory()
+            if msg[0] == "stop":
+                return
+            _, fn_key, blob, trial = msg
+            if fn_key != key:
+                try:
+                    key, fn = fn_key, cloudpickle.loads(blob)
+                except Exception as e:  # e.g. a module the worker cannot import
+                    key = None
+                    conn.send(("done", Outcome(trial.number, Status.FAILED, reason=(
+                        f"the worker could not unpickle the training function: {describe(e)}"))))
+                    continue
+            trial.device, trial.reporter = torch.device(device), reporter
+            conn.send(("started",))  # the trial's clock (timeout_per_trial) starts now, not at submit
+            outcome = run_trial(fn, trial)
+            conn.send(("done", outcome))
+            del trial
+            release_memory()
+    except (EOFError, OSError):  # the driver closed its end, or is gone
+        return
 
 
 class _Worker:
@@ -229,9 +368,10 @@ class _Worker:
         visible, seen_as = _pin(slot)
         self.process = ctx.Process(target=_worker_main, args=(child, seen_as, threads, os.getpid()),
                                    name=f"torchhpo-worker-{slot}", daemon=False)  # daemons may not fork DataLoaders
-        with _environment(CUDA_VISIBLE_DEVICES=visible):  # spawn copies it: set before the child imports torch
-            self.process.start()
+        with _environment(CUDA_VISIBLE_DEVICES=visible, **{WORKER_ENV: "1"}):  # spawn copies them: set before
+            self.process.start()                                                 # the child imports torch
         child.close()
+        self.ready = False  # it said it started (imports done): until then a death means it cannot start at all
         self.key: int | None = None  # the training function this worker holds
         self.trial: Trial | None = None
         self.on_report: Reporter | None = None
@@ -239,10 +379,19 @@ class _Worker:
         self.timeout: float | None = None
 
     def kill(self) -> None:
-        if self.process.is_alive():
+        """Kill the worker and every process in its group (what its trials started), and reap it."""
+        _kill_group(self.process.pid)
+        if self.process.is_alive():  # it had not made its group yet
             self.process.kill()
         self.process.join(5.0)
         self.conn.close()
+
+    def started(self) -> bool:
+        """Whether it said it started, reading what it sent before it died."""
+        with contextlib.suppress(EOFError, OSError):
+            while not self.ready and self.conn.poll():
+                self.ready = self.conn.recv()[0] == "ready"
+        return self.ready
 
 
 def _pin(slot: str) -> tuple[str | None, str]:
@@ -286,7 +435,9 @@ class Processes:
     A worker on ``"cuda:3"`` starts with ``CUDA_VISIBLE_DEVICES=3`` and sees ``trial.device == cuda:0``; a CPU
     worker sees no GPU. The training function travels to each worker once (cloudpickle: functions from
     ``__main__``, closures and lambdas work). A worker that dies (signal, segfault, out of memory) fails its
-    trial with the exit code or signal and is replaced; a trial past its timeout is killed the same way.
+    trial with the exit code or signal and is replaced; a trial past its timeout is killed the same way. Each
+    worker leads a process group, so the processes a trial starts die with its worker. Workers import the main
+    script again: a script without an ``if __name__ == "__main__":`` guard stops with an error that says so.
 
     Args:
         devices: one device per worker group (``["cuda:0", "cuda:1"]``, ``["cpu"] * 2``) or ``"auto"`` (every
@@ -335,12 +486,41 @@ class Processes:
             raise RuntimeError(f"Processes: all {self.slots} workers are busy; wait() for one before submitting")
         key, blob = self._pickled(fn)
         if all(w is None for w in self._workers):  # first use: start every worker now, so they warm up together
+            _refuse_rerun()  # a worker of a worker: the script has no __main__ guard
             self._workers[:] = [_Worker(self._ctx, slot, self.threads) for slot in self._slots]
         w = self._workers[i]
         if w is None or not w.process.is_alive():  # e.g. it died right after sending its last outcome
-            w = self._workers[i] = _Worker(self._ctx, self._slots[i], self.threads)
-        w.conn.send(("run", key, blob if w.key != key else None, trial))
+            w = self._fresh(i)
+        try:
+            w.conn.send(("run", key, blob if w.key != key else None, trial))
+        except OSError:  # it died since: start another (or say why none can start)
+            w.process.join(5.0)
+            w = self._fresh(i)
+            w.conn.send(("run", key, blob, trial))
         w.key, w.trial, w.on_report, w.timeout, w.deadline = key, trial, on_report, timeout, math.inf
+
+    def _fresh(self, i: int) -> _Worker:
+        """A new worker in slot ``i``, in place of the dead one there (killing what its trials left running)."""
+        old = self._workers[i]
+        if old is not None:
+            self._check_started(old)
+            old.kill()
+        self._workers[i] = _Worker(self._ctx, self._slots[i], self.threads)
+        return self._workers[i]
+
+    def _check_started(self, w: _Worker) -> None:
+        """Stop every worker and raise when the dead ``w`` never started: a worker that cannot start would fail
+        every trial the same way, so the study ends at once with why, instead of trial after trial."""
+        if w.process.is_alive() or w.started():
+            return
+        w.process.join(5.0)
+        code = w.process.exitcode
+        self.close()
+        if code == RERAN_EXIT:
+            raise RuntimeError(MAIN_GUARD)
+        raise RuntimeError(f"Processes: the worker process for {w.slot} died while starting, before it could run a "
+                           f"trial ({death_reason(code)}); what it printed above (on stderr) says why (e.g. an import "
+                           "error in your script, or too little memory)")
 
     def _pickled(self, fn: TrainFn) -> tuple[int, bytes]:
         if self._fn is None or self._fn[0] is not fn:
@@ -374,31 +554,43 @@ class Processes:
         return out
 
     def _service(self, w: _Worker) -> list[Outcome]:
-        """Answer ``w``'s reports and collect its outcome; a dead worker fails its trial and is replaced."""
+        """Answer ``w``'s reports and collect its outcome; a dead worker fails its trial and is replaced.
+
+        An error while the driver handles a report fails that trial alone (``_handle``), as on every executor."""
         try:
             while w.conn.poll():
-                msg = w.conn.recv()
+                try:
+                    msg = w.conn.recv()
+                except (EOFError, OSError):
+                    raise
+                except Exception as e:  # only a report can hold the user's objects (its step): answer it
+                    w.conn.send(_Refusal(f"the driver could not read a report: {describe(e)}"))
+                    continue
                 if msg[0] == "done":
                     w.trial = None
                     return [msg[1]]
-                if msg[0] == "started":
+                if msg[0] == "ready":
+                    w.ready = True
+                elif msg[0] == "started":
                     w.deadline = math.inf if w.timeout is None else time.monotonic() + w.timeout
-                    continue
-                decision = w.on_report(*msg[1:]) if w.trial is not None and w.on_report else Decision.CONTINUE
-                w.conn.send(decision)
-        except (EOFError, OSError):
-            pass
+                else:
+                    answer = _handle(w.on_report, *msg[1:]) if w.trial is not None and w.on_report else Decision.CONTINUE
+                    w.conn.send(answer)
+        except (EOFError, OSError):  # its end closed: it is exiting (or it closed the pipe itself: then kill it)
+            w.process.join(5.0)
+            if w.process.is_alive():
+                return [self._replace(w, "the worker's connection to the driver broke (it closed its end)")]
         if w.process.is_alive():
             return []
         w.process.join()
+        self._check_started(w)
         return [self._replace(w, death_reason(w.process.exitcode))]
 
     def _replace(self, w: _Worker, reason: str) -> Outcome:
-        """Kill ``w`` (if still alive), start a fresh worker in its slot, and fail its trial with ``reason``."""
+        """Kill ``w`` and what its trial started, start a fresh worker in its slot, and fail its trial with
+        ``reason``."""
         trial = w.trial
-        w.kill()
-        i = self._workers.index(w)
-        self._workers[i] = _Worker(self._ctx, w.slot, self.threads)
+        self._fresh(self._workers.index(w))
         return Outcome(trial.number, Status.FAILED, reason=reason)
 
     def close(self) -> None:
@@ -418,6 +610,7 @@ class Processes:
 
 
 def _kill_all(workers: list[_Worker | None]) -> None:
+    """The finalizer of a ``Processes`` never closed: no worker, nor what its trials started, outlives it."""
     for w in workers:
         if w is not None:
             w.kill()
@@ -443,7 +636,7 @@ class _Mailbox:
         self._arrived = asyncio.Event()
         self._decisions: dict[int, Any] = {}
 
-    async def report(self, number: int, step: int, value: float) -> Decision:
+    async def report(self, number: int, step: int, value: float) -> Decision | _Refusal:
         import asyncio
 
         decision = asyncio.get_running_loop().create_future()
@@ -471,7 +664,7 @@ class _Mailbox:
         self._started, self._reports = [], []
         return out
 
-    async def decide(self, number: int, decision: Decision) -> None:
+    async def decide(self, number: int, decision: Decision | _Refusal) -> None:
         waiting = self._decisions.pop(number, None)
         if waiting is not None and not waiting.done():
             waiting.set_result(decision)
@@ -483,7 +676,7 @@ def _ray_trial(fn: TrainFn, trial: Trial, mailbox: Any, gpus: float, threads: in
 
     torch.set_num_threads(threads)
     trial.device = torch.device("cuda:0" if gpus > 0 and torch.cuda.is_available() else "cpu")
-    trial.reporter = lambda number, step, value: ray.get(mailbox.report.remote(number, step, value))
+    trial.reporter = lambda number, step, value: _decision(ray.get(mailbox.report.remote(number, step, value)))
     mailbox.start.remote(trial.number)  # the trial's clock (timeout_per_trial) starts now, not at submit
     try:
         return run_trial(fn, trial)
@@ -502,7 +695,8 @@ class Ray:
         address: ``None`` starts (or joins the already started) local Ray; ``"auto"`` joins the cluster this
             machine belongs to (``ray start --head`` / ``ray start --address=...``); ``"ray://host:10001"`` a
             remote one.
-        resources_per_trial: Ray resources of one trial, e.g. ``{"cpu": 1, "gpu": 1}`` (fractions allowed).
+        resources_per_trial: Ray resources of one trial, e.g. ``{"cpu": 1, "gpu": 1}`` (fractions allowed); a
+            ``ValueError`` when no node of the cluster has that much.
         slots: trials at once; default: as many as the cluster's CPUs and GPUs hold.
         threads: ``torch.set_num_threads`` in each trial (default: its CPUs, at least 1).
 
@@ -528,6 +722,11 @@ class Ray:
             ray.init(address=address, include_dashboard=False, logging_level="warning")
         self.resources = res
         total = ray.cluster_resources()
+        unfit = _unfit(res, total, _node_resources(ray))
+        if unfit is not None:  # no trial could ever be scheduled: say so now instead of waiting forever
+            if self._own:
+                ray.shutdown()
+            raise ValueError(unfit)
         fits = [total.get(k.upper(), 0.0) / v for k, v in res.items() if v > 0]
         self.slots = slots or max(1, int(min(fits) + 1e-9))
         self.threads = threads or max(1, int(res["cpu"]))
@@ -580,8 +779,8 @@ class Ray:
                 self._running[ref] = (trial, hook, math.inf if timeout is None else time.monotonic() + timeout, timeout)
         hooks = {trial.number: hook for trial, hook, _, _ in self._running.values()}
         for number, step, value in reports:
-            decision = hooks[number](number, step, value) if number in hooks else Decision.STOP
-            self._mailbox.decide.remote(number, decision)
+            answer = _handle(hooks[number], number, step, value) if number in hooks else Decision.STOP
+            self._mailbox.decide.remote(number, answer)
 
     def _collect(self, ref: Any) -> Outcome:
         ray = _import_ray()
@@ -589,9 +788,10 @@ class Ray:
         try:
             return ray.get(ref)
         except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.OutOfMemoryError) as e:
-            return Outcome(trial.number, Status.FAILED, reason=f"worker died: {str(e).splitlines()[0]}")
+            message = describe(e).partition(": ")[2].strip() or type(e).__name__
+            return Outcome(trial.number, Status.FAILED, reason=f"worker died: {message.splitlines()[0]}")
         except ray.exceptions.RayError as e:  # e.g. the function could not be unpickled on the worker
-            return Outcome(trial.number, Status.FAILED, reason=f"{type(e).__name__}: {e}")
+            return Outcome(trial.number, Status.FAILED, reason=describe(e))
 
     def _expire(self) -> list[Outcome]:
         ray, now, out = _import_ray(), time.monotonic(), []
@@ -615,17 +815,53 @@ class Ray:
             self._own = False
 
 
+def _node_resources(ray: Any) -> list[dict[str, float]]:
+    """The resources of each live node of the Ray cluster (empty when Ray cannot say)."""
+    try:
+        return [dict(node.get("Resources", {})) for node in ray.nodes() if node.get("Alive", True)]
+    except Exception:  # an older or remote Ray without node listings: the cluster's totals still guard
+        return []
+
+
+def _unfit(res: dict[str, float], total: dict[str, float], nodes: list[dict[str, float]]) -> str | None:
+    """Why a trial asking for ``res`` (``{"cpu": 1, "gpu": 0}``) could never be scheduled on a Ray cluster with
+    these ``total`` resources (``{"CPU": 8.0, "GPU": 1.0}``) and ``nodes``, or ``None`` when it fits somewhere."""
+    for key in ("cpu", "gpu"):
+        want, have = res[key], total.get(key.upper(), 0.0)
+        if want > have + 1e-9:
+            fix = (f"drop '{key}' or connect to a cluster with {key.upper()}s" if have == 0 else
+                   f"lower '{key}' to at most {have:g}, or connect to a larger cluster")
+            return (f"Ray: resources_per_trial asks for {_count(want, key)} per trial; this Ray cluster has "
+                    f"{_count(have, key)}: {fix}")
+    if nodes and not any(all(node.get(k.upper(), 0.0) + 1e-9 >= v for k, v in res.items()) for node in nodes):
+        each = "; ".join(f"{_count(n.get('CPU', 0.0), 'cpu')} and {_count(n.get('GPU', 0.0), 'gpu')}" for n in nodes)
+        return (f"Ray: resources_per_trial asks for {_count(res['cpu'], 'cpu')} and {_count(res['gpu'], 'gpu')} per "
+                f"trial, and a trial runs on one node; no node of this Ray cluster has that much (its nodes: {each}): "
+                "lower resources_per_trial to what one node has")
+    return None
+
+
+def _count(n: float, key: str) -> str:
+    """``"1 GPU"``, ``"2 CPUs"``, ``"0.5 GPU"``."""
+    return f"{n:g} {key.upper()}{'s' if n > 1 or n == 0 else ''}"
+
+
 def make_executor(executor: Executor | None, devices: str | list[str] | None = None, *,
                   timeout_per_trial: float | None = None) -> Executor:
     """The executor to use: as given; else ``Processes`` over ``devices`` when they are several (or when
-    ``timeout_per_trial`` needs a worker that can be killed), else ``Inline`` on the one device."""
+    ``timeout_per_trial`` needs a worker that can be killed), else ``Inline`` on the one device.
+
+    A process re-running a script without a ``__main__`` guard is stopped here, before its study starts a trial."""
     if executor is not None:
         if devices is not None:
             raise ValueError("give either executor= or devices=, not both; an executor carries its own devices")
         if timeout_per_trial is not None and isinstance(executor, Inline):
             raise ValueError(INLINE_TIMEOUT)
+        if isinstance(executor, Processes):
+            _refuse_rerun()
         return executor
     found = resolve_devices(devices)
     if len(found) > 1 or timeout_per_trial is not None:
+        _refuse_rerun()
         return Processes(found)
     return Inline(found[0])

@@ -24,7 +24,7 @@ import torch
 
 from torchhpo.space import Config
 
-__all__ = ["Decision", "Status", "Trial", "TrainingDiverged", "TrialPaused", "TrialPruned", "TrialRecord"]
+__all__ = ["Decision", "ReportFailed", "Status", "Trial", "TrainingDiverged", "TrialPaused", "TrialPruned", "TrialRecord"]
 
 
 class Status(enum.Enum):
@@ -55,6 +55,12 @@ class TrialPruned(Exception):
 
 class TrainingDiverged(ValueError):
     """Raised by ``trial.report`` for a NaN or infinite value; the trial then FAILS (the study goes on)."""
+
+
+class ReportFailed(RuntimeError):
+    """Raised by ``trial.report`` when the driver could not handle the report (its storage or scheduler raised);
+    the message names the driver's error. The trial then FAILS with that reason, even if the training function
+    catches this exception, and the study goes on."""
 
 
 class TrialPaused(Exception):
