@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import torchhpo as th
+from torchhpo import cli
 from torchhpo.schedulers import ASHA, Hyperband, MedianStopping, SuccessiveHalving
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,5 +181,52 @@ def test_ray_honours_stop_budget_and_callbacks():
         spent = sum(max(t.reports, default=0) for t in study.trials)
         assert 40 <= spent < 40 + 2 * E and ended
         assert sorted(ended) == sorted(t.number for t in study.trials if t.status.finished)
+        study = th.Study(SPACE, max_epochs=E, seed=0)
+        study.optimize(_slow, n_trials=200, target=0.2, executor=th.Ray(), progress=False)
+        assert study.best.value <= 0.2 and len(study.trials) < 200
+        study = th.Study(SPACE, max_epochs=E, seed=0)
+        study.optimize(_slow, n_trials=200, executor=th.Ray(), progress=False,
+                       callbacks=[lambda s, r: s.stop() if r.number >= 3 else None])
+        assert 4 <= len(study.trials) <= 4 + 2  # 2 slots: at most the running ones finish after the stop
     finally:
         ray.shutdown()
+
+
+def _with_attrs(config, trial):
+    trial.set_attr("params", 1234)
+    for epoch in trial.epochs():
+        trial.set_attr("last_epoch", epoch)
+        trial.report(_loss(config, epoch + 1))
+    trial.set_attr("test_acc", 0.5 + config["x"] / 4)
+    return _loss(config, E)
+
+
+@pytest.mark.parametrize("executor", sorted(EXECUTORS))
+def test_user_attributes_are_stored_and_shown(tmp_path, executor, capsys):
+    path = tmp_path / "a.db"
+    study = th.Study(SPACE, scheduler="asha", max_epochs=E, storage=path, seed=0)
+    study.optimize(_with_attrs, n_trials=6, executor=EXECUTORS[executor](), progress=False)
+    done = [t for t in study.trials if t.status is th.Status.COMPLETED]
+    assert done and all(t.user_attrs == {"params": 1234, "last_epoch": E - 1, "test_acc": 0.5 + t.config["x"] / 4}
+                        for t in done)
+    pruned = [t for t in study.trials if t.status is th.Status.PRUNED]
+    assert all(t.user_attrs["params"] == 1234 and "test_acc" not in t.user_attrs for t in pruned)
+    study.close()
+    again = th.Study.load(path, readonly=True)
+    assert [t.user_attrs for t in again.trials] == [t.user_attrs for t in study.trials]
+    assert cli.main(["show", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "| last_epoch | params | test_acc |" in out and "| 1234 |" in out
+
+
+def test_set_attr_by_hand_and_what_it_refuses():
+    study = th.Study(SPACE, seed=0)
+    trial = study.ask()
+    trial.set_attr("note", {"a": [1, 2]})
+    study.tell(trial, 1.0)
+    assert study.trials[0].user_attrs == {"note": {"a": [1, 2]}}
+    for key, value in (("t", __import__("torch").ones(2)), ("nan", float("nan")), ("o", object())):
+        with pytest.raises(TypeError, match="must be JSON"):
+            trial.set_attr(key, value)
+    with pytest.raises(TypeError, match="key must be a non-empty str"):
+        trial.set_attr(3, 1)

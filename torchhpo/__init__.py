@@ -20,7 +20,7 @@ from torchhpo.space import Choice, Float, Int, Space
 from torchhpo.storage import MemoryStorage, SQLiteStorage
 from torchhpo.study import FailingTrials, SearchExhausted, Study, tune
 from torchhpo.tpe import TPE
-from torchhpo.trial import Decision, Status, Trial, TrialPaused, TrialPruned, TrialRecord
+from torchhpo.trial import Decision, ReportFailed, Status, Trial, TrialPaused, TrialPruned, TrialRecord
 
 __version__ = "0.1.0"
 
@@ -41,6 +41,7 @@ __all__ = [
     "Processes",
     "RandomSearch",
     "Ray",
+    "ReportFailed",
     "SQLiteStorage",
     "SearchExhausted",
     "Sobol",

@@ -48,18 +48,23 @@ def _print_best(study: Study) -> None:
         print(f"  {k:<14} {v:.4g}" if isinstance(v, float) else f"  {k:<14} {v}")
 
 
+def _cell(value: object) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value).replace("|", "/")
+
+
 def _show(args: argparse.Namespace) -> int:
     study = Study.load(args.path, name=args.name, readonly=True)  # looking never writes
     trials = sorted(study.trials, key=lambda t: (t.score is None, -(t.score or 0.0)))
     names = study.space.names
+    extra = sorted({k for t in trials[: args.top] for k in t.user_attrs})  # trial.set_attr's
     counts = Counter(t.status.value for t in trials)
     print(f"study '{study.name}' ({study.mode}imize), {len(trials)} trials: "
           + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
-    print("| # | status | value | epochs | " + " | ".join(names) + " | reason |")
-    print("|---" * (5 + len(names)) + "|")
+    print("| # | status | value | epochs | " + " | ".join([*names, *extra]) + " | reason |")
+    print("|---" * (5 + len(names) + len(extra)) + "|")
     for t in trials[: args.top]:
         value = "" if t.value is None else f"{t.value:.4g}"
-        cells = [f"{t.config[n]:.3g}" if isinstance(t.config[n], float) else str(t.config[n]) for n in names]
+        cells = [_cell(t.config[n]) for n in names] + [_cell(t.user_attrs.get(k, "")) for k in extra]
         reason = (t.reason or "").strip().splitlines()[0] if (t.reason or "").strip() else ""
         print(f"| {t.number} | {t.status.value} | {value} | {max(t.reports, default=0)} | " + " | ".join(cells)
               + f" | {reason.replace('|', '/')} |")

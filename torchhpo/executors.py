@@ -21,7 +21,7 @@ import time
 import traceback
 import weakref
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_any
 from typing import Any, Protocol, runtime_checkable
@@ -46,6 +46,7 @@ class Outcome:
     value: float | None = None
     reason: str | None = None
     seconds: float = 0.0  # time spent inside the user's function
+    attrs: dict[str, Any] = field(default_factory=dict)  # what the trial stored with trial.set_attr
 
 
 def run_trial(fn: TrainFn, trial: Trial) -> Outcome:
@@ -97,7 +98,8 @@ def run_trial(fn: TrainFn, trial: Trial) -> Outcome:
         status, reason = Status.FAILED, str(refused)
     if status is Status.FAILED:
         value = None
-    return Outcome(trial.number, status, None if value is None else float(value), reason, time.perf_counter() - start)
+    return Outcome(trial.number, status, None if value is None else float(value), reason, time.perf_counter() - start,
+                   dict(trial.user_attrs))
 
 
 EXPECTED_VALUE = ("expected a real number: a Python int or float, a NumPy scalar or a 0-d tensor (e.g. loss.item()), "

@@ -157,6 +157,8 @@ class Call:
         study = self.study
         record = study._records[outcome.number]
         record.attrs["seconds"] = record.attrs.get("seconds", 0.0) + outcome.seconds  # summed over resumes
+        if outcome.attrs:
+            record.attrs["user"] = {**record.user_attrs, **outcome.attrs}
         if record.status.finished:  # already told (e.g. by a callback's study.tell or another driver)
             return
         study.tell(outcome.number, outcome.value, status=outcome.status, reason=outcome.reason)

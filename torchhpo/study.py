@@ -115,6 +115,7 @@ class Study:
         self._heart: Heartbeat | None = None
         self._epochs = sum(max(r.reports, default=0) for r in self._records)  # epochs reported, all trials
         self._stopping = False  # study.stop() was called
+        self._closed = False
         self._reaped_at = -math.inf
         self._call: Any = None  # the optimize call under way (loop.Call): tell reports each end to it
         self._settled = False  # settings written and paused trials checked, at the first trial this object starts
@@ -164,7 +165,9 @@ class Study:
         return cls(space, mode=mode, storage=storage, name=name, **kwargs)
 
     def close(self) -> None:
-        """Stop the heartbeat, leave the file complete on disk (safe to copy) and close it."""
+        """Stop the heartbeat, leave the file complete on disk (safe to copy) and close it. The trials stay
+        readable (``study.trials``, ``study.best``: as they were at the close); ``ask``/``tell`` no longer work."""
+        self._closed = True
         if self._heart is not None:
             self._heart.stop()
             self._heart = None
@@ -200,13 +203,15 @@ class Study:
             raise ValueError(f"no trial has completed yet{why}; run study.optimize(...) or tell a value first")
 
     def to_dataframe(self) -> Any:
-        """The trials as a pandas DataFrame: number, status, value, duration, reason and one column per parameter."""
+        """The trials as a pandas DataFrame: number, status, value, duration, reason, one column per parameter
+        (``config.lr``) and per user attribute (``attr.test_acc``, from ``trial.set_attr``)."""
         try:
             import pandas as pd
         except ImportError as e:
             raise ImportError("to_dataframe needs pandas: pip install pandas") from e
         rows = [{"number": r.number, "status": r.status.value, "value": r.value, "duration": r.duration,
-                 "reason": r.reason, **{f"config.{k}": v for k, v in r.config.items()}} for r in self.trials]
+                 "reason": r.reason, **{f"config.{k}": v for k, v in r.config.items()},
+                 **{f"attr.{k}": v for k, v in r.user_attrs.items()}} for r in self.trials]
         return pd.DataFrame(rows)
 
     def _note(self, record: TrialRecord) -> None:
@@ -221,6 +226,8 @@ class Study:
 
     def _sync(self) -> None:
         """Take in what other drivers of this study wrote since the last look (nothing to read with one driver)."""
+        if self._closed:
+            return
         records, reports = self.storage.changes()
         for record in records:
             record.sign, record.config = self.sign, self.space.validate(record.config)
@@ -413,10 +420,10 @@ class Study:
                                  "before study.tell, and not after trial.report raised TrialPruned or TrialPaused)")
             if self.fidelity == "data":
                 return self._report_data(record, step, value)
+            self.storage.add_report(number, step, value)  # first: a report the storage refuses is not kept
             self._epochs += max(0, step - max(record.reports, default=0))
             record.reports[step] = value
             self._records.touch(number)
-            self.storage.add_report(number, step, value)
             if self.scheduler is None:
                 return Decision.CONTINUE
             self._sync()
@@ -428,9 +435,9 @@ class Study:
         trial = self._live[record.number]
         rungs = self.scheduler.rungs(record)
         rung = round(trial.fidelity * rungs[-1])
+        self.storage.add_report(record.number, rung, value)
         record.reports[rung] = value
         self._records.touch(record.number)
-        self.storage.add_report(record.number, rung, value)
         if trial.max_epochs is not None and step < trial.max_epochs:
             return Decision.CONTINUE
         self._sync()
@@ -452,6 +459,8 @@ class Study:
             record = self._records[number]
             if record.status.finished:
                 raise ValueError(f"tell: trial {number} is already {record.status.value}; each trial is told once")
+            if isinstance(trial, Trial) and trial.user_attrs:  # ask/tell: what it stored with set_attr
+                record.attrs["user"] = {**record.user_attrs, **trial.user_attrs}
             if status is None:
                 if value is None:
                     raise ValueError("tell: give the trial's value, or a status such as Status.FAILED")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import json
 import math
 import operator
 import os
@@ -105,6 +106,11 @@ class TrialRecord:
                            self.started, self.finished, dict(self.attrs), self.sign)
 
     @property
+    def user_attrs(self) -> dict[str, Any]:
+        """What the training function stored with ``trial.set_attr`` (kept in ``attrs["user"]``)."""
+        return self.attrs.get("user", {})
+
+    @property
     def duration(self) -> float | None:
         return None if self.finished is None else self.finished - self.started
 
@@ -145,6 +151,7 @@ class Trial:
         self.last_step = 0
         self.pruned = False
         self.resumed = False  # True when the study resumed this trial from PAUSED (its checkpoint has the state)
+        self.user_attrs: dict[str, Any] = {}  # set_attr's, sent to the study with the trial's outcome
         self._epoch: int | None = None
 
     def __getstate__(self) -> dict[str, Any]:  # the reporter is wired again where the trial runs
@@ -206,6 +213,25 @@ class Trial:
             raise TrialPruned(f"trial {self.number} pruned at step {step}")
         if decision is Decision.PAUSE:
             raise TrialPaused(f"trial {self.number} paused at step {step}")
+
+    def set_attr(self, key: str, value: Any) -> None:
+        """Store ``value`` with the trial's record under ``key``: what you log beside the metric (test accuracy,
+        parameter count, seconds per epoch). JSON values only (numbers, strings, bools, None, lists, dicts); the
+        study keeps them in ``record.user_attrs`` (SQLite too) when the trial ends, and ``torchhpo show`` lists
+        them.
+
+        Raises:
+            TypeError: ``key`` is not a str, or ``value`` cannot be stored as JSON.
+        """
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"trial.set_attr: key must be a non-empty str, got {key!r}")
+        try:
+            value = json.loads(json.dumps(value, allow_nan=False))
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"trial.set_attr({key!r}, ...): the value must be JSON (numbers, strings, bools, None, "
+                            f"lists, dicts; finite floats), got {type(value).__name__}: {e}; convert it first, "
+                            "e.g. float(tensor) or array.tolist()") from e
+        self.user_attrs[key] = value
 
     # --- checkpoints ------------------------------------------------------------------------------------------
     @property
