@@ -17,6 +17,7 @@ Optuna's TPE keeps the config it suggested (its ask/tell API records its own sug
     python benchmarks/multifidelity.py --slots 4        # 4 simulated workers (ASHA's setting)
     python benchmarks/multifidelity.py --table digits_mlp --min-epochs 3    # the second task
     python benchmarks/multifidelity.py --real           # real training: 9 epochs, budget 12 full runs, 2 seeds
+    python benchmarks/multifidelity.py --ask-tell       # every method through ask/tell: the same numbers
     python benchmarks/multifidelity.py --quick          # smoke run: 2 seeds, small budget, no GP/Optuna
 """
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import platform
 import sys
 import tempfile
@@ -114,6 +116,54 @@ def run_table(curves: Curves, searcher: Any, scheduler: Any, seed: int, budget: 
         pass
     rows = {t.number: curves.row(t.config) for t in study.trials}
     return Run(ex.events, {n: (float(curves.val_loss[r, -1]), float(curves.test_acc[r, -1])) for n, r in rows.items()})
+
+
+def run_table_ask_tell(curves: Curves, searcher: Any, scheduler: Any, seed: int, budget: int) -> Run:
+    """``run_table`` with one worker, driven through ``study.ask``/``tell``/``settle`` as docs/ask-tell.md does:
+    the same events and results as ``optimize`` on the simulated clock."""
+    E = curves.epochs
+    study = th.Study(curves.space, mode="min", searcher=Tabulated(curves, searcher), scheduler=scheduler,
+                     seed=seed, max_epochs=E)
+    events: list[Event] = []
+    clock, spent, saved = 0.0, 0, {}
+
+    def replay(trial: th.Trial) -> None:  # "trains" the trial from its table row, from where it stopped
+        nonlocal clock, spent
+        row = curves.row(trial.config)
+        value = math.nan
+        for epoch in range(saved.get(trial.number, 0), min(trial.max_epochs or E, E)):
+            clock += float(curves.seconds[row, epoch])
+            spent += 1
+            value = float(curves.val_loss[row, epoch])
+            if not math.isfinite(value):
+                study.tell(trial, status=th.Status.FAILED, reason="the training diverged (tabulated)")
+                return
+            events.append(Event(clock, spent, trial.number, epoch + 1, value))
+            saved[trial.number] = epoch + 1
+            try:
+                trial.report(value, step=epoch + 1)
+            except th.TrialPruned:
+                study.tell(trial, status=th.Status.PRUNED)
+                return
+            except th.TrialPaused:
+                study.tell(trial, status=th.Status.PAUSED)
+                return
+        study.tell(trial, value)
+
+    new = 0
+    while True:
+        if new < len(curves.configs):
+            trial = study.ask()
+            new += not trial.resumed
+        elif not (trials := study.settle(1)):
+            break
+        else:
+            trial = trials[0]
+        if len(events) >= budget:  # as _Budget: the next trial is asked, then the budget is found spent
+            break
+        replay(trial)
+    rows = {t.number: curves.row(t.config) for t in study.trials}
+    return Run(events, {n: (float(curves.val_loss[r, -1]), float(curves.test_acc[r, -1])) for n, r in rows.items()})
 
 
 def run_optuna(curves: Curves, seed: int, budget: int, r: int) -> Run:
@@ -315,8 +365,11 @@ def main() -> None:
     p.add_argument("--table", default="digits_cnn", help="a shipped table (digits_cnn, digits_mlp) or a curves file")
     p.add_argument("--methods", default=None, help="comma-separated subset of the methods (default: all)")
     p.add_argument("--tag", default="", help="suffix of the result files, for a partial run")
+    p.add_argument("--ask-tell", action="store_true", help="drive every method through ask/tell (1 worker, tables)")
     p.add_argument("--quick", action="store_true")
     a = p.parse_args()
+    if a.ask_tell and (a.real or a.slots != 1):
+        p.error("--ask-tell drives one simulated worker on a table: drop --real and --slots")
     keep = None if a.methods is None else {m.strip() for m in a.methods.split(",")}
 
     def chosen(table: dict[str, Any]) -> dict[str, Any]:  # the reference method always runs: it sets the target
@@ -340,7 +393,10 @@ def main() -> None:
         E = curves.epochs
         budget = (6 if a.quick else a.budget) * E
         for m, (searcher, sched) in chosen(methods(E, a.min_epochs, with_gp=not a.quick)).items():
-            runs[m] = [run_table(curves, searcher(s), sched(s), s, budget, a.slots) for s in seeds]
+            if a.ask_tell:
+                runs[m] = [run_table_ask_tell(curves, searcher(s), sched(s), s, budget) for s in seeds]
+            else:
+                runs[m] = [run_table(curves, searcher(s), sched(s), s, budget, a.slots) for s in seeds]
         optuna_wanted = keep is None or "optuna TPE + HyperbandPruner" in keep
         if not a.quick and a.slots == 1 and optuna_wanted and importlib.util.find_spec("optuna") is not None:
             runs["optuna TPE + HyperbandPruner"] = [run_optuna(curves, s, budget, a.min_epochs) for s in seeds]
@@ -351,7 +407,7 @@ def main() -> None:
                   f"epochs; budget {budget} epochs = {budget // E} full runs; {a.slots} simulated worker(s); "
                   f"first rung {a.min_epochs} epoch(s), eta 3)\n\n"
                   f"{meta}; table made with {curves.meta.get('torch', '?')}")
-    out = Path(tempfile.mkdtemp()) if a.quick else RESULTS  # a smoke run leaves the published results alone
+    out = Path(tempfile.mkdtemp()) if a.quick or a.ask_tell else RESULTS  # published results: optimize's
     losses = None if a.real else curves.val_loss[:, -1]
     text = (report(runs, E, budget, header, out / f"{name}.png", a.min_epochs, losses)
             + f"\n\n({time.time() - start:.0f} s to run)\n")
