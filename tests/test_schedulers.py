@@ -488,7 +488,8 @@ def _hand(twin, mode="min"):
 
     def start():
         h.append(th.TrialRecord(len(h), {"x": 0.5}, sign=sign))
-        twin.on_start(h[-1], h)
+        if hasattr(twin, "on_start"):
+            twin.on_start(h[-1], h)
         return h[-1].number
 
     def report(number, step, value):
@@ -532,3 +533,46 @@ def test_a_trial_started_again_keeps_its_own_cohort_slot():
     del h[3].attrs["cohort"]  # a record whose slot is gone frees room: the next trial fills it
     h.touch(3)
     assert h[start()].attrs["cohort"] == 0
+
+
+def test_median_stopping_sees_every_change_of_a_record():
+    twin = _Twin("median")  # min_trials=3
+    h, start, report = _hand(twin, mode="max")
+    for i in range(8):  # at step 2: 0.02, 0.12, ... 0.72 (median 0.37); at step 3: 0.03 ... 0.73 (0.38)
+        start()
+        for step in (1, 2, 3):
+            report(i, step, 0.1 * ((3 * i) % 8) + 0.01 * step)
+    r = h[0]
+    r.reports[2], r.reports[4] = 0.95, 0.2  # a report overwritten and one added, each logged: the median is 0.47
+    h.touch(0)
+    h.touch(0)
+    report(start(), 1, 0.4)
+    assert report(8, 2, 0.3) is th.Decision.STOP  # its best, 0.4, is under the new median
+    r.reports[3] = 0.99  # overwritten alone: the median at step 3 is 0.48
+    h.touch(0)
+    h[8].status = th.Status.RUNNING
+    assert report(8, 3, 0.3) is th.Decision.STOP
+    r.reports[5] = 0.9
+    r.reports[3] = 0.03  # out of order: the step added last is not the one changed last
+    h.touch(0)
+    h.touch(0)
+    assert report(8, 3, 0.3) is th.Decision.CONTINUE
+    for i in (0, 3):  # the two worst at step 3 leave every step: the median rises to 0.48
+        h[i].status = th.Status.FAILED
+        h.touch(i)
+    assert report(8, 3, 0.3) is th.Decision.STOP
+
+
+def test_median_stopping_indexes_a_long_curve_report_by_report():
+    sched = MedianStopping(warmup_epochs=1, min_trials=5)
+    study = th.Study(SPACE, mode="min", scheduler=sched)
+    for _ in range(5):
+        trial = study.ask()
+        for step in (1, 2):
+            trial.report(10.0 + step)
+        study.tell(trial, 10.0)
+    trial = study.ask()
+    for step in range(1, 3001):
+        trial.report(1.0 / step)
+    assert len(sched._steps[2]) == 6 and len(sched._steps) == 2999
+    assert sched._seen[5][0] == study.trials[5].reports

@@ -121,10 +121,11 @@ class _Cached:
         raise NotImplementedError
 
     def _touch(self, record: TrialRecord) -> None:
-        self._dirty.add(record.number)
+        if "_dirty" in self.__dict__:  # else nothing is indexed yet (a subclass that skipped __init__)
+            self._dirty.add(record.number)
 
     def _sync(self, peers: Sequence[TrialRecord]) -> None:
-        if isinstance(peers, History) and peers.token is self._token:
+        if "_dirty" in self.__dict__ and isinstance(peers, History) and peers.token is self._token:
             numbers = self._dirty.union(peers.changed_since(self._cursor))
             if all(n < len(peers) and peers[n].number == n for n in numbers):
                 for n in numbers:
@@ -418,7 +419,7 @@ class MedianStopping(_Cached):
         2
     """
 
-    _CACHE = (*_Cached._CACHE, "_steps", "_at")
+    _CACHE = (*_Cached._CACHE, "_steps", "_seen")
 
     def __init__(self, warmup_epochs: int = 1, min_trials: int = 5) -> None:
         for what, v, low in (("warmup_epochs", warmup_epochs, 0), ("min_trials", min_trials, 1)):
@@ -430,22 +431,36 @@ class MedianStopping(_Cached):
     def _reset(self) -> None:
         super()._reset()
         self._steps: dict[int, list[_Key]] = {}  # step -> (score, number) of the non-failed trials there, ascending
-        self._at: dict[int, dict[int, _Key]] = {}  # number -> its entries in _steps
+        self._seen: dict[int, tuple[dict[int, float], int, bool]] = {}  # number -> (reports, sign, failed) indexed
+
+    def _entries(self, number: int, reports: dict[int, float], sign: int, failed: bool) -> dict[int, _Key]:
+        return {} if failed else {s: (sign * v, number) for s, v in reports.items() if s > self.warmup_epochs}
 
     def _update(self, record: TrialRecord) -> None:
-        n = record.number
-        new = {} if record.status is Status.FAILED else {
-            s: (record.sign * v, n) for s, v in record.reports.items() if s > self.warmup_epochs}
-        _reindex(self._steps, self._at.pop(n, {}), new)
-        if new:
-            self._at[n] = new
+        n, reports, sign, failed = record.number, record.reports, record.sign, record.status is Status.FAILED
+        seen = self._seen.get(n)
+        if seen is not None and seen[1:] == (sign, failed):  # the usual changes, checked at C speed
+            snap = seen[0]
+            if len(reports) == len(snap) + 1 and (last := next(reversed(reports))) not in snap:
+                snap[last] = reports[last]
+                if snap == reports:  # one new report and nothing else
+                    if last > self.warmup_epochs and not failed:
+                        insort(self._steps.setdefault(last, []), (sign * reports[last], n))
+                    return
+                del snap[last]
+            elif snap == reports:  # its status or attrs changed, not its reports
+                return
+        old = {} if seen is None else self._entries(n, *seen)
+        _reindex(self._steps, old, self._entries(n, reports, sign, failed))
+        self._seen[n] = (dict(reports), sign, failed)
 
     def on_report(self, trial: TrialRecord, step: int, score: float, peers: Sequence[TrialRecord]) -> Decision:
-        if step <= self.warmup_epochs:
+        if step <= self.warmup_epochs or len(peers) < self.min_trials:  # too few others, whatever they reported
             return Decision.CONTINUE
         self._sync(peers)
         there = self._steps.get(step, [])
-        own = self._at.get(trial.number, {}).get(step)  # the others' scores: ``there`` without this trial's
+        reports, sign, failed = self._seen.get(trial.number, ({}, 1, True))  # the others: ``there`` without its own
+        own = None if failed or step not in reports else (sign * reports[step], trial.number)
         skip = len(there) if own is None else bisect_left(there, own)
         count = len(there) - (own is not None)
         if count < self.min_trials:
