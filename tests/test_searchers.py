@@ -80,7 +80,10 @@ def _old_ask(space, points, shuffle, seed, trials, n):
 def test_lazy_grid_gives_the_configs_of_the_list_in_its_order(points, shuffle):
     for seed in (0, 1, 2**40 + 3):
         want = _old_configs(GRID_SPACE, points, shuffle, seed)
-        assert th.GridSearch(points, shuffle=shuffle, seed=seed).configs(GRID_SPACE) == want
+        grid = th.GridSearch(points, shuffle=shuffle, seed=seed)
+        assert grid.configs(GRID_SPACE) == want
+        grid.points, grid.shuffle = 2, not shuffle  # settings changed later: a new grid
+        assert grid.ask(GRID_SPACE, [], 100) == _old_configs(GRID_SPACE, 2, not shuffle, seed)
 
 
 @pytest.mark.parametrize("shuffle", [False, True])

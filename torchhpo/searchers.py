@@ -88,6 +88,7 @@ class GridSearch:
     """
 
     WARN_POINTS = 100_000
+    _CACHE = ("_lazy", "_token", "_seen", "_counted", "_next", "_warned")
 
     def __init__(self, points: int | Mapping[str, int] | None = None, *, shuffle: bool = False,
                  seed: int | None = None) -> None:
@@ -105,7 +106,7 @@ class GridSearch:
         self._warned = False
 
     def __getstate__(self) -> dict[str, Any]:  # the caches (a permutation of the grid) are rebuilt on first use
-        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+        return {k: v for k, v in self.__dict__.items() if k not in self._CACHE}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -113,8 +114,11 @@ class GridSearch:
 
     def _grid_of(self, space: Space) -> _Grid:
         """The grid in visiting order, as a sequence that computes each point when indexed."""
-        if self._lazy is None or not (self._lazy.space is space or self._lazy.space == space):
-            self._lazy = _Grid(space, self.points, self.seed if self.shuffle else None)
+        seed = self.seed if self.shuffle else None
+        lazy = self._lazy
+        if lazy is None or not (lazy.space is space or lazy.space == space) or (lazy.points, lazy.seed) != (
+                self.points, seed):
+            self._lazy = _Grid(space, self.points, seed)
             self._token = None
         return self._lazy
 
@@ -151,13 +155,14 @@ class GridSearch:
 
 class _Grid(Sequence[Config]):
     """``space.grid(points)``, shuffled by ``np.random.default_rng(seed).shuffle`` when ``seed`` is given, without
-    building it: point ``i`` from the mixed-radix digits of ``i`` (or of ``order[i]``, the same permutation of the
-    indices that shuffling the list applies)."""
+    building it: point ``i`` from the mixed-radix digits of ``i`` (or of ``permutation[i]``: shuffling the list applies
+    that permutation of the indices, drawn from the same generator)."""
 
     def __init__(self, space: Space, points: int | Mapping[str, int] | None, seed: int | None) -> None:
         self.space, self.axes = space, space.grid_axes(points)
-        self.size = math.prod(len(axis) for axis in self.axes)
-        self.order = None if seed is None else np.random.default_rng(seed).permutation(self.size)
+        self.points = dict(points) if isinstance(points, Mapping) else points
+        self.seed, self.size = seed, math.prod(len(axis) for axis in self.axes)
+        self._order: np.ndarray | None = None  # the permutation (size int64s), drawn at the first point asked for
 
     def __len__(self) -> int:
         return self.size
@@ -165,7 +170,9 @@ class _Grid(Sequence[Config]):
     def __getitem__(self, i: int) -> Config:  # type: ignore[override]  # ints only
         if not -self.size <= i < self.size:
             raise IndexError(f"grid index {i} out of range for {self.size} points")
-        j = int(self.order[i]) if self.order is not None else i % self.size
+        if self.seed is not None and self._order is None:
+            self._order = np.random.default_rng(self.seed).permutation(self.size)
+        j = int(self._order[i]) if self._order is not None else i % self.size
         values = []
         for axis in reversed(self.axes):
             j, digit = divmod(j, len(axis))
