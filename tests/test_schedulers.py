@@ -1,13 +1,24 @@
 """Schedulers: the contract suite, the paper's bracket table, SHA's top-1/eta, pause/resume from checkpoints,
-ASHA's promotions without waiting, median stopping, errors."""
+ASHA's promotions without waiting, median stopping, errors; the incremental index against the O(n) rules it
+replaced (kept here as the oracle), decision for decision."""
 
 from __future__ import annotations
 
+import functools
+import itertools
+import pickle
+import statistics
+import zlib
+from collections import Counter
+
+import numpy as np
 import pytest
 import torch
 
 import torchhpo as th
-from torchhpo.schedulers import ASHA, Hyperband, MedianStopping, SuccessiveHalving, make_scheduler
+from torchhpo.history import History
+from torchhpo.schedulers import ASHA, Hyperband, MedianStopping, SuccessiveHalving, _ranked, _reached, _rung_index, make_scheduler
+from torchhpo.simulate import Curves, Simulated, Tabulated
 from torchhpo.testing import check_scheduler
 
 SPACE = th.Space({"x": th.Float(0.0, 1.0)})
@@ -242,3 +253,328 @@ def test_a_scheduler_may_choose_the_budget_of_a_new_trial():
     study = _run(Short(), [0.1, 0.2, 0.3], _linear([]), max_epochs=4)
     assert [max(t.reports) for t in study.trials] == [4, 2, 4]
     assert study.trials[1].attrs["max_epochs"] == 2
+
+
+# --- the index: the same decisions as the O(n) rules it replaced ------------------------------------------------
+class _OldSynchronous:
+    """The rules of _Synchronous before the index, scanning every peer at each call (the oracle)."""
+
+    def __init__(self, brackets, eta):
+        self.brackets, self.eta = brackets, eta
+        self._by_s = {b.s: b for b in brackets}
+        self._closed = set()
+
+    def rungs(self, record):
+        return self._by_s[record.attrs["bracket"]].rungs
+
+    def on_start(self, record, peers):
+        counts = Counter((r.attrs["cohort"], r.attrs["bracket"]) for r in peers
+                         if r.number != record.number and "cohort" in r.attrs)
+        for cohort in itertools.count():
+            for b in self.brackets:
+                if (cohort, b.s) not in self._closed and counts[(cohort, b.s)] < b.n:
+                    record.attrs.update(bracket=b.s, cohort=cohort)
+                    return
+
+    def _winners(self, record, k, peers):
+        key = (record.attrs["cohort"], record.attrs["bracket"])
+        bracket = self._by_s[key[1]]
+        entrants = [r for r in peers if (r.attrs.get("cohort"), r.attrs.get("bracket")) == key]
+        if len(entrants) < bracket.n and key not in self._closed:
+            return None
+        for step in bracket.rungs[: k + 1]:
+            if any(step not in r.reports and not r.status.finished for r in entrants):
+                return None
+            entrants = _ranked(entrants, step)[: max(1, len(entrants) // self.eta)]
+        return {r.number for r in entrants}
+
+    def on_report(self, trial, step, score, peers):
+        k = _rung_index(self, trial, step, peers)
+        if k is None:
+            return th.Decision.CONTINUE
+        winners = self._winners(trial, k, peers)
+        if winners is None:
+            return th.Decision.PAUSE
+        return th.Decision.CONTINUE if trial.number in winners else th.Decision.STOP
+
+    def promote(self, peers, drain=False):
+        paused = [r for r in peers if r.status is th.Status.PAUSED and "bracket" in r.attrs]
+        if drain:
+            self._closed.update((r.attrs["cohort"], r.attrs["bracket"]) for r in paused)
+        out = {}
+        for r in paused:
+            winners = self._winners(r, _reached(r, self.rungs(r)), peers)
+            if winners is not None:
+                out[r.number] = th.Decision.CONTINUE if r.number in winners else th.Decision.STOP
+        return out
+
+
+class _OldASHA:
+    """The rules of ASHA before the index (the oracle)."""
+
+    def __init__(self, brackets, eta, seed):
+        self.brackets, self.eta, self.seed = brackets, eta, seed or 0
+
+    def rungs(self, record):
+        return self.brackets[record.attrs["bracket"]].rungs
+
+    def on_start(self, record, peers):
+        record.attrs["bracket"] = zlib.crc32(f"{self.seed}:{record.number}".encode()) % len(self.brackets)
+
+    def _promotable(self, record, k, peers, least=0):
+        step = self.rungs(record)[k]
+        rung = _ranked([r for r in peers if r.attrs.get("bracket") == record.attrs["bracket"]], step)
+        return record.number in {r.number for r in rung[: max(least, len(rung) // self.eta)]}
+
+    def on_report(self, trial, step, score, peers):
+        k = _rung_index(self, trial, step, peers)
+        if k is None:
+            return th.Decision.CONTINUE
+        if k < trial.attrs.get("rung", 0) or self._promotable(trial, k, peers):
+            trial.attrs["rung"] = max(trial.attrs.get("rung", 0), k + 1)
+            return th.Decision.CONTINUE
+        return th.Decision.PAUSE
+
+    def promote(self, peers, drain=False):
+        paused = [r for r in peers if r.status is th.Status.PAUSED and "bracket" in r.attrs]
+        out = {}
+        for r in sorted(paused, key=lambda r: (-_reached(r, self.rungs(r)), r.number)):
+            k = _reached(r, self.rungs(r))
+            if k < r.attrs.get("rung", 0) or self._promotable(r, k, peers, least=int(drain)):
+                r.attrs["rung"] = k + 1
+                out[r.number] = th.Decision.CONTINUE
+            elif drain:
+                out[r.number] = th.Decision.STOP
+        return out
+
+
+class _OldMedian:
+    """The rule of MedianStopping before the index (the oracle)."""
+
+    def __init__(self, warmup_epochs, min_trials):
+        self.warmup_epochs, self.min_trials = warmup_epochs, min_trials
+
+    def on_report(self, trial, step, score, peers):
+        if step <= self.warmup_epochs:
+            return th.Decision.CONTINUE
+        others = [r.sign * r.reports[step] for r in peers
+                  if r.number != trial.number and step in r.reports and r.status is not th.Status.FAILED]
+        if len(others) < self.min_trials:
+            return th.Decision.CONTINUE
+        best = max(v for s, v in trial.scores.items() if s <= step)
+        return th.Decision.STOP if best < statistics.median(others) else th.Decision.CONTINUE
+
+
+def _pair(name):
+    """A fresh (scheduler under test, oracle) pair."""
+    if name == "median":
+        return MedianStopping(warmup_epochs=1, min_trials=3), _OldMedian(1, 3)
+    if name.startswith("asha"):
+        new = ASHA(1, 9, brackets=int(name[-1]), seed=3)
+        return new, _OldASHA(new.brackets, new.eta, 3)
+    new = Hyperband(1, 9) if name == "hyperband" else SuccessiveHalving(1, 9)
+    return new, _OldSynchronous(new.brackets, new.eta)
+
+
+class _Twin:
+    """Answers with the scheduler under test after asking the oracle the same question on the same records, and
+    asserts that both give the same answer (a promote's decisions in the same order) and leave the same attrs."""
+
+    def __init__(self, name, plain=False):
+        self.new, self.old = _pair(name)
+        self.plain, self.seen = plain, Counter()  # plain: the new one sees a plain list (its full rebuild)
+        for hook in ("on_start", "promote", "rungs"):
+            if hasattr(self.new, hook):
+                setattr(self, hook, functools.partial(getattr(type(self), f"_{hook}"), self))
+
+    def _both(self, hook, peers, call):
+        """``call(scheduler, peers)`` on the oracle, then (on the same attrs) on the scheduler under test."""
+        before = [dict(r.attrs) for r in peers]
+        want = call(self.old, peers)
+        after = [dict(r.attrs) for r in peers]
+        for r, attrs in zip(peers, before, strict=True):
+            r.attrs.clear()
+            r.attrs.update(attrs)
+        got = call(self.new, list(peers) if self.plain else peers)
+        same = list(got.items()) == list(want.items()) if isinstance(want, dict) else got == want
+        assert same, f"{hook}: got {got}, the O(n) rules give {want}"
+        assert [r.attrs for r in peers] == after, f"{hook}: the attrs differ from the O(n) rules'"
+        return got
+
+    def _on_start(self, record, peers):
+        return self._both(f"on_start({record.number})", peers, lambda s, p: s.on_start(record, p))
+
+    def _rungs(self, record):
+        return self.new.rungs(record)
+
+    def _promote(self, peers, drain=False):
+        out = self._both(f"promote(drain={drain})", peers, lambda s, p: s.promote(p, drain))
+        self.seen.update(("promote", d) for d in out.values())
+        return out
+
+    def on_report(self, trial, step, score, peers):
+        decision = self._both(f"on_report({trial.number}, {step})", peers,
+                              lambda s, p: s.on_report(trial, step, score, p))
+        self.seen[decision] += 1
+        return decision
+
+
+def _table(n, mode):
+    """A tabulated problem: coarse (tied) curves whose early ranks mislead, and some runs that diverge."""
+    configs = SPACE.sobol(n, seed=5)
+    x = np.array([c["x"] for c in configs])[:, None]
+    e = np.arange(1, 10)[None, :]
+    loss = np.round((x - 0.3) ** 2 + 0.5 * (1.0 + np.sin(17.0 * x)) / (e + 1), 1)  # rounded: many ties
+    loss[np.arange(n) % 13 == 4, (np.arange(n) % 9)[np.arange(n) % 13 == 4]] = np.nan  # some trials FAIL
+    return Curves(SPACE, configs, loss, -loss, -loss, 0.5 + np.repeat(x, 9, axis=1))
+
+
+@pytest.mark.parametrize("mode", ["min", "max"])
+@pytest.mark.parametrize("slots", [1, 4])
+@pytest.mark.parametrize("name", ["asha1", "asha3", "hyperband", "sha", "median"])
+def test_indexed_schedulers_decide_as_the_full_scans(name, slots, mode):
+    n = 150
+    curves = _table(n, mode)
+    twin = _Twin(name)
+    study = th.Study(SPACE, mode=mode, searcher=Tabulated(curves), scheduler=twin, max_epochs=9)
+    study.optimize(None, n_trials=n, executor=Simulated(curves, slots=slots,
+                                                        metric="val_loss" if mode == "min" else "val_acc"),
+                   progress=False)
+    statuses = Counter(t.status for t in study.trials)
+    assert statuses[th.Status.FAILED] > 0 and statuses[th.Status.PRUNED] > 20, statuses
+    assert twin.seen[th.Decision.STOP if name == "median" else th.Decision.PAUSE] > 10, twin.seen
+    if name != "median":
+        assert twin.seen[("promote", th.Decision.CONTINUE)] > 0 and twin.seen[("promote", th.Decision.STOP)] > 0
+
+
+@pytest.mark.parametrize("name", ["asha1", "asha3", "hyperband", "sha", "median"])
+def test_indexed_schedulers_decide_as_the_full_scans_on_plain_lists_and_reopened_studies(name, tmp_path):
+    n = 90
+    curves = _table(n, "min")
+    half = Simulated(curves, slots=3)
+    study = th.Study(SPACE, mode="min", searcher=Tabulated(curves), scheduler=_Twin(name, plain=True),
+                     max_epochs=9, storage=tmp_path / "s.db")
+    study.optimize(None, n_trials=n // 2, executor=half, progress=False)
+    half._saved.clear()  # the reopened study starts from scratch: no trial runs on
+    again = th.Study.load(tmp_path / "s.db", searcher=Tabulated(curves), scheduler=_Twin(name), max_epochs=9)
+    again.optimize(None, n_trials=n - n // 2, executor=Simulated(curves, slots=3), progress=False)
+    assert len(again.trials) == n
+
+
+@pytest.mark.parametrize("name", ["asha1", "asha3", "hyperband", "sha"])
+def test_indexed_schedulers_decide_as_the_full_scans_with_data_fidelity(name):
+    def train(config, trial):  # each rung's run overwrites its report epoch after epoch
+        for epoch in trial.epochs():
+            trial.report(round((config["x"] - 0.3) ** 2 / trial.fidelity + 0.3 / (epoch + 1), 2))
+        return config["x"]
+
+    twin = _Twin(name)
+    study = th.Study(SPACE, mode="min", searcher="random", scheduler=twin, max_epochs=3, fidelity="data", seed=1)
+    study.optimize(train, n_trials=60, progress=False)
+    assert twin.seen[th.Decision.CONTINUE] > 0 and any(t.status is th.Status.PRUNED for t in study.trials)
+
+
+def test_the_index_is_not_pickled_and_is_rebuilt():
+    sched = ASHA(1, 9, seed=0)
+    study = th.Study(SPACE, mode="min", scheduler=sched, max_epochs=9, seed=0)
+    study.optimize(_linear([], checkpoint=False), n_trials=12, progress=False)
+    clone = pickle.loads(pickle.dumps(sched))
+    assert clone._rung == {} and clone._token is None
+    assert clone.promote(study._records) == sched.promote(study._records)
+    assert clone._rung == sched._rung
+
+
+def _hand(twin, mode="min"):
+    """Drive ``twin`` by hand over a History, as the study does: (new trial | report | resume) -> the decision."""
+    h, sign = History(), 1 if mode == "max" else -1
+
+    def start():
+        h.append(th.TrialRecord(len(h), {"x": 0.5}, sign=sign))
+        if hasattr(twin, "on_start"):
+            twin.on_start(h[-1], h)
+        return h[-1].number
+
+    def report(number, step, value):
+        r = h[number]
+        r.status = th.Status.RUNNING
+        r.reports[step] = value
+        h.touch(number)
+        decision = twin.on_report(r, step, sign * value, h)
+        if decision is not th.Decision.CONTINUE:
+            r.status = th.Status.PAUSED if decision is th.Decision.PAUSE else th.Status.PRUNED
+            h.touch(number)
+        return decision
+
+    return h, start, report
+
+
+def test_asha_resumes_a_trial_it_promoted_though_it_left_the_top_before_resuming():
+    twin = _Twin("asha1")
+    h, start, report = _hand(twin)
+    for value in (0.1, 0.9, 0.8):
+        report(start(), 1, value)
+    assert twin.promote(h) == {0: th.Decision.CONTINUE}  # trial 0 is promoted, but no slot is free: still PAUSED
+    for value in (0.05, 0.04, 0.03):  # three better trials push it out of the top third
+        report(start(), 1, value)
+    assert twin.promote(h)[0] is th.Decision.CONTINUE  # promoted once, it stays promoted
+    h[1].status = th.Status.FAILED  # leaves the rung
+    h.touch(1)
+    report(start(), 1, 0.95)
+    assert report(5, 3, 0.02) is th.Decision.PAUSE  # alone at rung 3: it waits
+    assert twin.promote(h, drain=True)[5] is th.Decision.CONTINUE  # nothing else to run: the best of a rung goes on
+
+
+def test_a_trial_started_again_keeps_its_own_cohort_slot():
+    twin = _Twin("sha")
+    h, start, _ = _hand(twin)
+    for _ in range(10):
+        start()
+    assert [r.attrs["cohort"] for r in h] == [0] * 9 + [1]
+    twin.on_start(h[3], h)  # counted without itself, cohort 0 has room for it
+    assert h[3].attrs["cohort"] == 0
+    del h[3].attrs["cohort"]  # a record whose slot is gone frees room: the next trial fills it
+    h.touch(3)
+    assert h[start()].attrs["cohort"] == 0
+
+
+def test_median_stopping_sees_every_change_of_a_record():
+    twin = _Twin("median")  # min_trials=3
+    h, start, report = _hand(twin, mode="max")
+    for i in range(8):  # at step 2: 0.02, 0.12, ... 0.72 (median 0.37); at step 3: 0.03 ... 0.73 (0.38)
+        start()
+        for step in (1, 2, 3):
+            report(i, step, 0.1 * ((3 * i) % 8) + 0.01 * step)
+    r = h[0]
+    r.reports[2], r.reports[4] = 0.95, 0.2  # a report overwritten and one added, each logged: the median is 0.47
+    h.touch(0)
+    h.touch(0)
+    report(start(), 1, 0.4)
+    assert report(8, 2, 0.3) is th.Decision.STOP  # its best, 0.4, is under the new median
+    r.reports[3] = 0.99  # overwritten alone: the median at step 3 is 0.48
+    h.touch(0)
+    h[8].status = th.Status.RUNNING
+    assert report(8, 3, 0.3) is th.Decision.STOP
+    r.reports[5] = 0.9
+    r.reports[3] = 0.03  # out of order: the step added last is not the one changed last
+    h.touch(0)
+    h.touch(0)
+    assert report(8, 3, 0.3) is th.Decision.CONTINUE
+    for i in (0, 3):  # the two worst at step 3 leave every step: the median rises to 0.48
+        h[i].status = th.Status.FAILED
+        h.touch(i)
+    assert report(8, 3, 0.3) is th.Decision.STOP
+
+
+def test_median_stopping_indexes_a_long_curve_report_by_report():
+    sched = MedianStopping(warmup_epochs=1, min_trials=5)
+    study = th.Study(SPACE, mode="min", scheduler=sched)
+    for _ in range(5):
+        trial = study.ask()
+        for step in (1, 2):
+            trial.report(10.0 + step)
+        study.tell(trial, 10.0)
+    trial = study.ask()
+    for step in range(1, 3001):
+        trial.report(1.0 / step)
+    assert len(sched._steps[2]) == 6 and len(sched._steps) == 2999
+    assert sched._seen[5][0] == study.trials[5].reports

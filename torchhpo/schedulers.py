@@ -9,18 +9,23 @@ the driver for PAUSED trials: CONTINUE resumes one from its checkpoint, STOP pru
 Rungs follow Li et al.: ``s_max = floor(log_eta(R / r))`` for ``r = min_epochs``, ``R = max_epochs``; bracket
 ``s`` starts ``n_s = ceil((s_max + 1) eta^s / (s + 1))`` trials at ``R eta^-s`` epochs and keeps the top
 ``1/eta`` at each rung ``R eta^(i - s)``, ``i = 0 .. s``.
+
+The built-in schedulers keep an index of the peers (each rung's reports in rank order, the PAUSED trials, the
+cohorts), so a decision is a binary search instead of a scan of every trial. The index is a cache: when ``peers``
+is the study's ``History`` seen last time it is updated from the records changed since (``changed_since``),
+otherwise (a plain list, another study, a study re-opened from its file) it is rebuilt from the records, which
+stay the one truth: the same records give the same decisions.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-import statistics
 import zlib
-from collections import Counter
+from bisect import bisect_left, insort
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
+from torchhpo.history import History
 from torchhpo.trial import Decision, Status, TrialRecord
 
 __all__ = ["ASHA", "Bracket", "Hyperband", "MedianStopping", "Scheduler", "SuccessiveHalving", "make_scheduler"]
@@ -82,36 +87,131 @@ def _rung_index(scheduler: Any, trial: TrialRecord, step: int, peers: Sequence[T
     return rungs.index(step) if step in rungs[:-1] else None
 
 
-class _Synchronous:
+_Key = tuple[float, int]  # a report in rank order: (-score, number) for rungs, (score, number) for medians
+
+
+def _reindex(table: dict[Any, list[_Key]], old: dict[Any, _Key], new: dict[Any, _Key]) -> None:
+    """Move one trial's entries in ``table`` (``where -> sorted keys``) from ``old`` to ``new``."""
+    for where, key in old.items():
+        if new.get(where) != key:
+            keys = table[where]
+            del keys[bisect_left(keys, key)]
+    for where, key in new.items():
+        if old.get(where) != key:
+            insort(table.setdefault(where, []), key)
+
+
+class _Cached:
+    """An index of the peers' records that a scheduler updates instead of rescanning every trial per decision.
+
+    ``_sync(peers)`` brings it up to date: from the records changed since the last call when ``peers`` is the same
+    ``History`` (its ``token``), else by rebuilding it from every record. Records the scheduler changes itself
+    (``attrs``) are marked with ``_touch``. The index is derived from the records alone and is not pickled.
+    """
+
+    _CACHE: tuple[str, ...] = ("_token", "_cursor", "_dirty")
+
+    def _reset(self) -> None:
+        self._token: object | None = None  # the History indexed, None after a plain list
+        self._cursor = 0  # its version when last indexed
+        self._dirty: set[int] = set()  # trials whose attrs this scheduler changed since
+
+    def _update(self, record: TrialRecord) -> None:
+        """Make ``record``'s entries in the index match the record as it is now."""
+        raise NotImplementedError
+
+    def _touch(self, record: TrialRecord) -> None:
+        if "_dirty" in self.__dict__:  # else nothing is indexed yet (a subclass that skipped __init__)
+            self._dirty.add(record.number)
+
+    def _sync(self, peers: Sequence[TrialRecord]) -> None:
+        if "_dirty" in self.__dict__ and isinstance(peers, History) and peers.token is self._token:
+            numbers = self._dirty.union(peers.changed_since(self._cursor))
+            if all(n < len(peers) and peers[n].number == n for n in numbers):
+                for n in numbers:
+                    self._update(peers[n])
+                self._cursor, self._dirty = peers.version, set()
+                return
+        self._reset()
+        for record in peers:
+            self._update(record)
+        if isinstance(peers, History):
+            self._token, self._cursor = peers.token, peers.version
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in self._CACHE}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset()
+
+
+class _Synchronous(_Cached):
     """Successive halving over cohorts: a rung decides once every trial promoted into it has reported there.
 
     Trials fill cohorts in order (bracket after bracket, as in the paper); a trial that reaches a rung before its
     peers is PAUSED and resumed (or pruned) by ``promote`` once the rung is full.
     """
 
+    _CACHE = (*_Cached._CACHE, "_members", "_slot", "_paused", "_first")
+
     def __init__(self, brackets: list[Bracket], eta: int) -> None:
         self.brackets, self.eta = brackets, eta
         self._by_s = {b.s: b for b in brackets}
         self._closed: set[tuple[int, int]] = set()  # cohorts drained: decide with the members they have
+        self._reset()
+
+    def _reset(self) -> None:
+        super()._reset()
+        self._members: dict[tuple[Any, Any], dict[int, TrialRecord]] = {}  # (cohort, bracket) -> its trials
+        self._slot: dict[int, tuple[Any, Any]] = {}  # number -> (cohort, bracket), for trials with a cohort
+        self._paused: dict[int, TrialRecord] = {}  # PAUSED trials with a bracket
+        self._first = (0, 0)  # (cohort, index in brackets): every slot before it is full or closed
+
+    def _update(self, record: TrialRecord) -> None:
+        n, attrs = record.number, record.attrs
+        slot = (attrs["cohort"], attrs.get("bracket")) if "cohort" in attrs else None
+        old = self._slot.pop(n, None)
+        if old is not None:
+            del self._members[old][n]
+            if old != slot:
+                self._first = (0, 0)  # a slot has room again
+        if slot is not None:
+            self._members.setdefault(slot, {})[n] = record
+            self._slot[n] = slot
+        self._paused.pop(n, None)
+        if record.status is Status.PAUSED and "bracket" in attrs:
+            self._paused[n] = record
 
     def rungs(self, record: TrialRecord) -> tuple[int, ...]:
         """The steps at which ``record`` is decided (its bracket's rungs; the last one ends the trial)."""
         return self._by_s[record.attrs["bracket"]].rungs
 
-    def on_start(self, record: TrialRecord, peers: Sequence[TrialRecord]) -> None:
-        counts = Counter((r.attrs["cohort"], r.attrs["bracket"]) for r in peers
-                         if r.number != record.number and "cohort" in r.attrs)
-        for cohort in itertools.count():
-            for b in self.brackets:
-                if (cohort, b.s) not in self._closed and counts[(cohort, b.s)] < b.n:
-                    record.attrs.update(bracket=b.s, cohort=cohort)
-                    return
+    def _room(self, cohort: int, i: int, less: int = 0) -> bool:
+        """Whether slot (``cohort``, ``brackets[i]``) takes another trial (not counting ``less`` of its members)."""
+        b = self.brackets[i]
+        return (cohort, b.s) not in self._closed and len(self._members.get((cohort, b.s), ())) - less < b.n
 
-    def _winners(self, record: TrialRecord, k: int, peers: Sequence[TrialRecord]) -> set[int] | None:
+    def on_start(self, record: TrialRecord, peers: Sequence[TrialRecord]) -> None:
+        """Put ``record`` in the first slot (cohort, then bracket) with room among the other trials."""
+        self._sync(peers)
+        cohort, i = self._first
+        while not self._room(cohort, i):
+            cohort, i = (cohort, i + 1) if i + 1 < len(self.brackets) else (cohort + 1, 0)
+        self._first = (cohort, i)
+        own = self._slot.get(record.number)  # the peers counted without this record: its own slot may have room
+        if own is not None and isinstance(own[0], int) and own[0] >= 0:
+            j = next((j for j, b in enumerate(self.brackets) if b.s == own[1]), None)
+            if j is not None and (own[0], j) < (cohort, i) and self._room(own[0], j, less=1):
+                cohort, i = own[0], j
+        record.attrs.update(bracket=self.brackets[i].s, cohort=cohort)
+        self._touch(record)
+
+    def _winners(self, record: TrialRecord, k: int) -> set[int] | None:
         """Numbers of the trials of ``record``'s cohort promoted past rung ``k``; ``None`` while the rung fills."""
         key = (record.attrs["cohort"], record.attrs["bracket"])
         bracket = self._by_s[key[1]]
-        entrants = [r for r in peers if (r.attrs.get("cohort"), r.attrs.get("bracket")) == key]
+        entrants = list(self._members.get(key, {}).values())
         if len(entrants) < bracket.n and key not in self._closed:
             return None
         for step in bracket.rungs[: k + 1]:
@@ -124,19 +224,28 @@ class _Synchronous:
         k = _rung_index(self, trial, step, peers)
         if k is None:
             return Decision.CONTINUE
-        winners = self._winners(trial, k, peers)
+        self._sync(peers)
+        winners = self._winners(trial, k)
         if winners is None:
             return Decision.PAUSE
         return Decision.CONTINUE if trial.number in winners else Decision.STOP
 
     def promote(self, peers: Sequence[TrialRecord], drain: bool = False) -> dict[int, Decision]:
         """Decide the PAUSED trials whose rung is full; with ``drain``, close their cohorts first."""
-        paused = [r for r in peers if r.status is Status.PAUSED and "bracket" in r.attrs]
+        self._sync(peers)
+        if isinstance(peers, History):
+            paused = [self._paused[n] for n in sorted(self._paused)]
+        else:  # in the list's order
+            paused = [r for r in peers if r.number in self._paused and r is self._paused[r.number]]
         if drain:
             self._closed.update((r.attrs["cohort"], r.attrs["bracket"]) for r in paused)
-        out = {}
+        out, known = {}, {}
         for r in paused:
-            winners = self._winners(r, _reached(r, self.rungs(r)), peers)
+            k = _reached(r, self.rungs(r))
+            rung = (r.attrs["cohort"], r.attrs["bracket"], k)
+            if rung not in known:  # the same for every paused trial of the cohort at that rung
+                known[rung] = self._winners(r, k)
+            winners = known[rung]
             if winners is not None:
                 out[r.number] = Decision.CONTINUE if r.number in winners else Decision.STOP
         return out
@@ -180,8 +289,7 @@ class Hyperband(_Synchronous):
         s_max = _check("Hyperband", min_epochs, max_epochs, eta)
         super().__init__([_bracket(s, s_max, max_epochs, eta) for s in range(s_max, -1, -1)], eta)
 
-
-class ASHA:
+class ASHA(_Cached):
     """Asynchronous successive halving (Li et al., MLSys 2020): never waits for a rung to fill.
 
     At a rung, a trial in the top ``floor(n / eta)`` of the ``n`` trials that reached it so far goes on; another
@@ -195,6 +303,8 @@ class ASHA:
         seed: seeds the bracket hash.
     """
 
+    _CACHE = (*_Cached._CACHE, "_rung", "_at", "_ready", "_waiting", "_waits", "_odd")
+
     def __init__(self, min_epochs: int = 1, max_epochs: int | None = None, eta: int = 3, brackets: int = 1, *,
                  seed: int | None = None) -> None:
         s_max = _check("ASHA", min_epochs, max_epochs, eta)
@@ -203,6 +313,49 @@ class ASHA:
                              f"{min_epochs}, max_epochs={max_epochs}, eta={eta}")
         self.eta, self.seed = eta, seed or 0
         self.brackets = [_bracket(s_max - b, s_max, max_epochs, eta) for b in range(brackets)]
+        self._reset()
+
+    def _reset(self) -> None:
+        super()._reset()
+        self._rung: dict[tuple[Any, int], list[_Key]] = {}  # (bracket, step) -> (-score, number) of who is there
+        self._at: dict[int, dict[tuple[Any, int], _Key]] = {}  # number -> its entries in _rung
+        self._ready: dict[int, TrialRecord] = {}  # PAUSED at a rung they were promoted past before
+        self._waiting: dict[tuple[Any, int], list[_Key]] = {}  # (bracket, rung index) -> keys of the PAUSED there
+        self._waits: dict[int, tuple[tuple[Any, int], _Key, TrialRecord]] = {}  # number -> its entry in _waiting
+        self._odd: dict[int, TrialRecord] = {}  # PAUSED with a bracket this scheduler does not have
+
+    def _rungs_of(self, bracket: Any) -> tuple[int, ...] | None:
+        try:
+            return self.brackets[bracket].rungs
+        except (IndexError, TypeError):
+            return None
+
+    def _update(self, record: TrialRecord) -> None:
+        n, b = record.number, record.attrs.get("bracket")
+        rungs = self._rungs_of(b)
+        new = {}
+        if rungs is not None and record.status is not Status.FAILED:  # as _ranked: failed trials are left out
+            new = {(b, step): (-record.sign * record.reports[step], n) for step in rungs[:-1]
+                   if step in record.reports}
+        _reindex(self._rung, self._at.pop(n, {}), new)
+        if new:
+            self._at[n] = new
+        self._ready.pop(n, None)
+        self._odd.pop(n, None)
+        if (wait := self._waits.pop(n, None)) is not None:
+            _reindex(self._waiting, {wait[0]: wait[1]}, {})
+        if record.status is not Status.PAUSED or "bracket" not in record.attrs:
+            return
+        if rungs is None:
+            self._odd[n] = record
+            return
+        k = _reached(record, rungs)
+        if k < 0 or k < record.attrs.get("rung", 0):
+            self._ready[n] = record
+        else:
+            wait = ((b, k), new[(b, rungs[k])], record)
+            _reindex(self._waiting, {}, {wait[0]: wait[1]})
+            self._waits[n] = wait
 
     def rungs(self, record: TrialRecord) -> tuple[int, ...]:
         """The steps at which ``record`` is decided (its bracket's rungs; the last one ends the trial)."""
@@ -210,11 +363,15 @@ class ASHA:
 
     def on_start(self, record: TrialRecord, peers: Sequence[TrialRecord]) -> None:
         record.attrs["bracket"] = zlib.crc32(f"{self.seed}:{record.number}".encode()) % len(self.brackets)
+        self._touch(record)
 
-    def _promotable(self, record: TrialRecord, k: int, peers: Sequence[TrialRecord], least: int = 0) -> bool:
-        step = self.rungs(record)[k]
-        rung = _ranked([r for r in peers if r.attrs.get("bracket") == record.attrs["bracket"]], step)
-        return record.number in {r.number for r in rung[: max(least, len(rung) // self.eta)]}
+    def _promotable(self, record: TrialRecord, k: int, peers: Sequence[TrialRecord]) -> bool:
+        """Whether ``record`` is in the top ``1/eta`` of its bracket's trials at rung ``k``."""
+        self._sync(peers)
+        where = (record.attrs["bracket"], self.rungs(record)[k])
+        key = self._at.get(record.number, {}).get(where)
+        rung = self._rung.get(where, [])
+        return key is not None and bisect_left(rung, key) < len(rung) // self.eta
 
     def on_report(self, trial: TrialRecord, step: int, score: float, peers: Sequence[TrialRecord]) -> Decision:
         k = _rung_index(self, trial, step, peers)
@@ -222,25 +379,38 @@ class ASHA:
             return Decision.CONTINUE
         if k < trial.attrs.get("rung", 0) or self._promotable(trial, k, peers):  # promoted before, or now
             trial.attrs["rung"] = max(trial.attrs.get("rung", 0), k + 1)
+            self._touch(trial)
             return Decision.CONTINUE
         return Decision.PAUSE
 
     def promote(self, peers: Sequence[TrialRecord], drain: bool = False) -> dict[int, Decision]:
         """Resume the PAUSED trials now in their rung's top ``1/eta`` (highest rung first); with ``drain`` (nothing
         else to run), the best of each rung goes on too and the others are pruned."""
-        paused = [r for r in peers if r.status is Status.PAUSED and "bracket" in r.attrs]
+        self._sync(peers)
+        for r in self._odd.values():
+            self.rungs(r)  # raises, as a bracket this scheduler lacks always did
+        found = [(_reached(r, self.rungs(r)), n, Decision.CONTINUE, r) for n, r in self._ready.items()]
+        for (b, k), keys in self._waiting.items():
+            rung = self._rung[(b, self.brackets[b].rungs[k])]
+            top = max(int(drain), len(rung) // self.eta)
+            for key in keys:  # best first: once one is out of the top, so are the rest
+                r = self._waits[key[1]][2]
+                if bisect_left(rung, key) < top:
+                    found.append((k, r.number, Decision.CONTINUE, r))
+                elif drain:
+                    found.append((k, r.number, Decision.STOP, r))
+                else:
+                    break
         out = {}
-        for r in sorted(paused, key=lambda r: (-_reached(r, self.rungs(r)), r.number)):
-            k = _reached(r, self.rungs(r))
-            if k < r.attrs.get("rung", 0) or self._promotable(r, k, peers, least=int(drain)):
+        for k, n, decision, r in sorted(found, key=lambda f: (-f[0], f[1])):
+            if decision is Decision.CONTINUE:
                 r.attrs["rung"] = k + 1
-                out[r.number] = Decision.CONTINUE
-            elif drain:
-                out[r.number] = Decision.STOP
+                self._touch(r)
+            out[n] = decision
         return out
 
 
-class MedianStopping:
+class MedianStopping(_Cached):
     """Stop a trial whose best score so far is worse than the median of the other trials' scores at the same step
     (Golovin et al., Google Vizier), after ``warmup_epochs`` and once ``min_trials`` others have reported there.
 
@@ -249,21 +419,60 @@ class MedianStopping:
         2
     """
 
+    _CACHE = (*_Cached._CACHE, "_steps", "_seen")
+
     def __init__(self, warmup_epochs: int = 1, min_trials: int = 5) -> None:
         for what, v, low in (("warmup_epochs", warmup_epochs, 0), ("min_trials", min_trials, 1)):
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise ValueError(f"MedianStopping: {what}={v!r} must be an int >= {low}")
         self.warmup_epochs, self.min_trials = warmup_epochs, min_trials
+        self._reset()
+
+    def _reset(self) -> None:
+        super()._reset()
+        self._steps: dict[int, list[_Key]] = {}  # step -> (score, number) of the non-failed trials there, ascending
+        self._seen: dict[int, tuple[dict[int, float], int, bool]] = {}  # number -> (reports, sign, failed) indexed
+
+    def _entries(self, number: int, reports: dict[int, float], sign: int, failed: bool) -> dict[int, _Key]:
+        return {} if failed else {s: (sign * v, number) for s, v in reports.items() if s > self.warmup_epochs}
+
+    def _update(self, record: TrialRecord) -> None:
+        n, reports, sign, failed = record.number, record.reports, record.sign, record.status is Status.FAILED
+        seen = self._seen.get(n)
+        if seen is not None and seen[1:] == (sign, failed):  # the usual changes, checked at C speed
+            snap = seen[0]
+            if len(reports) == len(snap) + 1 and (last := next(reversed(reports))) not in snap:
+                snap[last] = reports[last]
+                if snap == reports:  # one new report and nothing else
+                    if last > self.warmup_epochs and not failed:
+                        insort(self._steps.setdefault(last, []), (sign * reports[last], n))
+                    return
+                del snap[last]
+            elif snap == reports:  # its status or attrs changed, not its reports
+                return
+        old = {} if seen is None else self._entries(n, *seen)
+        _reindex(self._steps, old, self._entries(n, reports, sign, failed))
+        self._seen[n] = (dict(reports), sign, failed)
 
     def on_report(self, trial: TrialRecord, step: int, score: float, peers: Sequence[TrialRecord]) -> Decision:
-        if step <= self.warmup_epochs:
+        if step <= self.warmup_epochs or len(peers) < self.min_trials:  # too few others, whatever they reported
             return Decision.CONTINUE
-        others = [r.sign * r.reports[step] for r in peers
-                  if r.number != trial.number and step in r.reports and r.status is not Status.FAILED]
-        if len(others) < self.min_trials:
+        self._sync(peers)
+        there = self._steps.get(step, [])
+        reports, sign, failed = self._seen.get(trial.number, ({}, 1, True))  # the others: ``there`` without its own
+        own = None if failed or step not in reports else (sign * reports[step], trial.number)
+        skip = len(there) if own is None else bisect_left(there, own)
+        count = len(there) - (own is not None)
+        if count < self.min_trials:
             return Decision.CONTINUE
+
+        def other(i: int) -> float:
+            return there[i if i < skip else i + 1][0]
+
+        half = count // 2  # statistics.median of the others, term for term
+        median = other(half) if count % 2 else (other(half - 1) + other(half)) / 2
         best = max(v for s, v in trial.scores.items() if s <= step)
-        return Decision.STOP if best < statistics.median(others) else Decision.CONTINUE
+        return Decision.STOP if best < median else Decision.CONTINUE
 
 
 def make_scheduler(spec: Any, *, seed: int | None = None, max_epochs: int | None = None, **options: Any) -> Any:

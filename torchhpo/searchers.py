@@ -8,11 +8,14 @@ goes on where it stopped.
 from __future__ import annotations
 
 import json
+import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from torchhpo.history import History
 from torchhpo.space import Config, Space
 from torchhpo.trial import Status, TrialRecord
 
@@ -68,35 +71,119 @@ class Sobol:
 class GridSearch:
     """Every combination of a grid, each once; then the search is exhausted and the study stops cleanly.
 
+    The grid is never built: point ``i`` comes from its mixed-radix digits (and, shuffled, from a seeded
+    permutation of the indices), and the visited configs are remembered from the new trials only, so an ask costs
+    the configs it proposes, not the grid or the history. A grid of more than 100,000 points is warned about.
+
     Args:
         points: how many points per continuous parameter (an int for all, or a dict by name); integers and
             choices take every value unless limited here. Spacing is linear, or log where the parameter is log.
         shuffle: visit the grid in a seeded random order instead of row-major order.
         seed: the shuffling seed.
+
+    Example:
+        >>> from torchhpo.space import Choice, Int, Space
+        >>> GridSearch().ask(Space({"a": Int(1, 2), "b": Choice(["x", "y"])}), [], n=3)
+        [{'a': 1, 'b': 'x'}, {'a': 1, 'b': 'y'}, {'a': 2, 'b': 'x'}]
     """
+
+    WARN_POINTS = 100_000
+    _CACHE = ("_lazy", "_token", "_seen", "_counted", "_next", "_warned")
 
     def __init__(self, points: int | Mapping[str, int] | None = None, *, shuffle: bool = False,
                  seed: int | None = None) -> None:
         self.points = points
         self.shuffle = shuffle
         self.seed = _fresh_seed(seed)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._lazy: _Grid | None = None  # the grid of the space last asked about
+        self._token: object | None = None  # the History whose trials' configs are in _seen
+        self._seen: set[str] = set()
+        self._counted = 0  # how many of its trials are in _seen
+        self._next = 0  # every grid point before it was visited
+        self._warned = False
+
+    def __getstate__(self) -> dict[str, Any]:  # the caches (a permutation of the grid) are rebuilt on first use
+        return {k: v for k, v in self.__dict__.items() if k not in self._CACHE}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset()
+
+    def _grid_of(self, space: Space) -> _Grid:
+        """The grid in visiting order, as a sequence that computes each point when indexed."""
+        seed = self.seed if self.shuffle else None
+        lazy = self._lazy
+        if lazy is None or not (lazy.space is space or lazy.space == space) or (lazy.points, lazy.seed) != (
+                self.points, seed):
+            self._lazy = _Grid(space, self.points, seed)
+            self._token = None
+        return self._lazy
 
     def configs(self, space: Space) -> list[Config]:
         """The whole grid, in visiting order."""
-        grid = space.grid(self.points)
-        if self.shuffle:
-            np.random.default_rng(self.seed).shuffle(grid)
-        return grid
+        return list(self._grid_of(space))
 
     def ask(self, space: Space, trials: Sequence[TrialRecord], n: int = 1) -> list[Config]:
-        seen = {_key(t.config) for t in trials}
+        grid = self._grid_of(space)
+        if len(grid) > self.WARN_POINTS and not self._warned:
+            self._warned = True
+            warnings.warn(f"GridSearch: the grid has {len(grid):,} points ({grid.describe()}), more than a study "
+                          "usually runs; shrink it with fewer points per parameter (points=3, or points={"
+                          f"'{grid.largest()}': 3}}), or sample it: searcher='random' or 'sobol'", stacklevel=2)
+        if isinstance(trials, History):  # the trials added since the last ask only
+            if trials.token is not self._token or len(trials) < self._counted:
+                self._token, self._seen, self._counted, self._next = trials.token, set(), 0, 0
+            self._seen.update(_key(t.config) for t in trials[self._counted:])
+            self._counted, seen = len(trials), self._seen
+            while self._next < len(grid) and _key(grid[self._next]) in seen:
+                self._next += 1
+            first = self._next
+        else:  # a plain list: every trial, but still not the grid
+            seen, first = {_key(t.config) for t in trials}, 0
         out = []
-        for c in self.configs(space):
+        for i in range(first, len(grid)):
+            c = grid[i]
             if _key(c) not in seen:
                 out.append(c)
                 if len(out) == n:
                     break
         return out
+
+
+class _Grid(Sequence[Config]):
+    """``space.grid(points)``, shuffled by ``np.random.default_rng(seed).shuffle`` when ``seed`` is given, without
+    building it: point ``i`` from the mixed-radix digits of ``i`` (or of ``permutation[i]``: shuffling the list applies
+    that permutation of the indices, drawn from the same generator)."""
+
+    def __init__(self, space: Space, points: int | Mapping[str, int] | None, seed: int | None) -> None:
+        self.space, self.axes = space, space.grid_axes(points)
+        self.points = dict(points) if isinstance(points, Mapping) else points
+        self.seed, self.size = seed, math.prod(len(axis) for axis in self.axes)
+        self._order: np.ndarray | None = None  # the permutation (size int64s), drawn at the first point asked for
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, i: int) -> Config:  # type: ignore[override]  # ints only
+        if not -self.size <= i < self.size:
+            raise IndexError(f"grid index {i} out of range for {self.size} points")
+        if self.seed is not None and self._order is None:
+            self._order = np.random.default_rng(self.seed).permutation(self.size)
+        j = int(self._order[i]) if self._order is not None else i % self.size
+        values = []
+        for axis in reversed(self.axes):
+            j, digit = divmod(j, len(axis))
+            values.append(axis[digit])
+        return dict(zip(self.space.names, reversed(values), strict=True))
+
+    def describe(self) -> str:
+        return " × ".join(f"{name}: {len(axis)}" for name, axis in zip(self.space.names, self.axes, strict=True))
+
+    def largest(self) -> str:
+        return max(zip(self.space.names, self.axes, strict=True), key=lambda na: len(na[1]))[0]
 
 
 def _key(config: Config) -> str:

@@ -411,6 +411,13 @@ class Space:
     def grid(self, points_per_dim: int | Mapping[str, int] | None = None) -> list[Config]:
         """Every combination of a grid: choices and ints take all values unless ``points_per_dim`` limits them;
         floats need a count (linear or log spacing as declared)."""
+        axes = self.grid_axes(points_per_dim)
+        return [dict(zip(self.names, combo, strict=True)) for combo in itertools.product(*axes)]
+
+    def grid_axes(self, points_per_dim: int | Mapping[str, int] | None = None) -> list[list[Any]]:
+        """The values of each parameter (in ``names`` order) on ``grid(points_per_dim)``, without building it:
+        the grid is their product, the last parameter varying fastest, so its point ``i`` has the mixed-radix
+        digits of ``i`` over the axes' lengths."""
         axes = []
         for name, p in self.params.items():
             k = points_per_dim.get(name) if isinstance(points_per_dim, Mapping) else points_per_dim
@@ -422,7 +429,7 @@ class Space:
                 axes.append(list(range(p.low, p.high + 1, p.step)))
             else:
                 axes.append(p.points(k if k is not None else 0))
-        return [dict(zip(self.names, combo, strict=True)) for combo in itertools.product(*axes)]
+        return axes
 
     # --- persistence ------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
