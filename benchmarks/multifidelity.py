@@ -3,7 +3,8 @@
 On a shipped table of learning curves (``--table digits_cnn``, the default: 1,000 Sobol configs of the digits CNN x
 27 epochs; ``--table digits_mlp``: 1,000 configs of the digits MLP; or a file made by ``make_curves.py``) replayed
 with a simulated clock, every method gets the same budget of epochs (40 full runs by default) and many seeds:
-random search at full budget; random search + SuccessiveHalving / Hyperband / ASHA / MedianStopping; GP +
+random search at full budget; random search + SuccessiveHalving / Hyperband / ASHA / MedianStopping / Patience (alone
+and with ASHA); GP +
 Hyperband when ``torchhpo.gp`` is importable; Optuna's TPESampler + HyperbandPruner replaying the same table
 when Optuna is installed. Reported: the best *fully trained* (27-epoch) validation loss against cumulative epochs
 and simulated wall time (PNG), the epochs each method needs to reach full-budget random search's final median
@@ -95,6 +96,8 @@ def methods(E: int, r: int, with_gp: bool) -> dict[str, tuple[Callable[[int], An
         "random + Hyperband": (rand, lambda s: th.Hyperband(r, E)),
         "random + ASHA": (rand, lambda s: th.ASHA(r, E, seed=s)),
         "random + median": (rand, lambda s: th.MedianStopping(warmup_epochs=3, min_trials=5)),
+        "random + patience": (rand, lambda s: th.Patience(8)),
+        "random + patience + ASHA": (rand, lambda s: th.Schedulers([th.Patience(8), th.ASHA(r, E, seed=s)])),
     }
     out["tpe + Hyperband"] = (lambda s: th.TPE(seed=s), lambda s: th.Hyperband(r, E))
     out["tpe + ASHA"] = (lambda s: th.TPE(seed=s), lambda s: th.ASHA(r, E, seed=s))

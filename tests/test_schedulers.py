@@ -213,7 +213,7 @@ def test_bad_arguments_say_how_to_fix_them(make, match):
 def test_non_int_budgets_and_objects_are_refused():
     with pytest.raises(TypeError, match="max_epochs must be an int"):
         Hyperband(1, None)
-    with pytest.raises(TypeError, match="scheduler must be a name, None or have on_report"):
+    with pytest.raises(TypeError, match="scheduler must be a name, None, a list of them or have on_report"):
         th.Study(SPACE, scheduler=object())
 
 
@@ -578,3 +578,107 @@ def test_median_stopping_indexes_a_long_curve_report_by_report():
         trial.report(1.0 / step)
     assert len(sched._steps[2]) == 6 and len(sched._steps) == 2999
     assert sched._seen[5][0] == study.trials[5].reports
+
+
+# --- patience and composition ---------------------------------------------------------------------------------
+def _decide(scheduler, curve, mode="min"):
+    """Feed ``curve`` to ``scheduler`` one report at a time; the step of its first non-CONTINUE answer."""
+    sign = 1 if mode == "max" else -1
+    record = th.TrialRecord(0, {"x": 0.5}, sign=sign)
+    for step, value in enumerate(curve, 1):
+        record.reports[step] = value
+        decision = scheduler.on_report(record, step, sign * value, [record])
+        if decision is not th.Decision.CONTINUE:
+            return step, decision
+    return None
+
+
+@pytest.mark.parametrize("mode", ["min", "max"])
+def test_patience_is_keras_early_stopping(mode):
+    flip = (lambda c: c) if mode == "min" else (lambda c: [-v for v in c])
+    curve = flip([1.0, 0.9, 0.95, 0.91, 0.92, 0.85, 0.86, 0.87, 0.88])
+    assert _decide(th.Patience(3), curve, mode) == (5, th.Decision.COMPLETE)
+    assert _decide(th.Patience(4), curve, mode) is None  # 0.85 at step 6 came in time
+    # min_delta: an improvement must beat the best by more than it, and only then moves the best (Keras)
+    small = flip([1.0, 0.95, 0.92, 0.91])  # 0.08 better in all: not by more than 0.1
+    assert _decide(th.Patience(2, min_delta=0.1), small, mode) == (3, th.Decision.COMPLETE)
+    assert _decide(th.Patience(2, min_delta=0.1), flip([0.0, -0.05, -0.12, -0.13, -0.14]), mode) == \
+        (5, th.Decision.COMPLETE)
+    # warm-up: the first reports are not looked at
+    assert _decide(th.Patience(2, warmup_epochs=3), flip([0.5, 0.6, 0.7, 0.4, 0.45, 0.46]), mode) == \
+        (6, th.Decision.COMPLETE)
+    for bad in ({"patience": 0}, {"patience": 1.5}, {"min_delta": -1.0}, {"warmup_epochs": -1}):
+        with pytest.raises(ValueError):
+            th.Patience(**bad)
+
+
+def test_patience_alone_ends_a_plain_training_run_at_its_plateau():
+    def train(config, trial):
+        for epoch in trial.epochs():
+            trial.report(max(0.1, 1.0 - 0.2 * epoch))  # improves for 5 epochs, then flat
+        return 0.1
+
+    study = th.Study(SPACE, scheduler="patience", max_epochs=50, seed=0)
+    study.optimize(train, n_trials=2, progress=False)
+    assert [t.status for t in study.trials] == [th.Status.COMPLETED] * 2
+    assert [max(t.reports) for t in study.trials] == [11, 11]  # 0.1 first at step 6, then 5 reports not better
+    assert study.best.value == 0.1
+
+
+@pytest.mark.parametrize("table", ["digits_cnn", "digits_mlp"])
+def test_patience_saves_epochs_on_the_shipped_tables_without_losing_the_best(table):
+    """40 random configs of a table trained to the end or to their plateau (patience 8): fewer epochs, and the
+    config the study picks as best is as good (its true 27-epoch loss) in the median over seeds. The tables'
+    curves are noisy and still improving at epoch 27, so the saving is modest (docs/pruning.md)."""
+    curves = Curves.load(table)
+    ratios, diffs = [], []
+    for seed in range(10):
+        out = []
+        for scheduler in (None, th.Patience(8)):
+            sim = Simulated(curves)
+            study = th.Study(curves.space, searcher=Tabulated(curves, th.RandomSearch(seed=seed)), scheduler=scheduler,
+                             max_epochs=curves.epochs, seed=seed)
+            study.optimize(None, n_trials=40, executor=sim, progress=False, fail_fast=None)
+            out.append((sim.epochs, float(curves.val_loss[curves.row(study.best.config), -1])))
+        ratios.append(out[1][0] / out[0][0])
+        diffs.append(out[1][1] - out[0][1])
+    assert np.mean(ratios) < 0.97, ratios
+    assert np.median(diffs) <= 0.0, diffs
+
+
+def test_schedulers_combine_stop_complete_and_pause():
+    class Says:
+        def __init__(self, decision):
+            self.decision = decision
+
+        def on_report(self, trial, step, score, peers):
+            return self.decision
+
+    record = th.TrialRecord(0, {"x": 0.5})
+    d = th.Decision
+    for answers, expected in (((d.CONTINUE, d.CONTINUE), d.CONTINUE), ((d.PAUSE, d.CONTINUE), d.PAUSE),
+                              ((d.COMPLETE, d.PAUSE), d.COMPLETE), ((d.COMPLETE, d.STOP), d.STOP)):
+        assert th.Schedulers([Says(a) for a in answers]).on_report(record, 1, 0.0, [record]) is expected
+    with pytest.raises(ValueError, match="at most one rung scheduler"):
+        th.Schedulers([ASHA(1, 9), Hyperband(1, 9)])
+    with pytest.raises(TypeError, match="non-empty list"):
+        th.Schedulers([])
+
+
+def test_patience_with_asha_by_name_in_a_study():
+    study = th.Study(SPACE, scheduler=["patience", "asha"], max_epochs=27, seed=0)
+    assert [type(s).__name__ for s in study.scheduler.schedulers] == ["Patience", "ASHA"]
+    assert study.scheduler.rungs(th.TrialRecord(0, {}, attrs={"bracket": 0})) == (1, 3, 9, 27)
+
+    def train(config, trial):
+        state = trial.load() or {"epochs": 0}
+        for epoch in trial.epochs():
+            trial.save({"epochs": epoch + 1})
+            trial.report((config["x"] - 0.3) ** 2 + max(0.05, 1.0 / (epoch + 1)))  # flat after 20 epochs
+        return (config["x"] - 0.3) ** 2 + 0.05 + 0 * state["epochs"]
+
+    study.optimize(train, n_trials=30, progress=False)
+    statuses = Counter(t.status for t in study.trials)
+    assert statuses[th.Status.PRUNED] and statuses[th.Status.COMPLETED] and not statuses[th.Status.PAUSED]
+    plateaued = [t for t in study.trials if t.status is th.Status.COMPLETED and max(t.reports) < 27]
+    assert plateaued, "patience ended some trials at their plateau before the last rung"

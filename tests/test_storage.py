@@ -1,4 +1,5 @@
 import json
+import logging
 import os
 import shutil
 import signal
@@ -12,6 +13,7 @@ import pytest
 
 import torchhpo as th
 from torchhpo import cli
+from torchhpo.settings import describe, rebuild
 from torchhpo.storage import SQLiteStorage, make_storage
 from torchhpo.testing import check_storage
 
@@ -258,3 +260,35 @@ def test_cli_run_resumes_to_the_same_total(tmp_path, capsys):
     assert cli.main(args) == 0
     assert len(th.Study.load(path).trials) == 3
     assert "3 of 3 trials already ran" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("make", [
+    lambda: th.RandomSearch(seed=3), lambda: th.Sobol(), lambda: th.GridSearch({"x": 5}, shuffle=True),
+    lambda: th.TPE(n_candidates=12, seed=2), lambda: th.GP(acquisition="ucb", beta=1.5, seed=1),
+    lambda: th.GP(options=th.GPOptions(num_restarts=3)), lambda: th.SuccessiveHalving(1, 9, n=5),
+    lambda: th.Hyperband(3, 27, eta=2), lambda: th.ASHA(1, 27, brackets=2, seed=4), lambda: th.MedianStopping(2, 3),
+    lambda: th.Patience(4, min_delta=0.01), lambda: th.Schedulers([th.Patience(3), th.ASHA(1, 9)]),
+])
+def test_every_builtin_is_stored_and_rebuilt_by_class_and_arguments(make):
+    original = make()
+    described = describe(original)
+    assert described["args"] is not None, described
+    again = rebuild(json.loads(json.dumps(described)))
+    assert type(again) is type(original) and describe(again) == described
+    if hasattr(original, "seed"):
+        assert again.seed == original.seed  # a seed drawn when none was given is stored, not drawn again
+
+
+def test_a_users_plugin_is_stored_by_name_and_asked_for_again(tmp_path, caplog):
+    class Mine:
+        def ask(self, space, trials, n=1):
+            return space.sample(n, seed=len(trials))
+
+    path = tmp_path / "p.db"
+    th.Study(th.Space({"x": th.Float(0.0, 1.0)}), searcher=Mine(), storage=path).optimize(
+        lambda c, t: c["x"], n_trials=2, progress=False)
+    with caplog.at_level(logging.WARNING, logger="torchhpo"):
+        study = th.Study.load(path)
+    assert "cannot be rebuilt" in caplog.text and "pass searcher= to Study.load" in caplog.text
+    assert type(study.searcher).__name__ == "RandomSearch"
+    assert type(th.Study.load(path, searcher=Mine()).searcher) is Mine

@@ -14,7 +14,7 @@ Decorate a training function, declare a search space, and let a study find the b
 import typing as _typing
 
 from torchhpo.executors import Inline, Processes, Ray
-from torchhpo.schedulers import ASHA, Hyperband, MedianStopping, SuccessiveHalving
+from torchhpo.schedulers import ASHA, Hyperband, MedianStopping, Patience, Schedulers, SuccessiveHalving
 from torchhpo.searchers import GridSearch, RandomSearch, Sobol
 from torchhpo.space import Choice, Float, Int, Space
 from torchhpo.storage import MemoryStorage, SQLiteStorage
@@ -38,11 +38,13 @@ __all__ = [
     "Int",
     "MedianStopping",
     "MemoryStorage",
+    "Patience",
     "Processes",
     "RandomSearch",
     "Ray",
     "ReportFailed",
     "SQLiteStorage",
+    "Schedulers",
     "SearchExhausted",
     "Sobol",
     "Space",

@@ -179,7 +179,7 @@ def _handle(on_report: Reporter, number: int, step: int, value: float) -> Decisi
     if not isinstance(decision, Decision):
         return _Refusal(f"the driver could not handle the report at step {step}: the scheduler's on_report returned "
                         f"{_a(type(decision).__name__)} ({_short(decision)}); expected a Decision "
-                        "(Decision.CONTINUE, Decision.STOP or Decision.PAUSE)")
+                        "(Decision.CONTINUE, STOP, PAUSE or COMPLETE)")
     return decision
 
 

@@ -26,9 +26,11 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from torchhpo.history import History
+from torchhpo.settings import Described
 from torchhpo.trial import Decision, Status, TrialRecord
 
-__all__ = ["ASHA", "Bracket", "Hyperband", "MedianStopping", "Scheduler", "SuccessiveHalving", "make_scheduler"]
+__all__ = ["ASHA", "Bracket", "Hyperband", "MedianStopping", "Patience", "Scheduler", "Schedulers", "SuccessiveHalving",
+           "make_scheduler"]
 
 
 @runtime_checkable
@@ -101,7 +103,7 @@ def _reindex(table: dict[Any, list[_Key]], old: dict[Any, _Key], new: dict[Any, 
             insort(table.setdefault(where, []), key)
 
 
-class _Cached:
+class _Cached(Described):
     """An index of the peers' records that a scheduler updates instead of rescanning every trial per decision.
 
     ``_sync(peers)`` brings it up to date: from the records changed since the last call when ``peers`` is the same
@@ -475,8 +477,89 @@ class MedianStopping(_Cached):
         return Decision.STOP if best < median else Decision.CONTINUE
 
 
+class Patience(Described):
+    """Stop a trial whose reports have not improved on its best by more than ``min_delta`` for ``patience``
+    reports in a row: the early stopping of Keras' ``EarlyStopping`` (the same rule: a report improves when it
+    beats the best so far by more than ``min_delta``, and only then becomes the best), as Optuna's
+    ``PatientPruner`` and Ray's ``TrialPlateauStopper`` offer.
+
+    A plateau is an end, not a defeat: the answer is ``Decision.COMPLETE``, so ``trial.epochs()`` ends after that
+    epoch and the training function returns its value as usual (the trial COMPLETES and competes for
+    ``study.best``), as ``model.fit`` returns under Keras. It looks at one trial's own curve only, so it works
+    alone (a plain training run ends at its plateau) or combined with a rung scheduler:
+    ``scheduler=[th.Patience(3), th.ASHA(...)]``. By name: ``"patience"``.
+
+    Args:
+        patience: how many reports in a row without improvement stop the trial.
+        min_delta: how much better than the best so far a report must be to count as an improvement.
+        warmup_epochs: reports at steps up to this are not looked at (the noisy first epochs).
+
+    Example:
+        >>> from torchhpo.trial import TrialRecord
+        >>> record = TrialRecord(0, {}, reports={1: 0.5, 2: 0.4, 3: 0.45, 4: 0.41}, sign=-1)  # a loss
+        >>> Patience(patience=2).on_report(record, 3, -0.45, [record])  # 0.4 at step 2 is within the last 2
+        <Decision.CONTINUE: 'continue'>
+        >>> Patience(patience=2).on_report(record, 4, -0.41, [record])  # nothing beat 0.4 for 2 reports
+        <Decision.COMPLETE: 'complete'>
+    """
+
+    def __init__(self, patience: int = 5, min_delta: float = 0.0, warmup_epochs: int = 0) -> None:
+        for what, v, low in (("patience", patience, 1), ("warmup_epochs", warmup_epochs, 0)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"Patience: {what}={v!r} must be an int >= {low}")
+        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or not 0 <= min_delta < math.inf:
+            raise ValueError(f"Patience: min_delta={min_delta!r} must be a number >= 0")
+        self.patience, self.min_delta, self.warmup_epochs = patience, float(min_delta), warmup_epochs
+
+    def on_report(self, trial: TrialRecord, step: int, score: float, peers: Sequence[TrialRecord]) -> Decision:
+        best, waited = -math.inf, 0  # Keras' rule, replayed over the trial's own curve (so a resumed study agrees)
+        for s in sorted(trial.reports):
+            if self.warmup_epochs < s <= step:
+                if trial.sign * trial.reports[s] - self.min_delta > best:
+                    best, waited = trial.sign * trial.reports[s], 0
+                else:
+                    waited += 1
+        return Decision.COMPLETE if waited >= self.patience else Decision.CONTINUE
+
+
+class Schedulers(Described):
+    """Several schedulers at once (``scheduler=[th.Patience(3), th.ASHA(1, 27)]``): a trial is pruned when any
+    of them says stop, completes when one says complete (Patience at a plateau), pauses when one says pause,
+    and goes on otherwise. At most one of them may
+    pause trials (a rung scheduler); its ``on_start``, ``rungs`` and ``promote`` are the composite's.
+
+    Args:
+        schedulers: the schedulers, each asked at every report in this order.
+    """
+
+    def __init__(self, schedulers: Sequence[Any]) -> None:
+        self.schedulers = list(schedulers)
+        if not self.schedulers or any(not callable(getattr(s, "on_report", None)) for s in self.schedulers):
+            raise TypeError("Schedulers: give a non-empty list of schedulers (objects with on_report)")
+        pausing = [s for s in self.schedulers if callable(getattr(s, "promote", None))]
+        if len(pausing) > 1:
+            raise ValueError(f"Schedulers: at most one rung scheduler may pause trials, got "
+                             f"{[type(s).__name__ for s in pausing]}; keep one of them")
+        self._rung = pausing[0] if pausing else None
+        if self._rung is not None:
+            self.promote, self.rungs = self._rung.promote, self._rung.rungs
+
+    def on_start(self, record: TrialRecord, peers: Sequence[TrialRecord]) -> int | None:
+        budgets = [b for s in self.schedulers if callable(getattr(s, "on_start", None))
+                   if (b := s.on_start(record, peers)) is not None]
+        return min(budgets) if budgets else None
+
+    def on_report(self, trial: TrialRecord, step: int, score: float, peers: Sequence[TrialRecord]) -> Decision:
+        decisions = [s.on_report(trial, step, score, peers) for s in self.schedulers]
+        for decision in (Decision.STOP, Decision.COMPLETE, Decision.PAUSE):
+            if decision in decisions:
+                return decision
+        return Decision.CONTINUE
+
+
 def make_scheduler(spec: Any, *, seed: int | None = None, max_epochs: int | None = None, **options: Any) -> Any:
-    """A scheduler from its name (``"sha"``, ``"hyperband"``, ``"asha"``, ``"median"``), ``None``, or an object.
+    """A scheduler from its name (``"sha"``, ``"hyperband"``, ``"asha"``, ``"median"``, ``"patience"``), ``None``,
+    an object, or a list of these (``Schedulers``: a trial stops when any of them says so).
 
     ``max_epochs`` (the study's or decorator's) is the rung schedulers' default budget; ``options`` go to the
     constructor (e.g. ``min_epochs=3``, ``eta=3``, ``brackets=4``).
@@ -484,17 +567,22 @@ def make_scheduler(spec: Any, *, seed: int | None = None, max_epochs: int | None
     Example:
         >>> make_scheduler("hyperband", max_epochs=27).brackets[0].rungs
         (1, 3, 9, 27)
+        >>> [type(s).__name__ for s in make_scheduler(["patience", "asha"], max_epochs=27).schedulers]
+        ['Patience', 'ASHA']
     """
     if spec is None or callable(getattr(spec, "on_report", None)):
         return spec
+    if isinstance(spec, (list, tuple)):
+        return Schedulers([make_scheduler(s, seed=seed, max_epochs=max_epochs) for s in spec])
     if not isinstance(spec, str):
-        raise TypeError(f"scheduler must be a name, None or have on_report(trial, step, score, peers); "
-                        f"got {type(spec).__name__}")
-    if spec == "median":
-        return MedianStopping(**options)
+        raise TypeError(f"scheduler must be a name, None, a list of them or have on_report(trial, step, score, "
+                        f"peers); got {type(spec).__name__}")
+    simple = {"median": MedianStopping, "patience": Patience}
+    if spec in simple:
+        return simple[spec](**options)
     rung = {"sha": SuccessiveHalving, "hyperband": Hyperband, "asha": ASHA}
     if spec not in rung:
-        raise ValueError(f"scheduler '{spec}' is unknown; choose one of {sorted([*rung, 'median'])}, None, "
+        raise ValueError(f"scheduler '{spec}' is unknown; choose one of {sorted([*rung, *simple])}, None, "
                          "or pass an object with on_report(...)")
     options.setdefault("max_epochs", max_epochs)
     if options["max_epochs"] is None:

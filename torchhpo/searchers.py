@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from torchhpo.history import History
+from torchhpo.settings import Described
 from torchhpo.space import Config, Space
 from torchhpo.trial import Status, TrialRecord
 
@@ -34,7 +35,7 @@ def _fresh_seed(seed: int | None) -> int:
     return int(np.random.SeedSequence(seed).generate_state(1)[0]) if seed is None else int(seed)
 
 
-class RandomSearch:
+class RandomSearch(Described):
     """Independent uniform draws (log-uniform on log scales).
 
     Args:
@@ -54,7 +55,7 @@ class RandomSearch:
         return space.sample(n, seed=np.random.SeedSequence([self.seed, len(trials)]))
 
 
-class Sobol:
+class Sobol(Described):
     """A scrambled Sobol sequence: spreads points more evenly than random draws (better coverage for small n).
 
     Args:
@@ -68,7 +69,7 @@ class Sobol:
         return space.sobol(n, seed=self.seed, skip=len(trials))
 
 
-class GridSearch:
+class GridSearch(Described):
     """Every combination of a grid, each once; then the search is exhausted and the study stops cleanly.
 
     The grid is never built: point ``i`` comes from its mixed-radix digits (and, shuffled, from a seeded

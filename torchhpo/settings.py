@@ -29,12 +29,20 @@ class Described:
         except TypeError:  # wrong arguments: __init__ says so
             obj._arguments = None
         else:
+            bound.apply_defaults()
             obj._arguments = {k: v for k, v in list(bound.arguments.items())[1:]}
         return obj
 
 
 def _plain(value: Any) -> Any:
     """``value`` as JSON, dataclasses (e.g. ``GPOptions``) tagged with their class; raises TypeError otherwise."""
+    if isinstance(value, Described):
+        described = describe(value)
+        if described is None or described["args"] is None:
+            raise TypeError(f"{type(value).__name__} cannot be described")
+        return {"__object__": described}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {"__dataclass__": _name(type(value)), "fields": {f.name: _plain(getattr(value, f.name))
                                                                  for f in dataclasses.fields(value)}}
@@ -79,6 +87,10 @@ def describe(obj: Any) -> dict[str, Any] | None:
 
 
 def _load(value: Any) -> Any:
+    if isinstance(value, dict) and "__object__" in value:
+        return rebuild(value["__object__"])
+    if isinstance(value, list):
+        return [_load(v) for v in value]
     if isinstance(value, dict) and "__dataclass__" in value:
         return _class(value["__dataclass__"])(**{k: _load(v) for k, v in value["fields"].items()})
     return value

@@ -201,7 +201,8 @@ class Simulated:
             decision = on_report(number, epoch + 1, value)
             self._saved[number] = epoch + 1
             stop = min(trial.max_epochs or self.curves.epochs, self.curves.epochs)
-            status = {Decision.STOP: Status.PRUNED, Decision.PAUSE: Status.PAUSED}.get(decision)
+            status = {Decision.STOP: Status.PRUNED, Decision.PAUSE: Status.PAUSED,
+                      Decision.COMPLETE: Status.COMPLETED}.get(decision)
             if status is None and epoch + 1 >= stop:
                 status = Status.COMPLETED
             if status is not None:

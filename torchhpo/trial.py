@@ -46,8 +46,9 @@ class Decision(enum.Enum):
     """A scheduler's answer to a report."""
 
     CONTINUE = "continue"
-    STOP = "stop"
+    STOP = "stop"  # prune it: ``trial.report`` raises ``TrialPruned``
     PAUSE = "pause"  # wait at this rung; the study resumes the trial later with the same number and record
+    COMPLETE = "complete"  # it has converged (early stopping): ``trial.epochs()`` ends, the function returns
 
 
 class TrialPruned(Exception):
@@ -150,6 +151,7 @@ class Trial:
         self.reporter = reporter
         self.last_step = 0
         self.pruned = False
+        self.converged = False  # the scheduler answered COMPLETE: epochs() ends, the trial completes
         self.resumed = False  # True when the study resumed this trial from PAUSED (its checkpoint has the state)
         self.user_attrs: dict[str, Any] = {}  # set_attr's, sent to the study with the trial's outcome
         self._epoch: int | None = None
@@ -167,7 +169,8 @@ class Trial:
         """Yield epoch indices 0, 1, 2, ... up to ``max_epochs`` (or the trial's budget).
 
         After a resume the loop continues from the epoch after the last ``save``. It ends early once the
-        trial is pruned (``report`` raises ``TrialPruned`` inside the loop).
+        trial is pruned (``report`` raises ``TrialPruned`` inside the loop), or after the epoch whose report the
+        scheduler answered ``Decision.COMPLETE`` (early stopping at a plateau: the function then returns as usual).
         """
         stop = self.max_epochs if max_epochs is None else max_epochs
         if stop is None:
@@ -179,7 +182,7 @@ class Trial:
         start = saved["epoch"] + 1 if saved is not None and saved["epoch"] is not None else 0
         self.last_step = max(self.last_step, start)
         for epoch in range(start, stop):
-            if self.pruned:
+            if self.pruned or self.converged:
                 return
             self._epoch = epoch
             yield epoch
@@ -213,6 +216,8 @@ class Trial:
             raise TrialPruned(f"trial {self.number} pruned at step {step}")
         if decision is Decision.PAUSE:
             raise TrialPaused(f"trial {self.number} paused at step {step}")
+        if decision is Decision.COMPLETE:
+            self.converged = True
 
     def set_attr(self, key: str, value: Any) -> None:
         """Store ``value`` with the trial's record under ``key``: what you log beside the metric (test accuracy,
