@@ -151,6 +151,8 @@ def run_table_ask_tell(curves: Curves, searcher: Any, scheduler: Any, seed: int,
             except th.TrialPaused:
                 study.tell(trial, status=th.Status.PAUSED)
                 return
+            if trial.converged:  # Patience at a plateau: the trial completes here
+                break
         study.tell(trial, value)
 
     new = 0

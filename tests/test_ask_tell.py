@@ -18,11 +18,11 @@ E = 9
 
 
 def _curve(sign=1):
-    """A learning curve whose early ranks mislead (as in the scheduler contract), lower is better (``sign=-1``:
-    the same curve to maximize)."""
+    """A learning curve whose early ranks mislead (as in the scheduler contract) and that flattens (so patience
+    has plateaus to find), lower is better (``sign=-1``: the same curve to maximize)."""
     def loss(config, step):
         x = config["x"]
-        return sign * ((x - 0.3) ** 2 + 0.5 * (1.0 + (17.0 * x) % 1.0) / (step + 1))
+        return sign * ((x - 0.3) ** 2 + max(0.08, 0.5 * (1.0 + (17.0 * x) % 1.0) / (step + 1)))  # then flat
     return loss
 
 
@@ -71,7 +71,8 @@ def _ask_tell(study, n, log, workers=1, loss=_loss):
 
 SCHEDULERS = {"sha": lambda: SuccessiveHalving(1, E), "hyperband": lambda: Hyperband(1, E),
               "asha": lambda: ASHA(1, E), "asha-3": lambda: ASHA(1, E, brackets=3, seed=1),
-              "median": lambda: MedianStopping(warmup_epochs=1, min_trials=3)}
+              "median": lambda: MedianStopping(warmup_epochs=1, min_trials=3),
+              "patience": lambda: th.Patience(2), "patience+asha": lambda: th.Schedulers([th.Patience(2), ASHA(1, E)])}
 
 
 @pytest.mark.parametrize("name", sorted(SCHEDULERS))
@@ -87,8 +88,10 @@ def test_ask_tell_under_every_scheduler_equals_optimize(name, mode):
     assert [(t.number, t.config, t.status, t.value, t.reports) for t in by_hand.trials] == \
         [(t.number, t.config, t.status, t.value, t.reports) for t in reference.trials]
     assert sorted(log) == sorted(ref_log)
-    if name != "median":
+    if name not in ("median", "patience"):
         assert any(t.status is th.Status.PRUNED for t in by_hand.trials)
+    if name.startswith("patience"):
+        assert any(t.status is th.Status.COMPLETED and max(t.reports) < E for t in by_hand.trials)
 
 
 @pytest.mark.parametrize("name", ["hyperband", "asha"])

@@ -31,6 +31,19 @@ SCHEMA_VERSION = 2
 INTERRUPTED = "interrupted: the study stopped while this trial was running"
 
 
+def _patiently(step: Any, seconds: float = 60.0) -> Any:
+    """Run ``step`` (a SQLite statement), retrying while another connection holds a lock it needs: switching a
+    new file to WAL does not wait on the busy timeout, so two drivers starting together can meet there."""
+    end = time.monotonic() + seconds
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > end:
+                raise
+            time.sleep(0.05)
+
+
 def _owner() -> str:
     """This driver's identity in the ``owner`` column: host, pid and a random tag (pids are reused)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -248,7 +261,7 @@ class SQLiteStorage:
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            _patiently(lambda: self._db.execute("PRAGMA journal_mode=WAL"))  # drivers may open a new file at once
             self._db.execute("PRAGMA synchronous=NORMAL")
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
@@ -256,14 +269,17 @@ class SQLiteStorage:
                              "upgrade torchhpo or start a new file")
         self._v1 = version == 1
         if not self.readonly:
-            with self._transaction():
-                if self._v1:
-                    for statement in filter(str.strip, _UPGRADE_1.split(";")):
-                        self._db.execute(statement)
-                    self._v1 = False
-                for statement in filter(str.strip, _SCHEMA.split(";")):
+            _patiently(self._create_schema)
+
+    def _create_schema(self) -> None:
+        with self._transaction():
+            if self._v1 and self._db.execute("PRAGMA user_version").fetchone()[0] == 1:  # not upgraded meanwhile
+                for statement in filter(str.strip, _UPGRADE_1.split(";")):
                     self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._v1 = False
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def _connect_readonly(self) -> sqlite3.Connection:
         if not self.path.exists():

@@ -224,22 +224,35 @@ class Study:
         if keep is not None:
             del self._top[keep:]
 
-    def _sync(self) -> None:
-        """Take in what other drivers of this study wrote since the last look (nothing to read with one driver)."""
+    def _sync(self, mine: TrialRecord | None = None) -> None:
+        """Take in what other drivers of this study wrote since the last look (nothing to read with one driver).
+
+        ``mine``: a trial this driver just created (numbered by the storage): it takes its place in the mirror,
+        in number order with the others' new trials."""
         if self._closed:
             return
         records, reports = self.storage.changes()
-        for record in records:
-            record.sign, record.config = self.sign, self.space.validate(record.config)
-            if record.number >= len(self._records):
+        arrived = {r.number: r for r in records}
+        if mine is not None:
+            arrived[mine.number] = mine
+        for number in sorted(arrived):
+            record = arrived[number]
+            if record is not mine:
+                record.sign, record.config = self.sign, self.space.validate(record.config)
+            if number == len(self._records):
                 self._records.append(record)
-            elif record.number not in self._live:  # this driver's running trials: its own copy is the truth
-                kept = self._records[record.number]
+            elif number > len(self._records):  # numbers are taken in a transaction: a gap is a broken file
+                raise RuntimeError(f"{self.storage!r}: trial {number} arrived before trial {len(self._records)}")
+            elif record is mine:
+                self._records[number] = record
+                self._records.touch(number)
+            elif number not in self._live:  # this driver's running trials: its own copy is the truth
+                kept = self._records[number]
                 kept.status, kept.value, kept.reason, kept.finished = (record.status, record.value, record.reason,
                                                                        record.finished)
                 kept.attrs = record.attrs
-                self._records.touch(record.number)
-            self._note(self._records[record.number])
+                self._records.touch(number)
+            self._note(self._records[number])
         for number, step, value in reports:
             if number not in self._live and number < len(self._records):
                 self._epochs += max(0, step - max(self._records[number].reports, default=0))
@@ -330,7 +343,7 @@ class Study:
         stored = self.storage.settings() or {}
         mine = self._settings()
         if paused and (not callable(getattr(self.scheduler, "promote", None))
-                       or ("scheduler" in stored and stored["scheduler"] != mine["scheduler"])
+                       or ("scheduler" in stored and _rungs_of(stored["scheduler"]) != _rungs_of(mine["scheduler"]))
                        or stored.get("max_epochs", self.max_epochs) != self.max_epochs):
             was = (stored.get("scheduler") or {}).get("class", "a rung scheduler")
             raise ValueError(
@@ -350,13 +363,8 @@ class Study:
         if not self._settled:
             self._settle_in()
         record = TrialRecord(-1, config, attrs={"source": source, **attrs}, sign=self.sign)
-        number = self.storage.create_trial(record)
-        self._sync()  # other drivers' trials numbered before this one
-        if number < len(self._records):  # the sync brought this trial's own row: this record replaces it
-            self._records[number] = record
-            self._records.touch(number)
-        else:
-            self._records.append(record)
+        self.storage.create_trial(record)
+        self._sync(mine=record)  # with the other drivers' trials numbered before (and after) this one
         if callable(getattr(self.scheduler, "on_start", None)):  # e.g. Hyperband picks the bracket
             budget = self.scheduler.on_start(record, self._records)
             if budget is not None:
@@ -578,6 +586,16 @@ class Study:
 
     def __repr__(self) -> str:
         return f"Study(name={self.name!r}, mode={self.mode!r}, trials={len(self._records)})"
+
+
+def _rungs_of(described: Any) -> Any:
+    """What a scheduler's paused trials depend on: its description (``settings.describe``) without the seeds
+    (drivers of one study may each have their own), nested schedulers' too."""
+    if isinstance(described, dict):
+        return {k: _rungs_of(v) for k, v in described.items() if k != "seed"}
+    if isinstance(described, list):
+        return [_rungs_of(v) for v in described]
+    return described
 
 
 class Tuned:
