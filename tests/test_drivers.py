@@ -185,3 +185,115 @@ def test_a_live_driver_keeps_beating_while_its_trial_runs_without_reports(tmp_pa
     a.close()  # the heartbeat stops with the study
     time.sleep(0.8)
     assert b.fail_stale_trials() == [trial.number]
+
+
+# --- regressions found in review --------------------------------------------------------------------------------
+def _paused_asha_study(path, **kwargs):
+    """An ASHA study with trials 0, 1, 2 PAUSED at rung 1, trial 0 (the best there) promotable."""
+    study = th.Study(SPACE, scheduler=th.ASHA(1, 9), max_epochs=9, storage=path, seed=0, **kwargs)
+    for value in (0.5, 0.9, 0.7):
+        trial = study.ask()
+        with pytest.raises(th.TrialPaused):
+            trial.report(value)
+        study.tell(trial, status=th.Status.PAUSED)
+    return study
+
+
+def test_a_resumed_trial_is_kept_alive_by_its_drivers_heartbeat(tmp_path):
+    path = tmp_path / "r.db"
+    _paused_asha_study(path).close()
+    b = th.Study.load(path)
+    b.heartbeat_interval = 0.1
+    trial = b.ask()
+    assert trial.resumed and trial.number == 0
+    c = th.Study.load(path)
+    c.stale_after = 0.5
+    time.sleep(1.0)
+    assert c.fail_stale_trials() == [], "the driver that resumed the trial is alive and beating"
+    b.tell(trial, 0.1)
+    assert th.Study.load(path, readonly=True).trials[0].status is th.Status.COMPLETED
+
+
+class _Two(th.Inline):
+    slots = 2  # two trials per turn (run one after the other): a promoted trial and a new one
+
+
+class _BreaksAfter:
+    def __init__(self, n):
+        self.n, self.inner = n, th.RandomSearch(seed=0)
+
+    def ask(self, space, trials, n=1):
+        self.n -= 1
+        if self.n < 0:
+            raise RuntimeError("the searcher broke")
+        return self.inner.ask(space, trials, n)
+
+
+def test_a_promoted_trial_is_not_left_running_when_the_next_ask_fails(tmp_path):
+    study = _paused_asha_study(tmp_path / "o.db", searcher=_BreaksAfter(3))
+    with pytest.raises(RuntimeError, match="the searcher broke"):
+        study.optimize(lambda c, t: 0.1, n_trials=5, executor=_Two("cpu"), progress=False)
+    assert not [t.number for t in study.trials if t.status is th.Status.RUNNING]
+    assert study.trials[0].status is th.Status.FAILED and "interrupted" in study.trials[0].reason
+
+
+def test_pruning_a_paused_trial_never_overwrites_another_drivers_claim(tmp_path):
+    path = tmp_path / "p.db"
+    a = _paused_asha_study(path)
+    b = th.Study.load(path)
+    resumed = b.ask()  # b claims trial 0 ...
+    stale = a.trials[0].copy()
+    stale.status = th.Status.PRUNED
+    assert a.storage.write(stale, only_if=th.Status.PAUSED) is False  # ... so a's prune of it loses
+    b.tell(resumed, 0.05)
+    assert [t.status for t in th.Study.load(path, readonly=True).trials][:1] == [th.Status.COMPLETED]
+
+
+def test_opening_a_study_commits_nothing(tmp_path):
+    """Not even the schema: another connection's data_version (which counts the others' commits) stays put."""
+    path = tmp_path / "quiet.db"
+    th.Study(SPACE, storage=path).optimize(lambda c, t: c["x"], n_trials=2, progress=False)
+    import sqlite3
+
+    watcher = sqlite3.connect(path)
+    version = watcher.execute("PRAGMA data_version").fetchone()[0]
+    assert len(th.Study.load(path).trials) == 2
+    assert th.Study(SPACE, storage=path).best.number in (0, 1)
+    cli.main(["show", str(path)])
+    assert watcher.execute("PRAGMA data_version").fetchone()[0] == version
+
+
+def test_tell_keeps_the_trial_running_when_the_storage_refuses_the_write(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "busy.db"
+    study = th.Study(SPACE, storage=path)
+    trial = study.ask()
+    study.storage._db.execute("PRAGMA busy_timeout = 200")  # not a minute: another connection holds the lock
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            study.tell(trial, 0.123)
+        assert study.trials[0].status is th.Status.RUNNING  # the mirror agrees with the file
+    finally:
+        blocker.execute("ROLLBACK")
+    study.tell(trial, 0.123)  # and the result can still be told
+    assert th.Study.load(path, readonly=True).trials[0].value == 0.123
+
+
+def test_one_storage_object_serves_one_study(tmp_path):
+    storage = th.SQLiteStorage(tmp_path / "s.db")
+    th.Study(SPACE, storage=storage, name="a")
+    with pytest.raises(ValueError, match="already serves a study"):
+        th.Study(SPACE, storage=storage, name="b")
+
+
+def test_load_with_a_seed_reseeds_the_restored_searcher_and_scheduler(tmp_path):
+    path = tmp_path / "seed.db"
+    th.Study(SPACE, storage=path, searcher="random", scheduler="asha", max_epochs=9, seed=0).optimize(
+        lambda c, t: c["x"], n_trials=1, progress=False)
+    a, b = th.Study.load(path, seed=1), th.Study.load(path, seed=2)
+    assert (a.searcher.seed, b.searcher.seed, a.scheduler.seed, b.scheduler.seed) == (1, 2, 1, 2)
+    assert a.ask().config != b.ask().config
+    assert th.Study.load(path).searcher.seed == 2  # the settings of the last driver that started a trial

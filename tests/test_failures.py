@@ -117,3 +117,17 @@ def test_readonly_load_reads_and_refuses_writes(tmp_path):
     with pytest.raises(PermissionError, match="opened read-only"):
         ro.ask()
     assert sqlite3.connect(path).execute("SELECT count(*) FROM trials").fetchone()[0] == 3
+
+
+def test_progress_bar_counts_the_new_trials_n_trials_asks_for(capsys):
+    flaky = set()
+
+    def train(config, trial):
+        if config["x"] not in flaky:
+            flaky.add(config["x"])
+            raise RuntimeError(f"flaky {config['x']}")
+        return config["x"]
+
+    th.Study(SPACE, seed=0).optimize(train, n_trials=3, retries=1, progress=True, fail_fast=None)
+    final = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "3/3" in final and "failed=3" in final, final

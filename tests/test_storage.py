@@ -292,3 +292,32 @@ def test_a_users_plugin_is_stored_by_name_and_asked_for_again(tmp_path, caplog):
     assert "cannot be rebuilt" in caplog.text and "pass searcher= to Study.load" in caplog.text
     assert type(study.searcher).__name__ == "RandomSearch"
     assert type(th.Study.load(path, searcher=Mine()).searcher) is Mine
+
+
+def test_a_file_cannot_make_load_call_anything_but_a_searcher_or_scheduler(tmp_path):
+    """A stored description names a class and arguments: only torchhpo's searchers, schedulers and their options
+    dataclasses are built from it, never another callable of the package."""
+    for bad in ({"class": "torchhpo.executors:_kill_group", "args": {"leader": 1}},
+                {"class": "torchhpo.storage:SQLiteStorage", "args": {"path": str(tmp_path / "evil.db")}},
+                {"class": "os:system", "args": {"command": "true"}},
+                {"class": "torchhpo.gp:GP", "args": {"options": {"__dataclass__": "torchhpo.storage:Heartbeat",
+                                                                  "fields": {}}}}):
+        with pytest.raises(ValueError, match="not a torchhpo"):
+            rebuild(bad)
+    assert not (tmp_path / "evil.db").exists()
+
+
+def test_flush_says_when_a_reader_keeps_the_log_open(tmp_path):
+    path = tmp_path / "f.db"
+    study = th.Study(th.Space({"x": th.Float(0.0, 1.0)}), storage=path)
+    study.optimize(lambda c, t: c["x"], n_trials=3, progress=False)
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM trials").fetchone()  # a read transaction pins the log
+    study.optimize(lambda c, t: c["x"], n_trials=2, progress=False)
+    start = time.monotonic()
+    assert study.storage.flush() is False and time.monotonic() - start < 10
+    reader.execute("COMMIT")
+    assert study.storage.flush() is True
+    shutil.copy(path, tmp_path / "copy.db")
+    assert len(th.Study.load(tmp_path / "copy.db").trials) == 5

@@ -78,17 +78,23 @@ def run(study: Study, fn: TrainFn, n_trials: int | None, timeout: float | None, 
     limits = {} if timeout_per_trial is None else {"timeout": float(timeout_per_trial)}
     prefetch = _Prefetch() if not batch and getattr(executor, "concurrent", False) else None
     running: set[int] = set()
+    before = set(study._live)  # trials of the user's own (ask without tell): not this call's to fail
+
+    def start(trials: list[Trial]) -> None:
+        running.update(t.number for t in trials)  # first: a failed submit is cleaned up like the others
+        for trial in trials:
+            executor.submit(fn, trial, study._report, **limits)
+
     try:
         while True:
             if not call.over():
                 free = 0 if batch and running else executor.slots - len(running)
                 promoted = study._promote(free, drain=False)  # promoted PAUSED trials go before new configs
-                fresh = call.next(free - len(promoted), prefetch) if free > len(promoted) else []
-                if not running and not promoted and not fresh:  # nothing new may start: settle the paused ones
-                    promoted = study.settle(executor.slots)
-                for trial in promoted + fresh:
-                    running.add(trial.number)
-                    executor.submit(fn, trial, study._report, **limits)
+                start(promoted)
+                if free > len(promoted):
+                    start(call.next(free - len(promoted), prefetch))
+                if not running:  # nothing new may start: settle the paused ones with the peers there are
+                    start(study.settle(executor.slots))
                 if prefetch is not None and len(running) >= executor.slots and call.room > 0 and not call.exhausted:
                     prefetch.start(study.searcher, study.space, study._records)  # computed while workers train
             if not running:
@@ -99,7 +105,7 @@ def run(study: Study, fn: TrainFn, n_trials: int | None, timeout: float | None, 
                 call.finish(outcome)
             call.show()
     except BaseException:  # Ctrl-C, an error in a scheduler or the storage, FailingTrials: leave storage consistent
-        for number in sorted(running):
+        for number in sorted(running | (set(study._live) - before)):  # started here, submitted or not yet
             if not study._records[number].status.finished:
                 study.tell(number, status=Status.FAILED, reason=INTERRUPTED)
         if not own:
@@ -126,6 +132,7 @@ class Call:
         self.room = math.inf if n_trials is None else n_trials  # new configs this call may still start
         self.deadline = math.inf if timeout is None else time.monotonic() + timeout
         self.exhausted = False
+        self.new: set[int] = set()  # the new trials this call started (what n_trials counts)
         self.n = self.failed = self.pruned = 0
         self.retry: list[tuple[Config, int, int]] = []  # (config, number, attempt) of failed trials to run again
         self._first: list[TrialRecord] | None = []  # the first trials that ended, while all of them failed
@@ -150,6 +157,7 @@ class Call:
         fresh = study._ask_new(k, prefetch) if k > 0 and not self.exhausted else []
         self.exhausted = len(fresh) < k
         self.room -= len(fresh)
+        self.new.update(t.number for t in fresh)
         return trials + fresh
 
     def finish(self, outcome: Outcome) -> None:
@@ -169,7 +177,7 @@ class Call:
     def ended(self, record: TrialRecord) -> None:
         """A trial ended during this call (``Study.tell`` calls this): count it, check ``target`` and
         ``fail_fast``, run the callbacks."""
-        self.n += 1
+        self.n += record.number in self.new  # the bar counts the n_trials new ones; retries and resumes are extra
         self.failed += record.status is Status.FAILED
         self.pruned += record.status is Status.PRUNED
         if (self.target is not None and record.status is Status.COMPLETED

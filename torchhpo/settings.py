@@ -13,7 +13,7 @@ import inspect
 import json
 from typing import Any
 
-__all__ = ["Described", "describe", "rebuild"]
+__all__ = ["Described", "describe", "rebuild", "reseeded"]
 
 
 class Described:
@@ -92,15 +92,35 @@ def _load(value: Any) -> Any:
     if isinstance(value, list):
         return [_load(v) for v in value]
     if isinstance(value, dict) and "__dataclass__" in value:
-        return _class(value["__dataclass__"])(**{k: _load(v) for k, v in value["fields"].items()})
+        return _class(value["__dataclass__"], dataclass=True)(**{k: _load(v) for k, v in value["fields"].items()})
     return value
 
 
-def _class(name: str) -> Any:
+def _class(name: str, *, dataclass: bool = False) -> Any:
+    """The class ``name`` names, if it is one that may be built from a file: a ``Described`` searcher or
+    scheduler of torchhpo's, or (``dataclass``) one of its options dataclasses. Nothing else is imported or
+    called, whatever a file says."""
     module, _, qualname = name.partition(":")
-    if not module.startswith("torchhpo."):
+    if not module.startswith("torchhpo.") or not qualname.isidentifier():
         raise ValueError(f"{name} is not a torchhpo class; only torchhpo's own classes are rebuilt from a file")
-    return getattr(importlib.import_module(module), qualname)
+    cls = getattr(importlib.import_module(module), qualname, None)
+    allowed = (dataclasses.is_dataclass(cls) and isinstance(cls, type)) if dataclass else \
+        (isinstance(cls, type) and issubclass(cls, Described))
+    if not allowed:
+        raise ValueError(f"{name} is not a torchhpo searcher, scheduler or options class; it is not rebuilt")
+    return cls
+
+
+def reseeded(description: dict[str, Any], seed: int | None) -> dict[str, Any]:
+    """``description`` with every ``seed`` argument (nested ones too) set to ``seed``."""
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            out = {k: walk(v) for k, v in value.items()}
+            if isinstance(out.get("args"), dict) and "seed" in out["args"]:
+                out["args"]["seed"] = seed
+            return out
+        return [walk(v) for v in value] if isinstance(value, list) else value
+    return walk(description)
 
 
 def rebuild(description: dict[str, Any] | None) -> Any:

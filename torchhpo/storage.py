@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -27,8 +28,14 @@ from torchhpo.trial import Status, TrialRecord
 
 __all__ = ["Heartbeat", "MemoryStorage", "SQLiteStorage", "Storage", "make_storage"]
 
+log = logging.getLogger("torchhpo")
+
 SCHEMA_VERSION = 2
 INTERRUPTED = "interrupted: the study stopped while this trial was running"
+
+
+class _Lost(Exception):
+    """A conditional write found the trial in another state (another driver changed it first)."""
 
 
 def _patiently(step: Any, seconds: float = 60.0) -> Any:
@@ -89,8 +96,9 @@ class Storage(Protocol):
 
     def add_report(self, number: int, step: int, value: float) -> None: ...
 
-    def write(self, record: TrialRecord) -> None:
-        """Write the record's status, value, reason, finish time and attrs (any status: RUNNING, PAUSED too)."""
+    def write(self, record: TrialRecord, *, only_if: Status | None = None) -> bool:
+        """Write the record's status, value, reason, finish time and attrs (any status: RUNNING, PAUSED too);
+        with ``only_if``, only while the stored status is that one. Returns whether it was written."""
 
     def trials(self) -> list[TrialRecord]: ...
 
@@ -117,8 +125,8 @@ class Storage(Protocol):
     def dequeue(self) -> Config | None:
         """Remove and return the oldest enqueued config, or ``None``."""
 
-    def flush(self) -> None:
-        """Make the stored study complete on disk (nothing pending in side files)."""
+    def flush(self) -> bool:
+        """Make the stored study complete on disk (nothing pending in side files); ``False`` if it could not."""
 
     def close(self) -> None: ...
 
@@ -162,10 +170,15 @@ class MemoryStorage:
     def add_report(self, number: int, step: int, value: float) -> None:
         self._trials[number].reports[step] = value
 
-    def write(self, record: TrialRecord) -> None:
-        kept = self._trials[record.number]
-        kept.status, kept.value, kept.reason, kept.finished = record.status, record.value, record.reason, record.finished
-        kept.attrs = dict(record.attrs)
+    def write(self, record: TrialRecord, *, only_if: Status | None = None) -> bool:
+        with self._lock:
+            kept = self._trials[record.number]
+            if only_if is not None and kept.status is not only_if:
+                return False
+            kept.status, kept.value, kept.reason, kept.finished = (record.status, record.value, record.reason,
+                                                                   record.finished)
+            kept.attrs = dict(record.attrs)
+            return True
 
     def trials(self) -> list[TrialRecord]:
         with self._lock:
@@ -206,8 +219,8 @@ class MemoryStorage:
         with self._lock:
             return self._queue.pop(0) if self._queue else None
 
-    def flush(self) -> None:
-        pass
+    def flush(self) -> bool:
+        return True
 
     def close(self) -> None:
         pass
@@ -261,25 +274,31 @@ class SQLiteStorage:
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
-            _patiently(lambda: self._db.execute("PRAGMA journal_mode=WAL"))  # drivers may open a new file at once
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # this connection's setting: nothing is written
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise ValueError(f"{self.path}: schema version {version}, this torchhpo reads up to {SCHEMA_VERSION}; "
                              "upgrade torchhpo or start a new file")
-        self._v1 = version == 1
-        if not self.readonly:
+        self._v1 = version == 1  # upgraded in place by this handle's first write, not by opening
+        if version == 0 and not self.readonly:  # a new file: create it (opening an existing one writes nothing)
+            _patiently(lambda: self._db.execute("PRAGMA journal_mode=WAL"))  # drivers may create it at once
             _patiently(self._create_schema)
 
     def _create_schema(self) -> None:
         with self._transaction():
-            if self._v1 and self._db.execute("PRAGMA user_version").fetchone()[0] == 1:  # not upgraded meanwhile
-                for statement in filter(str.strip, _UPGRADE_1.split(";")):
-                    self._db.execute(statement)
-            self._v1 = False
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 self._db.execute(statement)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _upgrade(self) -> bool:
+        """Inside a write transaction: bring a version-1 file to this schema (unless another driver did)."""
+        if self._db.execute("PRAGMA user_version").fetchone()[0] == 1:
+            for statement in filter(str.strip, _UPGRADE_1.split(";")):
+                self._db.execute(statement)
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        return True
 
     def _connect_readonly(self) -> sqlite3.Connection:
         if not self.path.exists():
@@ -303,13 +322,18 @@ class SQLiteStorage:
             raise PermissionError(f"{self.path} was opened read-only (Study.load(..., readonly=True), or the file "
                                   "is not writable): nothing can be written to it")
         with self._lock:
+            saved = self._cursor
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                upgraded = self._v1 and self._upgrade()
                 yield
             except BaseException:
                 self._db.execute("ROLLBACK")
+                self._cursor = saved  # the change numbers this transaction took are undone too
                 raise
             self._db.execute("COMMIT")
+            if upgraded:
+                self._v1 = False
 
     def _bump(self) -> int:
         """The study's next change number (inside a transaction): every trial write carries one. A handle's own
@@ -319,19 +343,28 @@ class SQLiteStorage:
             self._cursor = (seq, self._cursor[1])
         return seq
 
-    def flush(self) -> None:
-        """Copy the write-ahead log into the database file, so that ``x.db`` alone holds the whole study."""
-        if not self.readonly:
-            with self._lock:
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    def flush(self) -> bool:
+        """Copy the write-ahead log into the database file, so that ``x.db`` alone holds the whole study.
+        Returns ``False`` when another connection (a reader, another driver) kept it from finishing within 2 s:
+        then only a copy made with SQLite's backup is safe."""
+        if self.readonly:
+            return True
+        with self._lock:
+            self._db.execute("PRAGMA busy_timeout = 2000")
+            try:
+                busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            except sqlite3.OperationalError:
+                busy = 1
+            finally:
+                self._db.execute("PRAGMA busy_timeout = 60000")
+            return not busy
 
     def close(self) -> None:
-        """Flush and close the connection."""
+        """Flush and close the connection (a close after another handle's is what leaves ``x.db`` whole)."""
         with self._lock:
-            try:
-                self.flush()
-            except sqlite3.Error:  # another connection is reading: its last close flushes
-                pass
+            if not self.flush():
+                log.info("%s: another connection is using the file, so its write-ahead log stays beside it; copy "
+                         "the study with sqlite3's .backup, or once every driver has closed it", self.path)
             self._db.close()
 
     def studies(self) -> list[tuple[str, Space, str]]:
@@ -340,6 +373,9 @@ class SQLiteStorage:
         return [(n, Space.from_dict(json.loads(s)), m) for n, s, m in rows]
 
     def open(self, name: str, space: Space, mode: str) -> list[TrialRecord]:
+        if self._study is not None:
+            raise ValueError(f"this SQLiteStorage of {self.path} already serves a study: give each Study its own, "
+                             "e.g. pass the path (storage='x.db') rather than one storage object to several")
         with self._lock:
             row = self._db.execute("SELECT id, space, mode FROM studies WHERE name = ?", (name,)).fetchone()
             if row is None:
@@ -390,12 +426,23 @@ class SQLiteStorage:
             if rowid == self._cursor[1] + 1:  # nobody else reported since the last look
                 self._cursor = (self._cursor[0], rowid)
 
-    def write(self, record: TrialRecord) -> None:
+    def write(self, record: TrialRecord, *, only_if: Status | None = None) -> bool:
+        try:
+            self._write(record, only_if)
+        except _Lost:
+            return False
+        return True
+
+    def _write(self, record: TrialRecord, only_if: Status | None) -> None:
         with self._transaction():
-            self._db.execute("UPDATE trials SET status = ?, value = ?, reason = ?, finished = ?, attrs = ?, seq = ? "
-                             "WHERE study = ? AND number = ?",
-                             (record.status.value, record.value, record.reason, record.finished,
-                              json.dumps(record.attrs), self._bump(), self._id(), record.number))
+            where = "" if only_if is None else " AND status = ?"
+            cur = self._db.execute("UPDATE trials SET status = ?, value = ?, reason = ?, finished = ?, attrs = ?, "
+                                   f"seq = ? WHERE study = ? AND number = ?{where}",
+                                   (record.status.value, record.value, record.reason, record.finished,
+                                    json.dumps(record.attrs), self._bump(), self._id(), record.number,
+                                    *(() if only_if is None else (only_if.value,))))
+            if cur.rowcount == 0:
+                raise _Lost  # undo the change number too
 
     def _records(self, where: str, args: tuple[Any, ...], reports: dict[int, dict[int, float]]) -> list[TrialRecord]:
         rows = self._db.execute(f"SELECT {_COLUMNS} FROM trials WHERE study = ? {where} ORDER BY number",
@@ -507,8 +554,10 @@ def _beat(storage: weakref.ref, interval: float, stop: threading.Event) -> None:
             return
         try:
             store.beat()
-        except Exception:  # closed under us: nothing left to beat for
+        except sqlite3.ProgrammingError:  # closed under us: nothing left to beat for
             return
+        except sqlite3.Error:  # a busy file: beat again next time
+            pass
         del store
 
 

@@ -7,6 +7,7 @@ in-memory mirror of every trial, so searchers and the per-epoch report hook neve
 from __future__ import annotations
 
 import bisect
+import copy
 import functools
 import logging
 import math
@@ -23,7 +24,7 @@ from torchhpo.history import History
 from torchhpo.loop import Callback, FailingTrials, _Prefetch, headline, run
 from torchhpo.schedulers import make_scheduler
 from torchhpo.searchers import Searcher, make_searcher
-from torchhpo.settings import describe, rebuild
+from torchhpo.settings import describe, rebuild, reseeded
 from torchhpo.space import Config, Space
 from torchhpo.storage import Heartbeat, SQLiteStorage, Storage, make_storage
 from torchhpo.trial import Decision, Status, Trial, TrialRecord, checkpoint_file, read_checkpoint
@@ -141,27 +142,34 @@ class Study:
         """
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: no such study file; check the path or create it with Study(storage=...)")
-        storage = SQLiteStorage(path, readonly=readonly)
-        found = {n: (s, m) for n, s, m in storage.studies()}
-        if name is None:
-            if len(found) != 1:
-                raise ValueError(f"{path} holds studies {sorted(found)}; choose one with name=")
-            name = next(iter(found))
-        if name not in found:
-            raise ValueError(f"{path} has no study '{name}'; it has {sorted(found)}")
-        space, mode = found[name]
-        storage.open(name, space, mode)
-        stored = storage.settings() or {}
-        for key in ("max_epochs", "fidelity", "keep_checkpoints", "seed"):
+        peek = SQLiteStorage(path, readonly=True)  # reads what the file holds; the study opens its own handle
+        try:
+            found = {n: (s, m) for n, s, m in peek.studies()}
+            if name is None:
+                if len(found) != 1:
+                    raise ValueError(f"{path} holds studies {sorted(found)}; choose one with name=")
+                name = next(iter(found))
+            if name not in found:
+                raise ValueError(f"{path} has no study '{name}'; it has {sorted(found)}")
+            space, mode = found[name]
+            peek.open(name, space, mode)
+            stored = peek.settings() or {}
+        finally:
+            peek.close()
+        for key in ("max_epochs", "fidelity", "keep_checkpoints"):
             if key in stored:
                 kwargs.setdefault(key, stored[key])
+        new_seed = "seed" in kwargs and kwargs["seed"] != stored.get("seed")
+        seed = kwargs.setdefault("seed", stored.get("seed"))
         for key in ("searcher", "scheduler"):
-            if key not in kwargs and stored.get(key) is not None:
+            if key not in kwargs and stored.get(key) is not None and not readonly:  # looking needs neither
+                description = reseeded(stored[key], seed) if new_seed else stored[key]  # this driver's own seed
                 try:
-                    kwargs[key] = rebuild(stored[key])
+                    kwargs[key] = rebuild(description)
                 except (ValueError, ImportError, AttributeError, TypeError) as e:
                     log.warning("%s: the study's %s (%s) cannot be rebuilt (%s); pass %s= to Study.load",
                                 path, key, stored[key]["class"], e, key)
+        storage = SQLiteStorage(path, readonly=readonly)
         return cls(space, mode=mode, storage=storage, name=name, **kwargs)
 
     def close(self) -> None:
@@ -217,6 +225,8 @@ class Study:
     def _note(self, record: TrialRecord) -> None:
         """Keep ``_top`` (the best completed trials) up to date with ``record``, in O(keep_checkpoints)."""
         if record.status is not Status.COMPLETED or record.score is None:
+            if any(r.number == record.number for r in self._top):  # overwritten by another driver
+                self._top = [r for r in self._top if r.number != record.number]
             return
         keep = max(1, self.keep_checkpoints or 0) if self.keep_checkpoints is not None else None
         self._top = [r for r in self._top if r.number != record.number]
@@ -375,9 +385,13 @@ class Study:
         if self.fidelity == "data":
             trial.fidelity = self._data_level(record)
         self._live[record.number] = trial
+        self._beating()
+        return trial
+
+    def _beating(self) -> None:
+        """This driver holds a RUNNING trial: make sure its heartbeat runs (other drivers read it)."""
         if self._heart is None and isinstance(self.storage, SQLiteStorage):
             self._heart = Heartbeat(self.storage, self.heartbeat_interval)
-        return trial
 
     def _data_level(self, record: TrialRecord) -> float:
         """With data fidelity: the fraction of the data for the trial's next run, ``r / R`` for its next rung."""
@@ -402,13 +416,15 @@ class Study:
                 if record.status is not Status.PAUSED:
                     continue
                 if decision is Decision.STOP:
-                    self.tell(number, status=Status.PRUNED)
+                    self._end(record, Status.PRUNED, record.reports[max(record.reports)] if record.reports else None,
+                              None, only_if=Status.PAUSED)  # unless another driver resumed it meanwhile
                 elif decision is Decision.CONTINUE and len(resumed) < k:
                     if not self.storage.claim(number):  # another driver resumed it first
                         continue
                     record.status = Status.RUNNING
                     self._records.touch(number)
                     self.storage.write(record)
+                    self._beating()
                     trial = Trial(number, record.config, max_epochs=record.attrs.get("max_epochs", self.max_epochs),
                                   checkpoint_dir=self.checkpoint_dir, reporter=self._report)
                     trial.resumed, trial.last_step = True, max(record.reports, default=0)
@@ -444,6 +460,7 @@ class Study:
         rungs = self.scheduler.rungs(record)
         rung = round(trial.fidelity * rungs[-1])
         self.storage.add_report(record.number, rung, value)
+        self._epochs += trial.fidelity  # an epoch on a fraction of the data costs that fraction of an epoch
         record.reports[rung] = value
         self._records.touch(record.number)
         if trial.max_epochs is not None and step < trial.max_epochs:
@@ -467,23 +484,19 @@ class Study:
             record = self._records[number]
             if record.status.finished:
                 raise ValueError(f"tell: trial {number} is already {record.status.value}; each trial is told once")
+            attrs = dict(record.attrs)
             if isinstance(trial, Trial) and trial.user_attrs:  # ask/tell: what it stored with set_attr
-                record.attrs["user"] = {**record.user_attrs, **trial.user_attrs}
+                attrs["user"] = {**record.user_attrs, **trial.user_attrs}
             if status is None:
                 if value is None:
                     raise ValueError("tell: give the trial's value, or a status such as Status.FAILED")
                 status = Status.COMPLETED
             if not isinstance(status, Status) or status is Status.RUNNING:
                 raise ValueError(f"tell: status must be COMPLETED, PRUNED, FAILED or PAUSED, got {status!r}")
-            if status is Status.PAUSED:  # waits at a rung: the scheduler resumes it (ask, settle) or prunes it
-                if record.status is not Status.RUNNING or not callable(getattr(self.scheduler, "promote", None)):
-                    raise ValueError(f"tell: trial {number} cannot be PAUSED: it is {record.status.value}, and only "
-                                     "a rung scheduler (sha, hyperband, asha) resumes paused trials")
-                record.status = Status.PAUSED
-                self._records.touch(number)
-                self.storage.write(record)
-                self._live.pop(number, None)  # any driver may resume it
-                return record
+            if status is Status.PAUSED and (record.status is not Status.RUNNING
+                                            or not callable(getattr(self.scheduler, "promote", None))):
+                raise ValueError(f"tell: trial {number} cannot be PAUSED: it is {record.status.value}, and only "
+                                 "a rung scheduler (sha, hyperband, asha) resumes paused trials")
             if value is not None:
                 if isinstance(value, (str, bytes, bool)):
                     raise TypeError(f"tell: the value must be a number, got {type(value).__name__} {value!r}")
@@ -494,17 +507,34 @@ class Study:
                 value = record.reports[max(record.reports)]
             if status is Status.COMPLETED and value is None:
                 raise ValueError("tell: a COMPLETED trial needs a value")
-            record.status, record.value, record.reason, record.finished = status, value, reason, time.time()
-            self._records.touch(number)
-            self.storage.write(record)
-            self._live.pop(number, None)
-            self._note(record)
-            if status is Status.FAILED:
-                self._log_failure(record)
-            self._drop_checkpoints()
-            if self._call is not None:  # inside optimize: progress, and the fail_fast rule (may raise)
-                self._call.ended(record)
+            self._end(record, status, value, reason, attrs=attrs)
             return record
+
+    def _end(self, record: TrialRecord, status: Status, value: float | None, reason: str | None, *,
+             attrs: dict[str, Any] | None = None, only_if: Status | None = None) -> bool:
+        """Write the trial's new status to the storage, then (once it took it) to the mirror; ``only_if``: only
+        while the stored status is still that one (another driver may have claimed a paused trial)."""
+        ended = copy.copy(record)
+        ended.status, ended.value, ended.reason = status, value, reason
+        ended.finished = time.time() if status.finished else record.finished
+        ended.attrs = record.attrs if attrs is None else attrs
+        if not self.storage.write(ended, only_if=only_if):
+            self._sync()
+            return False
+        record.status, record.value, record.reason, record.finished = status, value, reason, ended.finished
+        record.attrs = ended.attrs
+        self._records.touch(record.number)
+        if status is Status.PAUSED:
+            self._live.pop(record.number, None)  # any driver may resume it
+            return True
+        self._live.pop(record.number, None)
+        self._note(record)
+        if status is Status.FAILED:
+            self._log_failure(record)
+        self._drop_checkpoints()
+        if self._call is not None:  # inside optimize: progress, and the fail_fast rule (may raise)
+            self._call.ended(record)
+        return True
 
     def _log_failure(self, record: TrialRecord) -> None:
         first = not getattr(self, "_logged_traceback", False)
