@@ -1,7 +1,11 @@
 """The public surface: __all__ is sorted and honest, nothing happens at import, optional deps stay lazy."""
 
+import importlib.util
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 import torchhpo as th
 
@@ -20,3 +24,12 @@ def test_import_is_quiet_and_lazy():
             "assert not heavy, heavy; assert not logging.getLogger().handlers; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok" and out.stderr == ""
+
+
+def test_the_tree_is_lint_clean():
+    """ruff (the dev extra) over the package, tests, benchmarks and recipes, as pyproject.toml configures it."""
+    if importlib.util.find_spec("ruff") is None:
+        pytest.skip("ruff is not installed (pip install -e '.[dev]')")
+    out = subprocess.run([sys.executable, "-m", "ruff", "check", "."], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stdout + out.stderr
