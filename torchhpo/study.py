@@ -114,7 +114,8 @@ class Study:
             self._note(r)
         self._live: dict[int, Trial] = {}
         self._heart: Heartbeat | None = None
-        self._epochs = sum(max(r.reports, default=0) for r in self._records)  # epochs reported, all trials
+        self._steps = {r.number: max(r.reports) for r in self._records if r.reports}  # each trial's highest step
+        self._epochs: float = sum(self._steps.values())  # epochs reported, all trials (max_epochs_total)
         self._stopping = False  # study.stop() was called
         self._closed = False
         self._reaped_at = -math.inf
@@ -265,7 +266,7 @@ class Study:
             self._note(self._records[number])
         for number, step, value in reports:
             if number not in self._live and number < len(self._records):
-                self._epochs += max(0, step - max(self._records[number].reports, default=0))
+                self._count(number, step)
                 self._records[number].reports[step] = value
                 self._records.touch(number)
 
@@ -445,13 +446,20 @@ class Study:
             if self.fidelity == "data":
                 return self._report_data(record, step, value)
             self.storage.add_report(number, step, value)  # first: a report the storage refuses is not kept
-            self._epochs += max(0, step - max(record.reports, default=0))
+            self._count(number, step)
             record.reports[step] = value
             self._records.touch(number)
             if self.scheduler is None:
                 return Decision.CONTINUE
             self._sync()
             return self.scheduler.on_report(record, step, self.sign * value, self._records)
+
+    def _count(self, number: int, step: int) -> None:
+        """Trial ``number`` reported at ``step``: the epochs beyond its highest step so far are new work. O(1)."""
+        top = self._steps.get(number, 0)
+        if step > top:
+            self._epochs += step - top
+            self._steps[number] = step
 
     def _report_data(self, record: TrialRecord, step: int, value: float) -> Decision:
         """Data fidelity: a run's reports count at its rung ``r`` (the last one stands); the scheduler decides
