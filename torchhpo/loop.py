@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torchhpo.executors import Executor, Outcome, TrainFn, make_executor
 from torchhpo.searchers import GridSearch, Searcher
@@ -22,12 +22,11 @@ from torchhpo.space import Config, Space
 from torchhpo.storage import INTERRUPTED
 from torchhpo.trial import Status, Trial, TrialRecord
 
-if TYPE_CHECKING:
-    from torchhpo.study import Study
+Study = Any  # torchhpo.study.Study, which imports this module: named, not imported, to keep the import graph a tree
 
 __all__ = ["Callback", "FailingTrials", "headline", "run"]
 
-Callback = Callable[["Study", TrialRecord], Any]
+Callback = Callable[[Study, TrialRecord], Any]
 
 
 class FailingTrials(RuntimeError):

@@ -7,6 +7,7 @@ goes on where it stopped.
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import warnings
@@ -227,13 +228,11 @@ def make_searcher(spec: Searcher | str | None, *, seed: int | None = None, **opt
         if not callable(getattr(spec, "ask", None)):
             raise TypeError(f"searcher must be a name or have ask(space, trials, n), got {type(spec).__name__}")
         return spec
-    names: dict[str, Any] = {"grid": GridSearch, "random": RandomSearch, "sobol": Sobol}
-    if spec == "gp":
-        from torchhpo.gp import GP
-        names["gp"] = GP
-    if spec == "tpe":
-        from torchhpo.tpe import TPE
-        names["tpe"] = TPE
-    if spec not in names:
-        raise ValueError(f"searcher '{spec}' is unknown; choose one of {sorted([*names, 'gp', 'tpe'])} or pass an object")
-    return names[spec](seed=seed, **options)
+    if spec not in SEARCHERS:
+        raise ValueError(f"searcher '{spec}' is unknown; choose one of {sorted(SEARCHERS)} or pass an object")
+    module, _, name = SEARCHERS[spec].partition(":")  # imported on first use: BoTorch only for "gp"
+    return getattr(importlib.import_module(module), name)(seed=seed, **options)
+
+
+SEARCHERS = {"grid": "torchhpo.searchers:GridSearch", "random": "torchhpo.searchers:RandomSearch",
+             "sobol": "torchhpo.searchers:Sobol", "tpe": "torchhpo.tpe:TPE", "gp": "torchhpo.gp:GP"}
