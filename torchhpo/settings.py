@@ -59,30 +59,15 @@ def describe(obj: Any) -> dict[str, Any] | None:
     they cannot be read back or stored (a user's class, an argument that is an object)."""
     if obj is None:
         return None
-    cls = type(obj)
-    args: dict[str, Any] | None = {}
-    given = getattr(obj, "_arguments", None)
-    if given is not None:  # a Described: exactly what it was built with
-        try:
-            args = {k: _plain(v) for k, v in given.items()}
-        except TypeError:
-            args = None
-        if args is not None and "seed" in args and isinstance(getattr(obj, "seed", None), int):
-            args["seed"] = obj.seed  # the seed it drew when given none: the rebuilt one proposes the same
-        return {"class": _name(cls), "args": args if cls.__module__.startswith("torchhpo.") else None}
-    params = [p for p in inspect.signature(cls.__init__).parameters.values()
-              if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    for p in params:
-        if not hasattr(obj, p.name):
-            args = None
-            break
-        try:
-            args[p.name] = _plain(getattr(obj, p.name))
-        except TypeError:
-            args = None
-            break
-    if not cls.__module__.startswith("torchhpo."):
-        args = None
+    cls, given = type(obj), getattr(obj, "_arguments", None)
+    if given is None or not cls.__module__.startswith("torchhpo."):  # not one of ours: stored by name only
+        return {"class": _name(cls), "args": None}
+    try:  # a Described: exactly what it was built with
+        args = {k: _plain(v) for k, v in given.items()}
+    except TypeError:
+        return {"class": _name(cls), "args": None}
+    if "seed" in args and isinstance(getattr(obj, "seed", None), int):
+        args["seed"] = obj.seed  # the seed it drew when given none: the rebuilt one proposes the same
     return {"class": _name(cls), "args": args}
 
 

@@ -532,10 +532,9 @@ class Study:
         record.status, record.value, record.reason, record.finished = status, value, reason, ended.finished
         record.attrs = ended.attrs
         self._records.touch(record.number)
+        self._live.pop(record.number, None)  # ended, or paused: any driver may resume it
         if status is Status.PAUSED:
-            self._live.pop(record.number, None)  # any driver may resume it
             return True
-        self._live.pop(record.number, None)
         self._note(record)
         if status is Status.FAILED:
             self._log_failure(record)
