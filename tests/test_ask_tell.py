@@ -244,3 +244,20 @@ def test_epoch_budget_under_data_fidelity_counts_fractions_of_an_epoch():
     study = th.Study(SPACE, scheduler=th.Hyperband(1, 9), max_epochs=3, fidelity="data", seed=0)
     study.optimize(train, max_epochs_total=30, progress=False)
     assert 30 <= study._epochs < 30 + 3 and len(study.trials) < 100
+
+
+def test_bad_limits_and_callbacks_are_clear_errors():
+    study = th.Study(SPACE, max_epochs=E, seed=0)
+    for bad, message in (({"max_epochs_total": 0}, "max_epochs_total must be a positive int"),
+                         ({"timeout": -1.0}, "timeout must be a positive number"),
+                         ({"target": "low"}, "target must be a finite number"),
+                         ({"target": float("nan")}, "target must be a finite number"),
+                         ({"retries": -1}, "retries must be a non-negative int")):
+        with pytest.raises(ValueError, match=message):
+            study.optimize(_slow, n_trials=1, progress=False, **bad)
+    with pytest.raises(TypeError, match="callbacks must be a list of functions"):
+        study.optimize(_slow, n_trials=1, progress=False, callbacks=[1])
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="settle\\(n\\): n must be a positive int or None"):
+            study.settle(bad)
+    assert study.trials == []  # nothing started
