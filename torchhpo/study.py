@@ -354,7 +354,8 @@ class Study:
         stored = self.storage.settings() or {}
         mine = self._settings()
         if paused and (not callable(getattr(self.scheduler, "promote", None))
-                       or ("scheduler" in stored and _rungs_of(stored["scheduler"]) != _rungs_of(mine["scheduler"]))
+                       or ("scheduler" in stored  # seeds aside: drivers of one study may each have their own
+                           and reseeded(stored["scheduler"], None) != reseeded(mine["scheduler"], None))
                        or stored.get("max_epochs", self.max_epochs) != self.max_epochs):
             was = (stored.get("scheduler") or {}).get("class", "a rung scheduler")
             raise ValueError(
@@ -623,16 +624,6 @@ class Study:
 
     def __repr__(self) -> str:
         return f"Study(name={self.name!r}, mode={self.mode!r}, trials={len(self._records)})"
-
-
-def _rungs_of(described: Any) -> Any:
-    """What a scheduler's paused trials depend on: its description (``settings.describe``) without the seeds
-    (drivers of one study may each have their own), nested schedulers' too."""
-    if isinstance(described, dict):
-        return {k: _rungs_of(v) for k, v in described.items() if k != "seed"}
-    if isinstance(described, list):
-        return [_rungs_of(v) for v in described]
-    return described
 
 
 class Tuned:
