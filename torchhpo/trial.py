@@ -101,6 +101,10 @@ class TrialRecord:
         """``reports`` turned to maximize: step -> score."""
         return {s: self.sign * v for s, v in self.reports.items()}
 
+    def score_at(self, step: int) -> float:
+        """The report at ``step`` turned to maximize (``KeyError`` when there is none); O(1), unlike ``scores``."""
+        return self.sign * self.reports[step]
+
     def copy(self) -> TrialRecord:
         """A copy whose config, reports and attrs can change without touching this record."""
         return TrialRecord(self.number, dict(self.config), self.status, self.value, dict(self.reports), self.reason,
