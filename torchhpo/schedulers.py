@@ -1,10 +1,14 @@
 """Schedulers: stop (or pause) unpromising trials early from their reported learning curves.
 
-A scheduler answers each report with a ``Decision`` (CONTINUE, STOP or PAUSE), deciding only at its rung
-boundaries and only from the peers' records, so a resumed study decides as before. Two optional hooks:
-``on_start(record, peers) -> budget | None`` (called when a trial is created: Hyperband and ASHA choose its
-bracket there, kept in ``record.attrs["bracket"]``) and ``promote(peers, drain) -> {number: Decision}`` (called by
-the driver for PAUSED trials: CONTINUE resumes one from its checkpoint, STOP prunes it).
+The contract has two levels, both ``Protocol``s the study checks with ``isinstance``:
+
+- ``Scheduler``: ``on_report`` answers each report with a ``Decision`` (CONTINUE, STOP, PAUSE or COMPLETE), from
+  the peers' records only, so that a re-opened study decides as before. ``MedianStopping`` and ``Patience``.
+- ``RungScheduler``: a scheduler that rations epochs in rungs and pauses trials at them. The study also calls
+  ``on_start`` when it creates a trial (Hyperband and ASHA choose its bracket there; a returned int is the
+  trial's epoch budget, ``trial.max_epochs``), ``rungs`` (the steps where a trial is decided) and ``promote``
+  (for the PAUSED trials: CONTINUE resumes one from its checkpoint, STOP prunes it). ``SuccessiveHalving``,
+  ``Hyperband``, ``ASHA``.
 
 Rungs follow Li et al.: ``s_max = floor(log_eta(R / r))`` for ``r = min_epochs``, ``R = max_epochs``; bracket
 ``s`` starts ``n_s = ceil((s_max + 1) eta^s / (s + 1))`` trials at ``R eta^-s`` epochs and keeps the top
@@ -25,20 +29,48 @@ from bisect import bisect_left, insort
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
+from torchhpo.checks import integer, number
 from torchhpo.history import History
 from torchhpo.settings import Described
 from torchhpo.trial import Decision, Status, TrialRecord
 
-__all__ = ["ASHA", "Bracket", "Hyperband", "MedianStopping", "Patience", "Scheduler", "Schedulers", "SuccessiveHalving",
-           "make_scheduler"]
+__all__ = ["ASHA", "Bracket", "Hyperband", "MedianStopping", "Patience", "RungScheduler", "Scheduler", "Schedulers",
+           "SuccessiveHalving", "make_scheduler"]
 
 
 @runtime_checkable
 class Scheduler(Protocol):
-    """Decides, at rung boundaries and from the peers' records, whether a reporting trial goes on."""
+    """Decides, from the peers' records, whether a reporting trial goes on."""
 
     def on_report(self, trial: TrialRecord, step: int, score: float, peers: Sequence[TrialRecord]) -> Decision:
-        """``trial`` just reported ``score`` (larger is better) at ``step``; ``peers`` are all the study's trials."""
+        """``trial`` reported ``score`` at ``step``: return CONTINUE, STOP (prune it), COMPLETE (it converged: it
+        ends after this epoch and completes) or, for a ``RungScheduler``, PAUSE (wait at this rung).
+
+        When it is called the report is already in ``trial.reports[step]``, and ``score == trial.score_at(step)``
+        (the value turned so that larger is better, whatever the study's mode); ``peers`` are all the study's
+        trials in number order (a ``History``: ``peers[n].number == n``), ``trial`` among them. Read scores only
+        (``score``, ``record.score_at``, ``record.scores``), never ``value`` or ``reports`` raw: they are in the
+        user's sign."""
+        ...
+
+
+@runtime_checkable
+class RungScheduler(Scheduler, Protocol):
+    """A ``Scheduler`` that decides at rungs and may PAUSE a trial there until its peers catch up."""
+
+    def on_start(self, record: TrialRecord, peers: Sequence[TrialRecord]) -> int | None:
+        """A trial was created (``record``, already in ``peers``): note what the scheduler needs in
+        ``record.attrs`` (its bracket) and return its epoch budget, or ``None`` for the study's ``max_epochs``."""
+        ...
+
+    def rungs(self, record: TrialRecord) -> tuple[int, ...]:
+        """The steps at which ``record`` is decided, ascending; the last one is its full budget."""
+        ...
+
+    def promote(self, peers: Sequence[TrialRecord], drain: bool = False) -> dict[int, Decision]:
+        """Decisions for PAUSED trials: CONTINUE resumes one, STOP prunes it; those left out stay PAUSED. With
+        ``drain`` no other trial will start, so decide every rung with the peers there are."""
+        ...
 
 
 class Bracket(NamedTuple):
@@ -51,11 +83,12 @@ class Bracket(NamedTuple):
 
 def _check(name: str, min_epochs: Any, max_epochs: Any, eta: Any) -> int:
     """Validate the budget arguments; return ``s_max``."""
-    for what, v in (("min_epochs", min_epochs), ("max_epochs", max_epochs), ("eta", eta)):
-        if isinstance(v, bool) or not isinstance(v, int):
-            hint = " (pass it, or give the Study/@tune a max_epochs)" if what == "max_epochs" else ""
-            raise TypeError(f"{name}: {what} must be an int, got {v!r}{hint}")
-    if min_epochs < 1 or min_epochs >= max_epochs:
+    if max_epochs is None:
+        raise ValueError(f"{name}: max_epochs is needed; pass it, or give the Study (or @tune) a max_epochs")
+    integer(f"{name}: min_epochs", min_epochs)
+    integer(f"{name}: max_epochs", max_epochs)
+    integer(f"{name}: eta", eta, low=2)
+    if min_epochs >= max_epochs:
         raise ValueError(f"{name}: need 1 <= min_epochs < max_epochs, got min_epochs={min_epochs}, "
                          f"max_epochs={max_epochs}; lower min_epochs or raise max_epochs")
     if eta < 2:
@@ -72,7 +105,7 @@ def _bracket(s: int, s_max: int, max_epochs: int, eta: int) -> Bracket:
 def _ranked(records: Sequence[TrialRecord], step: int) -> list[TrialRecord]:
     """Records that reported at ``step`` (failed ones left out), best first; ties by trial number."""
     there = [r for r in records if step in r.reports and r.status is not Status.FAILED]
-    return sorted(there, key=lambda r: (-r.sign * r.reports[step], r.number))
+    return sorted(there, key=lambda r: (-r.score_at(step), r.number))
 
 
 def _reached(record: TrialRecord, rungs: Sequence[int]) -> int:
@@ -80,7 +113,7 @@ def _reached(record: TrialRecord, rungs: Sequence[int]) -> int:
     return max((i for i, step in enumerate(rungs[:-1]) if step in record.reports), default=-1)
 
 
-def _rung_index(scheduler: Any, trial: TrialRecord, step: int, peers: Sequence[TrialRecord]) -> int | None:
+def _rung_index(scheduler: RungScheduler, trial: TrialRecord, step: int, peers: Sequence[TrialRecord]) -> int | None:
     """Which of ``trial``'s decision rungs ``step`` is (its bracket chosen on first sight), or ``None`` when
     ``step`` is no rung or the last one, where nothing is left to decide."""
     if "bracket" not in trial.attrs:
@@ -194,7 +227,7 @@ class _Synchronous(_Cached):
         b = self.brackets[i]
         return (cohort, b.s) not in self._closed and len(self._members.get((cohort, b.s), ())) - less < b.n
 
-    def on_start(self, record: TrialRecord, peers: Sequence[TrialRecord]) -> None:
+    def on_start(self, record: TrialRecord, peers: Sequence[TrialRecord]) -> None:  # the budget: max_epochs
         """Put ``record`` in the first slot (cohort, then bracket) with room among the other trials."""
         self._sync(peers)
         cohort, i = self._first
@@ -272,8 +305,7 @@ class SuccessiveHalving(_Synchronous):
         s_max = _check("SuccessiveHalving", min_epochs, max_epochs, eta)
         bracket = _bracket(s_max, s_max, max_epochs, eta)
         if n is not None:
-            if isinstance(n, bool) or not isinstance(n, int) or n < eta:
-                raise ValueError(f"SuccessiveHalving: n={n!r} must be an int >= eta={eta}")
+            integer("SuccessiveHalving: n (trials per cohort, at least eta)", n, low=eta)
             bracket = bracket._replace(n=n)
         super().__init__([bracket], eta)
 
@@ -310,7 +342,8 @@ class ASHA(_Cached):
     def __init__(self, min_epochs: int = 1, max_epochs: int | None = None, eta: int = 3, brackets: int = 1, *,
                  seed: int | None = None) -> None:
         s_max = _check("ASHA", min_epochs, max_epochs, eta)
-        if isinstance(brackets, bool) or not isinstance(brackets, int) or not 1 <= brackets <= s_max + 1:
+        integer("ASHA: brackets", brackets)
+        if brackets > s_max + 1:
             raise ValueError(f"ASHA: brackets={brackets!r} must be an int in 1..{s_max + 1} for min_epochs="
                              f"{min_epochs}, max_epochs={max_epochs}, eta={eta}")
         self.eta, self.seed = eta, seed or 0
@@ -337,7 +370,7 @@ class ASHA(_Cached):
         rungs = self._rungs_of(b)
         new = {}
         if rungs is not None and record.status is not Status.FAILED:  # as _ranked: failed trials are left out
-            new = {(b, step): (-record.sign * record.reports[step], n) for step in rungs[:-1]
+            new = {(b, step): (-record.score_at(step), n) for step in rungs[:-1]
                    if step in record.reports}
         _reindex(self._rung, self._at.pop(n, {}), new)
         if new:
@@ -363,7 +396,7 @@ class ASHA(_Cached):
         """The steps at which ``record`` is decided (its bracket's rungs; the last one ends the trial)."""
         return self.brackets[record.attrs["bracket"]].rungs
 
-    def on_start(self, record: TrialRecord, peers: Sequence[TrialRecord]) -> None:
+    def on_start(self, record: TrialRecord, peers: Sequence[TrialRecord]) -> None:  # the budget: max_epochs
         record.attrs["bracket"] = zlib.crc32(f"{self.seed}:{record.number}".encode()) % len(self.brackets)
         self._touch(record)
 
@@ -424,45 +457,46 @@ class MedianStopping(_Cached):
     _CACHE = (*_Cached._CACHE, "_steps", "_seen")
 
     def __init__(self, warmup_epochs: int = 1, min_trials: int = 5) -> None:
-        for what, v, low in (("warmup_epochs", warmup_epochs, 0), ("min_trials", min_trials, 1)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise ValueError(f"MedianStopping: {what}={v!r} must be an int >= {low}")
+        integer("MedianStopping: warmup_epochs", warmup_epochs, low=0)
+        integer("MedianStopping: min_trials", min_trials)
         self.warmup_epochs, self.min_trials = warmup_epochs, min_trials
         self._reset()
 
     def _reset(self) -> None:
         super()._reset()
         self._steps: dict[int, list[_Key]] = {}  # step -> (score, number) of the non-failed trials there, ascending
-        self._seen: dict[int, tuple[dict[int, float], int, bool]] = {}  # number -> (reports, sign, failed) indexed
+        self._seen: dict[int, tuple[dict[int, float], bool, TrialRecord]] = {}  # number -> (reports, failed, record)
 
-    def _entries(self, number: int, reports: dict[int, float], sign: int, failed: bool) -> dict[int, _Key]:
-        return {} if failed else {s: (sign * v, number) for s, v in reports.items() if s > self.warmup_epochs}
+    def _entries(self, record: TrialRecord, reports: dict[int, float], failed: bool) -> dict[int, _Key]:
+        return {} if failed else {s: (record.as_score(v), record.number) for s, v in reports.items()
+                                  if s > self.warmup_epochs}
 
     def _update(self, record: TrialRecord) -> None:
-        n, reports, sign, failed = record.number, record.reports, record.sign, record.status is Status.FAILED
+        n, reports, failed = record.number, record.reports, record.status is Status.FAILED
         seen = self._seen.get(n)
-        if seen is not None and seen[1:] == (sign, failed):  # the usual changes, checked at C speed
+        if seen is not None and seen[1] == failed and seen[2] is record:  # the usual changes, checked at C speed
             snap = seen[0]
             if len(reports) == len(snap) + 1 and (last := next(reversed(reports))) not in snap:
                 snap[last] = reports[last]
                 if snap == reports:  # one new report and nothing else
                     if last > self.warmup_epochs and not failed:
-                        insort(self._steps.setdefault(last, []), (sign * reports[last], n))
+                        insort(self._steps.setdefault(last, []), (record.score_at(last), n))
                     return
                 del snap[last]
             elif snap == reports:  # its status or attrs changed, not its reports
                 return
-        old = {} if seen is None else self._entries(n, *seen)
-        _reindex(self._steps, old, self._entries(n, reports, sign, failed))
-        self._seen[n] = (dict(reports), sign, failed)
+        old = {} if seen is None else self._entries(seen[2], seen[0], seen[1])
+        _reindex(self._steps, old, self._entries(record, reports, failed))
+        self._seen[n] = (dict(reports), failed, record)
 
     def on_report(self, trial: TrialRecord, step: int, score: float, peers: Sequence[TrialRecord]) -> Decision:
         if step <= self.warmup_epochs or len(peers) < self.min_trials:  # too few others, whatever they reported
             return Decision.CONTINUE
         self._sync(peers)
         there = self._steps.get(step, [])
-        reports, sign, failed = self._seen.get(trial.number, ({}, 1, True))  # the others: ``there`` without its own
-        own = None if failed or step not in reports else (sign * reports[step], trial.number)
+        seen = self._seen.get(trial.number)  # the others: ``there`` without its own entry
+        own = None if seen is None or seen[1] or step not in seen[0] else (seen[2].as_score(seen[0][step]),
+                                                                             trial.number)
         skip = len(there) if own is None else bisect_left(there, own)
         count = len(there) - (own is not None)
         if count < self.min_trials:
@@ -504,19 +538,17 @@ class Patience(Described):
     """
 
     def __init__(self, patience: int = 5, min_delta: float = 0.0, warmup_epochs: int = 0) -> None:
-        for what, v, low in (("patience", patience, 1), ("warmup_epochs", warmup_epochs, 0)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise ValueError(f"Patience: {what}={v!r} must be an int >= {low}")
-        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or not 0 <= min_delta < math.inf:
-            raise ValueError(f"Patience: min_delta={min_delta!r} must be a number >= 0")
-        self.patience, self.min_delta, self.warmup_epochs = patience, float(min_delta), warmup_epochs
+        integer("Patience: patience", patience)
+        integer("Patience: warmup_epochs", warmup_epochs, low=0)
+        self.patience, self.min_delta, self.warmup_epochs = patience, number("Patience: min_delta", min_delta), \
+            warmup_epochs
 
     def on_report(self, trial: TrialRecord, step: int, score: float, peers: Sequence[TrialRecord]) -> Decision:
         best, waited = -math.inf, 0  # Keras' rule, replayed over the trial's own curve (so a resumed study agrees)
         for s in sorted(trial.reports):
             if self.warmup_epochs < s <= step:
-                if trial.sign * trial.reports[s] - self.min_delta > best:
-                    best, waited = trial.sign * trial.reports[s], 0
+                if trial.score_at(s) - self.min_delta > best:
+                    best, waited = trial.score_at(s), 0
                 else:
                     waited += 1
         return Decision.COMPLETE if waited >= self.patience else Decision.CONTINUE
@@ -525,29 +557,27 @@ class Patience(Described):
 class Schedulers(Described):
     """Several schedulers at once (``scheduler=[th.Patience(3), th.ASHA(1, 27)]``): a trial is pruned when any
     of them says stop, completes when one says complete (Patience at a plateau), pauses when one says pause,
-    and goes on otherwise. At most one of them may
-    pause trials (a rung scheduler); its ``on_start``, ``rungs`` and ``promote`` are the composite's.
+    and goes on otherwise. At most one of them may be a ``RungScheduler``; the composite then is one too, with
+    that scheduler's ``on_start``, ``rungs`` and ``promote``.
 
     Args:
         schedulers: the schedulers, each asked at every report in this order.
     """
 
+    def __new__(cls, schedulers: Sequence[Any]) -> Any:
+        if cls is Schedulers and isinstance(schedulers, (list, tuple)) and \
+                any(isinstance(s, RungScheduler) for s in schedulers):
+            cls = _RungSchedulers
+        return super().__new__(cls, schedulers)
+
     def __init__(self, schedulers: Sequence[Any]) -> None:
-        self.schedulers = list(schedulers)
-        if not self.schedulers or any(not callable(getattr(s, "on_report", None)) for s in self.schedulers):
+        self.schedulers: list[Scheduler] = list(schedulers)
+        if not self.schedulers or any(not isinstance(s, Scheduler) for s in self.schedulers):
             raise TypeError("Schedulers: give a non-empty list of schedulers (objects with on_report)")
-        pausing = [s for s in self.schedulers if callable(getattr(s, "promote", None))]
+        pausing = [s for s in self.schedulers if isinstance(s, RungScheduler)]
         if len(pausing) > 1:
             raise ValueError(f"Schedulers: at most one rung scheduler may pause trials, got "
                              f"{[type(s).__name__ for s in pausing]}; keep one of them")
-        self._rung = pausing[0] if pausing else None
-        if self._rung is not None:
-            self.promote, self.rungs = self._rung.promote, self._rung.rungs
-
-    def on_start(self, record: TrialRecord, peers: Sequence[TrialRecord]) -> int | None:
-        budgets = [b for s in self.schedulers if callable(getattr(s, "on_start", None))
-                   if (b := s.on_start(record, peers)) is not None]
-        return min(budgets) if budgets else None
 
     def on_report(self, trial: TrialRecord, step: int, score: float, peers: Sequence[TrialRecord]) -> Decision:
         decisions = [s.on_report(trial, step, score, peers) for s in self.schedulers]
@@ -557,7 +587,25 @@ class Schedulers(Described):
         return Decision.CONTINUE
 
 
-def make_scheduler(spec: Any, *, seed: int | None = None, max_epochs: int | None = None, **options: Any) -> Any:
+class _RungSchedulers(Schedulers):
+    """``Schedulers`` with a rung scheduler among them (``Schedulers([...])`` builds this one then)."""
+
+    @property
+    def _rung(self) -> RungScheduler:
+        return next(s for s in self.schedulers if isinstance(s, RungScheduler))
+
+    def on_start(self, record: TrialRecord, peers: Sequence[TrialRecord]) -> int | None:
+        return self._rung.on_start(record, peers)
+
+    def rungs(self, record: TrialRecord) -> tuple[int, ...]:
+        return self._rung.rungs(record)
+
+    def promote(self, peers: Sequence[TrialRecord], drain: bool = False) -> dict[int, Decision]:
+        return self._rung.promote(peers, drain)
+
+
+def make_scheduler(spec: Any, *, seed: int | None = None, max_epochs: int | None = None,
+                   **options: Any) -> Scheduler | None:
     """A scheduler from its name (``"sha"``, ``"hyperband"``, ``"asha"``, ``"median"``, ``"patience"``), ``None``,
     an object, or a list of these (``Schedulers``: a trial stops when any of them says so).
 
@@ -570,7 +618,7 @@ def make_scheduler(spec: Any, *, seed: int | None = None, max_epochs: int | None
         >>> [type(s).__name__ for s in make_scheduler(["patience", "asha"], max_epochs=27).schedulers]
         ['Patience', 'ASHA']
     """
-    if spec is None or callable(getattr(spec, "on_report", None)):
+    if spec is None or isinstance(spec, Scheduler):
         return spec
     if isinstance(spec, (list, tuple)):
         return Schedulers([make_scheduler(s, seed=seed, max_epochs=max_epochs) for s in spec])

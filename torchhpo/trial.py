@@ -94,16 +94,20 @@ class TrialRecord:
     @property
     def score(self) -> float | None:
         """``value`` turned to maximize (``None`` while unknown)."""
-        return None if self.value is None else self.sign * self.value
+        return None if self.value is None else self.as_score(self.value)
 
     @property
     def scores(self) -> dict[int, float]:
         """``reports`` turned to maximize: step -> score."""
-        return {s: self.sign * v for s, v in self.reports.items()}
+        return {s: self.as_score(v) for s, v in self.reports.items()}
 
     def score_at(self, step: int) -> float:
         """The report at ``step`` turned to maximize (``KeyError`` when there is none); O(1), unlike ``scores``."""
-        return self.sign * self.reports[step]
+        return self.as_score(self.reports[step])
+
+    def as_score(self, value: float) -> float:
+        """A value in the study's sign turned to maximize: the one place the mode's sign is applied."""
+        return self.sign * value
 
     def copy(self) -> TrialRecord:
         """A copy whose config, reports and attrs can change without touching this record."""
