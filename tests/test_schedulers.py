@@ -30,7 +30,9 @@ SPACE = th.Space({"x": th.Float(0.0, 1.0)})
     lambda seed: ASHA(1, 9, seed=seed),
     lambda seed: ASHA(1, 9, brackets=3, seed=seed),
     lambda seed: MedianStopping(warmup_epochs=1, min_trials=3),
-], ids=["sha", "hyperband", "asha", "async-hyperband", "median"])
+    lambda seed: th.Patience(2),
+    lambda seed: th.Schedulers([th.Patience(2), ASHA(1, 9, seed=seed)]),
+], ids=["sha", "hyperband", "asha", "async-hyperband", "median", "patience", "patience+asha"])
 def test_contract(make):
     check_scheduler(make)
 
@@ -480,7 +482,7 @@ def test_the_index_is_not_pickled_and_is_rebuilt():
     study.optimize(_linear([], checkpoint=False), n_trials=12, progress=False)
     clone = pickle.loads(pickle.dumps(sched))
     assert clone._rung == {} and clone._token is None
-    assert clone.promote(study._records) == sched.promote(study._records)
+    assert clone.promote(study.trials) == sched.promote(study.trials)
     assert clone._rung == sched._rung
 
 

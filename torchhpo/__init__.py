@@ -14,7 +14,17 @@ Decorate a training function, declare a search space, and let a study find the b
 import typing as _typing
 
 from torchhpo.executors import Inline, Processes, Ray
-from torchhpo.schedulers import ASHA, Hyperband, MedianStopping, Patience, Schedulers, SuccessiveHalving
+from torchhpo.schedulers import (
+    ASHA,
+    BudgetScheduler,
+    Hyperband,
+    MedianStopping,
+    Patience,
+    RungScheduler,
+    Scheduler,
+    Schedulers,
+    SuccessiveHalving,
+)
 from torchhpo.searchers import GridSearch, RandomSearch, Sobol
 from torchhpo.space import Choice, Float, Int, Space
 from torchhpo.storage import MemoryStorage, SQLiteStorage
@@ -26,6 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ASHA",
+    "BudgetScheduler",
     "Choice",
     "Decision",
     "FailingTrials",
@@ -43,7 +54,9 @@ __all__ = [
     "RandomSearch",
     "Ray",
     "ReportFailed",
+    "RungScheduler",
     "SQLiteStorage",
+    "Scheduler",
     "Schedulers",
     "SearchExhausted",
     "Sobol",

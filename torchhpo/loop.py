@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from torchhpo.driver import Driver, headline
 from torchhpo.executors import Executor, Outcome, TrainFn, make_executor
 from torchhpo.searchers import GridSearch, Searcher
 from torchhpo.space import Config, Space
@@ -24,7 +25,7 @@ from torchhpo.trial import Status, Trial, TrialRecord
 
 Study = Any  # torchhpo.study.Study, which imports this module: named, not imported, to keep the import graph a tree
 
-__all__ = ["Callback", "FailingTrials", "headline", "run"]
+__all__ = ["Callback", "FailingTrials", "run"]
 
 Callback = Callable[[Study, TrialRecord], Any]
 
@@ -32,12 +33,6 @@ Callback = Callable[[Study, TrialRecord], Any]
 class FailingTrials(RuntimeError):
     """The first trials of an ``optimize`` call all failed with the same error (``fail_fast``): the study stopped.
     The message holds the error and the first failed trial's traceback."""
-
-
-def headline(reason: str | None) -> str:
-    """The first line of a failure's reason (the error, without its traceback)."""
-    text = (reason or "").strip()
-    return text.splitlines()[0] if text else "no reason given"
 
 
 def _positive(name: str, value: Any, *, kind: type | tuple[type, ...] = int, zero: bool = False) -> None:
@@ -50,7 +45,7 @@ def _positive(name: str, value: Any, *, kind: type | tuple[type, ...] = int, zer
         raise ValueError(f"optimize: {name} must be {what} {unit} or None, got {value!r}")
 
 
-def run(study: Study, fn: TrainFn, n_trials: int | None, timeout: float | None, *, executor: Executor | None,
+def run(study: Study, driver: Driver, fn: TrainFn, n_trials: int | None, timeout: float | None, *, executor: Executor | None,
         devices: str | list[str] | None, batch: bool, retries: int, timeout_per_trial: float | None,
         progress: bool, fail_fast: int | None, callbacks: Sequence[Callback], max_epochs_total: int | None,
         target: float | None) -> None:
@@ -68,34 +63,34 @@ def run(study: Study, fn: TrainFn, n_trials: int | None, timeout: float | None, 
         raise ValueError(f"optimize: target must be a finite number or None, got {target!r}")
     if any(not callable(c) for c in callbacks):
         raise TypeError("optimize: callbacks must be a list of functions callback(study, record)")
-    study.fail_stale_trials()
-    study._drop_checkpoints()
+    driver.fail_stale()
+    driver.drop_checkpoints()
     own = executor is None
     executor = make_executor(executor, devices, timeout_per_trial=timeout_per_trial)
-    call = Call(study, n_trials, timeout, fail_fast, callbacks, max_epochs_total, target, retries, progress)
-    study._stopping, study._call = False, call
+    call = Call(study, driver, n_trials, timeout, fail_fast, callbacks, max_epochs_total, target, retries, progress)
+    driver.stopping, driver.on_end = False, call.ended
     limits = {} if timeout_per_trial is None else {"timeout": float(timeout_per_trial)}
     prefetch = _Prefetch() if not batch and getattr(executor, "concurrent", False) else None
     running: set[int] = set()
-    before = set(study._live)  # trials of the user's own (ask without tell): not this call's to fail
+    before = set(driver.live)  # trials of the user's own (ask without tell): not this call's to fail
 
     def start(trials: list[Trial]) -> None:
         running.update(t.number for t in trials)  # first: a failed submit is cleaned up like the others
         for trial in trials:
-            executor.submit(fn, trial, study._report, **limits)
+            executor.submit(fn, trial, driver.report, **limits)
 
     try:
         while True:
             if not call.over():
                 free = 0 if batch and running else executor.slots - len(running)
-                promoted = study._promote(free, drain=False)  # promoted PAUSED trials go before new configs
+                promoted = driver.promote(free, drain=False)  # promoted PAUSED trials go before new configs
                 start(promoted)
                 if free > len(promoted):
                     start(call.next(free - len(promoted), prefetch))
                 if not running:  # nothing new may start: settle the paused ones with the peers there are
                     start(study.settle(executor.slots))
                 if prefetch is not None and len(running) >= executor.slots and call.room > 0 and not call.exhausted:
-                    prefetch.start(study.searcher, study.space, study._records)  # computed while workers train
+                    prefetch.start(driver.searcher, driver.space, driver.records)  # computed while workers train
             if not running:
                 break
             left = call.deadline - time.monotonic()  # past the deadline, just wait for the running trials
@@ -104,8 +99,8 @@ def run(study: Study, fn: TrainFn, n_trials: int | None, timeout: float | None, 
                 call.finish(outcome)
             call.show()
     except BaseException:  # Ctrl-C, an error in a scheduler or the storage, FailingTrials: leave storage consistent
-        for number in sorted(running | (set(study._live) - before)):  # started here, submitted or not yet
-            if not study._records[number].status.finished:
+        for number in sorted(running | (set(driver.live) - before)):  # started here, submitted or not yet
+            if not driver.records[number].status.finished:
                 study.tell(number, status=Status.FAILED, reason=INTERRUPTED)
         if not own:
             executor.close()  # its workers still run the abandoned trials
@@ -116,17 +111,17 @@ def run(study: Study, fn: TrainFn, n_trials: int | None, timeout: float | None, 
         if own:
             executor.close()
         call.close()
-        study._call = None
+        driver.on_end = None
         study.storage.flush()  # the .db file alone now holds the study: safe to copy
 
 
 class Call:
     """One ``optimize`` call: its limits, its retry queue, what it saw end (progress, ``fail_fast``, callbacks)."""
 
-    def __init__(self, study: Study, n_trials: int | None, timeout: float | None, fail_fast: int | None,
+    def __init__(self, study: Study, driver: Driver, n_trials: int | None, timeout: float | None, fail_fast: int | None,
                  callbacks: Sequence[Callback], max_epochs_total: int | None, target: float | None, retries: int,
                  progress: bool) -> None:
-        self.study, self.fail_fast, self.callbacks = study, fail_fast, list(callbacks)
+        self.study, self.driver, self.fail_fast, self.callbacks = study, driver, fail_fast, list(callbacks)
         self.max_epochs_total, self.target, self.retries = max_epochs_total, target, retries
         self.room = math.inf if n_trials is None else n_trials  # new configs this call may still start
         self.deadline = math.inf if timeout is None else time.monotonic() + timeout
@@ -143,17 +138,16 @@ class Call:
 
     def over(self) -> bool:
         """No trial may start or resume any more: the deadline, the epoch budget, the target, or ``stop()``."""
-        return (time.monotonic() >= self.deadline or self._reached or self.study._stopping
-                or (self.max_epochs_total is not None and self.study._epochs >= self.max_epochs_total))
+        return (time.monotonic() >= self.deadline or self._reached or self.driver.stopping
+                or (self.max_epochs_total is not None and self.driver.epochs >= self.max_epochs_total))
 
     def next(self, free: int, prefetch: _Prefetch | None) -> list[Trial]:
         """Up to ``free`` trials to start: failed configs to retry first, then up to ``room`` new ones."""
-        study = self.study
-        trials = [study._start(config, source="retry", retry_of=number, attempt=attempt)
+        trials = [self.driver.start(config, source="retry", retry_of=number, attempt=attempt)
                   for config, number, attempt in self.retry[:free]]
         del self.retry[: len(trials)]
         k = int(min(free - len(trials), self.room))
-        fresh = study._ask_new(k, prefetch) if k > 0 and not self.exhausted else []
+        fresh = self.driver.ask_new(k, prefetch and prefetch.take) if k > 0 and not self.exhausted else []
         self.exhausted = len(fresh) < k
         self.room -= len(fresh)
         self.new.update(t.number for t in fresh)
@@ -161,14 +155,13 @@ class Call:
 
     def finish(self, outcome: Outcome) -> None:
         """An executor's outcome: a PAUSED trial waits for the scheduler; any other ends (``ended`` runs)."""
-        study = self.study
-        record = study._records[outcome.number]
+        record = self.driver.records[outcome.number]
         record.attrs["seconds"] = record.attrs.get("seconds", 0.0) + outcome.seconds  # summed over resumes
         if outcome.attrs:
             record.attrs["user"] = {**record.user_attrs, **outcome.attrs}
         if record.status.finished:  # already told (e.g. by a callback's study.tell or another driver)
             return
-        study.tell(outcome.number, outcome.value, status=outcome.status, reason=outcome.reason)
+        self.study.tell(outcome.number, outcome.value, status=outcome.status, reason=outcome.reason)
         attempt = record.attrs.get("attempt", 0)
         if record.status is Status.FAILED and attempt < self.retries:
             self.retry.append((record.config, record.number, attempt + 1))
@@ -180,7 +173,7 @@ class Call:
         self.failed += record.status is Status.FAILED
         self.pruned += record.status is Status.PRUNED
         if (self.target is not None and record.status is Status.COMPLETED
-                and record.score >= self.study.sign * self.target):
+                and record.score >= record.as_score(self.target)):
             self._reached = True
         self._fail_fast(record)
         for callback in self.callbacks:
@@ -210,7 +203,7 @@ class Call:
         if self.bar is None or self.n == self.bar.n:
             return
         self.bar.n = self.n
-        top = self.study._top
+        top = self.driver.top
         postfix = {"best": f"{top[0].value:.4g}"} if top else {}
         postfix.update({k: v for k, v in (("failed", self.failed), ("pruned", self.pruned)) if v})
         self.bar.set_postfix(postfix, refresh=False)

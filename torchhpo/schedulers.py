@@ -1,14 +1,15 @@
 """Schedulers: stop (or pause) unpromising trials early from their reported learning curves.
 
-The contract has two levels, both ``Protocol``s the study checks with ``isinstance``:
+The contract has three levels, ``Protocol``s the study checks with ``isinstance``:
 
 - ``Scheduler``: ``on_report`` answers each report with a ``Decision`` (CONTINUE, STOP, PAUSE or COMPLETE), from
   the peers' records only, so that a re-opened study decides as before. ``MedianStopping`` and ``Patience``.
-- ``RungScheduler``: a scheduler that rations epochs in rungs and pauses trials at them. The study also calls
-  ``on_start`` when it creates a trial (Hyperband and ASHA choose its bracket there; a returned int is the
-  trial's epoch budget, ``trial.max_epochs``), ``rungs`` (the steps where a trial is decided) and ``promote``
-  (for the PAUSED trials: CONTINUE resumes one from its checkpoint, STOP prunes it). ``SuccessiveHalving``,
-  ``Hyperband``, ``ASHA``.
+- ``BudgetScheduler``: also ``on_start``, called when the study creates a trial; it may note what it needs in
+  the record's attrs and return the trial's epoch budget (``trial.max_epochs``).
+- ``RungScheduler``: a ``BudgetScheduler`` that rations epochs in rungs and pauses trials at them: ``rungs``
+  (the steps where a trial is decided) and ``promote`` (for the PAUSED trials: CONTINUE resumes one from its
+  checkpoint, STOP prunes it). ``SuccessiveHalving``, ``Hyperband`` and ``ASHA``, which choose a trial's bracket
+  in ``on_start``.
 
 Rungs follow Li et al.: ``s_max = floor(log_eta(R / r))`` for ``r = min_epochs``, ``R = max_epochs``; bracket
 ``s`` starts ``n_s = ceil((s_max + 1) eta^s / (s + 1))`` trials at ``R eta^-s`` epochs and keeps the top
@@ -34,8 +35,8 @@ from torchhpo.history import History
 from torchhpo.settings import Described
 from torchhpo.trial import Decision, Status, TrialRecord
 
-__all__ = ["ASHA", "Bracket", "Hyperband", "MedianStopping", "Patience", "RungScheduler", "Scheduler", "Schedulers",
-           "SuccessiveHalving", "make_scheduler"]
+__all__ = ["ASHA", "Bracket", "BudgetScheduler", "Hyperband", "MedianStopping", "Patience", "RungScheduler",
+           "Scheduler", "Schedulers", "SuccessiveHalving", "make_scheduler"]
 
 
 @runtime_checkable
@@ -55,13 +56,18 @@ class Scheduler(Protocol):
 
 
 @runtime_checkable
-class RungScheduler(Scheduler, Protocol):
-    """A ``Scheduler`` that decides at rungs and may PAUSE a trial there until its peers catch up."""
+class BudgetScheduler(Scheduler, Protocol):
+    """A ``Scheduler`` told of each new trial, which may choose its epoch budget."""
 
     def on_start(self, record: TrialRecord, peers: Sequence[TrialRecord]) -> int | None:
         """A trial was created (``record``, already in ``peers``): note what the scheduler needs in
-        ``record.attrs`` (its bracket) and return its epoch budget, or ``None`` for the study's ``max_epochs``."""
+        ``record.attrs`` (a bracket) and return its epoch budget, or ``None`` for the study's ``max_epochs``."""
         ...
+
+
+@runtime_checkable
+class RungScheduler(BudgetScheduler, Protocol):
+    """A ``BudgetScheduler`` that decides at rungs and may PAUSE a trial there until its peers catch up."""
 
     def rungs(self, record: TrialRecord) -> tuple[int, ...]:
         """The steps at which ``record`` is decided, ascending; the last one is its full budget."""
@@ -557,17 +563,20 @@ class Patience(Described):
 class Schedulers(Described):
     """Several schedulers at once (``scheduler=[th.Patience(3), th.ASHA(1, 27)]``): a trial is pruned when any
     of them says stop, completes when one says complete (Patience at a plateau), pauses when one says pause,
-    and goes on otherwise. At most one of them may be a ``RungScheduler``; the composite then is one too, with
-    that scheduler's ``on_start``, ``rungs`` and ``promote``.
+    and goes on otherwise. The composite is a ``BudgetScheduler`` when one of them is (the smallest budget they
+    return wins), and a ``RungScheduler`` when one of them is (at most one may be; its ``rungs`` and ``promote``
+    are the composite's).
 
     Args:
         schedulers: the schedulers, each asked at every report in this order.
     """
 
     def __new__(cls, schedulers: Sequence[Any]) -> Any:
-        if cls is Schedulers and isinstance(schedulers, (list, tuple)) and \
-                any(isinstance(s, RungScheduler) for s in schedulers):
-            cls = _RungSchedulers
+        if cls is Schedulers and isinstance(schedulers, (list, tuple)):
+            if any(isinstance(s, RungScheduler) for s in schedulers):
+                cls = _RungSchedulers
+            elif any(isinstance(s, BudgetScheduler) for s in schedulers):
+                cls = _BudgetSchedulers
         return super().__new__(cls, schedulers)
 
     def __init__(self, schedulers: Sequence[Any]) -> None:
@@ -587,15 +596,21 @@ class Schedulers(Described):
         return Decision.CONTINUE
 
 
-class _RungSchedulers(Schedulers):
+class _BudgetSchedulers(Schedulers):
+    """``Schedulers`` with a ``BudgetScheduler`` among them (``Schedulers([...])`` builds this one then)."""
+
+    def on_start(self, record: TrialRecord, peers: Sequence[TrialRecord]) -> int | None:
+        budgets = [b for s in self.schedulers if isinstance(s, BudgetScheduler)
+                   if (b := s.on_start(record, peers)) is not None]
+        return min(budgets) if budgets else None
+
+
+class _RungSchedulers(_BudgetSchedulers):
     """``Schedulers`` with a rung scheduler among them (``Schedulers([...])`` builds this one then)."""
 
     @property
     def _rung(self) -> RungScheduler:
         return next(s for s in self.schedulers if isinstance(s, RungScheduler))
-
-    def on_start(self, record: TrialRecord, peers: Sequence[TrialRecord]) -> int | None:
-        return self._rung.on_start(record, peers)
 
     def rungs(self, record: TrialRecord) -> tuple[int, ...]:
         return self._rung.rungs(record)

@@ -11,9 +11,16 @@ import dataclasses
 import importlib
 import inspect
 import json
+import logging
+from pathlib import Path
 from typing import Any
 
-__all__ = ["Described", "describe", "rebuild", "reseeded"]
+from torchhpo.space import Space
+from torchhpo.storage import SQLiteStorage
+
+__all__ = ["Described", "describe", "rebuild", "reseeded", "stored_study"]
+
+log = logging.getLogger("torchhpo")
 
 
 class Described:
@@ -119,3 +126,41 @@ def rebuild(description: dict[str, Any] | None) -> Any:
     if description.get("args") is None:
         raise ValueError(f"{description['class']} was stored by name only (its arguments could not be); pass it again")
     return _class(description["class"])(**{k: _load(v) for k, v in description["args"].items()})
+
+
+def stored_study(path: str | Path, name: str | None, readonly: bool,
+                 kwargs: dict[str, Any]) -> tuple[Space, str, str, dict[str, Any]]:
+    """What ``Study.load`` needs to re-open study ``name`` of the file ``path`` as it was run: its space, mode,
+    name, and ``kwargs`` completed with the stored searcher, scheduler and budgets (those given win; a new
+    ``seed`` re-seeds the stored searcher and scheduler). Reads the file and writes nothing."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: no such study file; check the path or create it with Study(storage=...)")
+    peek = SQLiteStorage(path, readonly=True)  # reads what the file holds; the study opens its own handle
+    try:
+        found = {n: (s, m) for n, s, m in peek.studies()}
+        if name is None:
+            if len(found) != 1:
+                raise ValueError(f"{path} holds studies {sorted(found)}; choose one with name=")
+            name = next(iter(found))
+        if name not in found:
+            raise ValueError(f"{path} has no study '{name}'; it has {sorted(found)}")
+        space, mode = found[name]
+        peek.open(name, space, mode)
+        stored = peek.settings() or {}
+    finally:
+        peek.close()
+    kwargs = dict(kwargs)
+    for key in ("max_epochs", "fidelity", "keep_checkpoints"):
+        if key in stored:
+            kwargs.setdefault(key, stored[key])
+    new_seed = "seed" in kwargs and kwargs["seed"] != stored.get("seed")
+    seed = kwargs.setdefault("seed", stored.get("seed"))
+    for key in ("searcher", "scheduler"):
+        if key not in kwargs and stored.get(key) is not None and not readonly:  # looking needs neither
+            description = reseeded(stored[key], seed) if new_seed else stored[key]  # this driver's own seed
+            try:
+                kwargs[key] = rebuild(description)
+            except (ValueError, ImportError, AttributeError, TypeError) as e:
+                log.warning("%s: the study's %s (%s) cannot be rebuilt (%s); pass %s= to Study.load",
+                            path, key, stored[key]["class"], e, key)
+    return space, mode, name, kwargs

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from torchhpo.executors import Executor, Outcome
+from torchhpo.schedulers import BudgetScheduler, RungScheduler, Scheduler
 from torchhpo.searchers import Searcher
 from torchhpo.space import Choice, Float, Int, Space
 from torchhpo.storage import Storage
@@ -136,37 +137,78 @@ def _curve(config: dict, step: int) -> float:
     return (x - 0.3) ** 2 + 0.5 * (1.0 + math.sin(17.0 * x)) / (step + 1)
 
 
-def _train(config: dict, trial: Trial) -> float:
-    state = trial.load() or {"epochs": 0}
-    for epoch in trial.epochs():
-        state = {"epochs": epoch + 1}
-        trial.save(state)
-        trial.report(_curve(config, epoch + 1))
-    return _curve(config, state["epochs"])
+def _train(sign: float) -> Callable[[dict, Trial], float]:
+    """The training function of ``check_scheduler``: ``_curve`` (a loss, ``sign`` 1) or ``-_curve`` (a score)."""
+    def train(config: dict, trial: Trial) -> float:
+        state = trial.load() or {"epochs": 0}
+        for epoch in trial.epochs():
+            state = {"epochs": epoch + 1}
+            trial.save(state)
+            trial.report(sign * _curve(config, epoch + 1))
+        return sign * _curve(config, state["epochs"])
+    return train
 
 
 class _Logged:
-    """Forwards to a scheduler and logs every ``(number, step, decision)`` of ``on_report``."""
+    """Forwards to a ``Scheduler``, checks what the study hands its ``on_report`` and logs each decision."""
 
-    def __init__(self, inner: Any) -> None:
-        self.inner, self.log = inner, []
-        for hook in ("on_start", "promote"):
-            if callable(getattr(inner, hook, None)):
-                setattr(self, hook, getattr(inner, hook))
+    def __init__(self, inner: Scheduler, max_epochs: int) -> None:
+        self.inner, self.max_epochs, self.log = inner, max_epochs, []
+        self.where = type(inner).__name__
 
     def on_report(self, trial: TrialRecord, step: int, score: float, peers: Any) -> Decision:
+        assert trial.reports.get(step) is not None and score == trial.score_at(step), \
+            f"{self.where}: on_report got score {score} for a report the record does not hold as that score"
+        assert peers[trial.number] is trial, f"{self.where}: on_report's peers do not hold the trial at its number"
         decision = self.inner.on_report(trial, step, score, peers)
+        assert isinstance(decision, Decision), f"{self.where}: on_report returned {decision!r}, not a Decision"
+        assert decision is not Decision.PAUSE or isinstance(self, _LoggedRungs), \
+            f"{self.where}: only a RungScheduler (on_start, rungs, promote) may PAUSE a trial"
         self.log.append((trial.number, step, decision))
         return decision
 
 
-def _run(make: Callable[[int], Any], seed: int, executor: Any, n_trials: int, searcher: Any = None) -> tuple:
+class _LoggedBudgets(_Logged):
+    """``_Logged`` for a ``BudgetScheduler``: also checks and logs ``on_start``."""
+
+    def on_start(self, record: TrialRecord, peers: Any) -> int | None:
+        budget = self.inner.on_start(record, peers)
+        assert budget is None or (type(budget) is int and 1 <= budget <= self.max_epochs), \
+            f"{self.where}: on_start returned {budget!r}, not None or an epoch budget in 1..{self.max_epochs}"
+        self.log.append((record.number, "start", budget))
+        return budget
+
+
+class _LoggedRungs(_LoggedBudgets):
+    """``_Logged`` for a ``RungScheduler``: also checks ``rungs`` and checks and logs ``promote``."""
+
+    def rungs(self, record: TrialRecord) -> tuple[int, ...]:
+        rungs = self.inner.rungs(record)
+        assert list(rungs) == sorted(set(rungs)) and all(type(r) is int and r >= 1 for r in rungs), \
+            f"{self.where}: rungs({record.number}) = {rungs} is not an ascending tuple of steps"
+        return rungs
+
+    def promote(self, peers: Any, drain: bool = False) -> dict[int, Decision]:
+        decisions = self.inner.promote(peers, drain)
+        for number, decision in decisions.items():
+            assert peers[number].status is Status.PAUSED, f"{self.where}: promote decided on trial {number}, " \
+                                                          f"which is {peers[number].status.value}, not PAUSED"
+            assert decision in (Decision.CONTINUE, Decision.STOP), f"{self.where}: promote gave {decision}"
+        self.log.append(("promote", drain, sorted((n, d.value) for n, d in decisions.items())))
+        return decisions
+
+
+def _run(make: Callable[[int], Any], seed: int, executor: Any, n_trials: int, searcher: Any = None,
+         mode: str = "min") -> tuple:
     from torchhpo.study import Study
 
-    sched = _Logged(make(seed))
-    study = Study(Space({"x": Float(0.0, 1.0)}), mode="min", searcher=searcher, scheduler=sched, seed=seed,
+    inner = make(seed)
+    assert isinstance(inner, Scheduler), f"{type(inner).__name__} lacks on_report(trial, step, score, peers)"
+    sched = (_LoggedRungs if isinstance(inner, RungScheduler) else _LoggedBudgets if isinstance(inner, BudgetScheduler)
+             else _Logged)(inner, 9)
+    study = Study(Space({"x": Float(0.0, 1.0)}), mode=mode, searcher=searcher, scheduler=sched, seed=seed,
                   max_epochs=9)
-    study.optimize(_train, n_trials=n_trials, executor=executor, progress=False)
+    study.optimize(_train(1.0 if mode == "min" else -1.0), n_trials=n_trials, executor=executor, progress=False)
     return study, sched
 
 
@@ -174,16 +216,19 @@ def _check_run(study: Any, sched: _Logged, where: str) -> None:
     trials = study.trials
     left = [(t.number, t.status.value) for t in trials if not t.status.finished]
     assert not left, f"{where}: trials left unfinished after optimize: {left}"
-    rungs = getattr(sched.inner, "rungs", None)
+    rungs = sched.rungs if isinstance(sched, _LoggedRungs) else None
     for number, step, decision in sched.log:
-        if decision is Decision.CONTINUE:
-            continue
+        if number == "promote" or step == "start" or decision in (Decision.CONTINUE, Decision.COMPLETE):
+            continue  # COMPLETE (a plateau) may come at any step
         if rungs is not None:
             assert step in rungs(trials[number])[:-1], f"{where}: {decision} for trial {number} at step {step}, " \
                                                        f"not a rung of {rungs(trials[number])}"
         if decision is Decision.STOP:
-            better = [t for t in trials if step in t.reports and t.scores[step] > trials[number].scores[step]]
+            better = [t for t in trials if step in t.reports and t.score_at(step) > trials[number].score_at(step)]
             assert better, f"{where}: trial {number} stopped at step {step} though best there"
+    for t in trials:
+        budget = t.attrs.get("max_epochs", 9)
+        assert max(t.reports, default=0) <= budget, f"{where}: trial {t.number} ran past its budget {budget}"
     assert any(t.status is Status.COMPLETED for t in trials), f"{where}: no trial completed"
 
 
@@ -191,10 +236,14 @@ def check_scheduler(make: Callable[[int], Any], *, n_trials: int = 20) -> None:
     """Assert the scheduler contract. ``make(seed)`` builds a fresh scheduler for ``max_epochs=9``.
 
     On a learning-curve problem whose early ranks mislead, run by a Study with the Inline executor and with the
-    simulated clock (3 workers): every trial ends COMPLETED or PRUNED (no PAUSED trial left); decisions other than
-    CONTINUE come only at rung boundaries (when the scheduler has ``rungs(record)``); a trial is never stopped at a
-    step where it is the best; the same seed and order give the same decisions; and the simulated clock with one
-    worker decides exactly as the real Inline run of the same configs.
+    simulated clock (3 workers), in both modes: every hook the study calls gets what the contract says
+    (``on_report``: the report already in the record, ``score == trial.score_at(step)``) and answers in kind
+    (a ``Decision``; PAUSE only from a ``RungScheduler``, whose ``on_start`` returns ``None`` or a budget that
+    the trial keeps to, whose ``rungs`` ascend and whose ``promote`` decides only PAUSED trials); every trial
+    ends COMPLETED or PRUNED (no PAUSED trial left); decisions other than CONTINUE come only at rungs; a trial is
+    never stopped at a step where it is the best; the same seed and order give the same decisions; maximizing
+    ``-loss`` decides exactly as minimizing ``loss``; and the simulated clock with one worker decides exactly as
+    the real Inline run of the same configs.
     """
     from torchhpo.executors import Inline
     from torchhpo.simulate import Curves, Simulated, Tabulated
@@ -217,6 +266,9 @@ def check_scheduler(make: Callable[[int], Any], *, n_trials: int = 20) -> None:
     a, b = runs["inline"], runs["simulated x1"]
     assert [(t.status, _f32(t.reports)) for t in a[0].trials] == [(t.status, _f32(t.reports)) for t in b[0].trials], \
         f"{name}: the simulated clock decided otherwise than the real run of the same configs"
+    maximized = _run(make, 0, Inline("cpu"), n_trials, Tabulated(curves), mode="max")
+    _check_run(*maximized, f"{name} (inline, mode='max')")
+    assert maximized[1].log == a[1].log, f"{name}: maximizing -loss decided otherwise than minimizing the loss"
 
 
 def _seconds(config: dict, step: int) -> float:
