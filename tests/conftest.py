@@ -21,3 +21,16 @@ def _load_script(path: Path):
 @pytest.fixture
 def load_script():
     return _load_script
+
+
+import torch  # noqa: E402  (appended: the fixtures above stay as they were)
+
+_TKWARGS = [pytest.param({"dtype": torch.float64, "device": torch.device("cpu")}, id="cpu-float64")]
+if torch.cuda.is_available():
+    _TKWARGS.append(pytest.param({"dtype": torch.float64, "device": torch.device("cuda")}, id="cuda-float64"))
+
+
+@pytest.fixture(params=_TKWARGS)
+def tkwargs(request):
+    """``{"dtype": ..., "device": ...}`` of a modelling test: float64 on the CPU, and on CUDA when there is one."""
+    return request.param

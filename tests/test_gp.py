@@ -19,8 +19,9 @@ def _done(number, config, value, **kw):
 
 
 @pytest.mark.parametrize("acquisition", sorted(ACQUISITIONS))
-def test_contract(acquisition):
-    check_searcher(lambda seed: th.GP(acquisition, seed=seed, n_initial=3, options=FAST), n_history=6, batch=2)
+def test_contract(acquisition, tkwargs):
+    check_searcher(lambda seed: th.GP(acquisition, seed=seed, n_initial=3, device=tkwargs["device"], options=FAST),
+                   n_history=6, batch=2)
 
 
 def test_acquisition_class_is_accepted():
@@ -43,41 +44,66 @@ def test_bad_arguments_have_clear_errors():
         th.GP(device="tpu")
     with pytest.raises(ValueError, match="kernel='rbf' must be 'matern' or 'botorch'"):
         th.GPOptions(kernel="rbf")
+    with pytest.raises(ValueError, match="GPOptions: num_restarts must be a positive int, got 0"):
+        th.GPOptions(num_restarts=0)
+    with pytest.raises(ValueError, match="GPOptions: perturbation_scale must be a positive number, got -1"):
+        th.GPOptions(perturbation_scale=-1)
+    with pytest.raises(ValueError, match=r"GPOptions: batch_share must be a number in \(0, 1\], got 2"):
+        th.GPOptions(batch_share=2)
+    with pytest.raises(ValueError, match="default_initial"):
+        th.GPOptions(default_initial=(5, 2))
 
 
-def test_lengthscale_prior_is_symmetric_in_log_lengthscale_about_one():
+def test_suggestions_neither_read_nor_change_the_global_rng():
+    space = th.testing.CONTRACT_SPACES["mixed"]
+    trials = [_done(i, c, -float(i % 4)) for i, c in enumerate(space.sobol(8, seed=0))]
+    got = []
+    for acquisition, global_seed in (("logei", 0), ("logei", 1), ("ts", 0), ("ts", 1), ("qlognei", 0)):
+        torch.manual_seed(global_seed)
+        state = torch.get_rng_state()
+        got.append(th.GP(acquisition, n_initial=2, seed=0, options=FAST).ask(space, trials, 2))
+        assert torch.equal(torch.get_rng_state(), state)
+    assert got[0] == got[1] and got[2] == got[3]
+
+
+def test_lengthscale_prior_is_symmetric_in_log_lengthscale_about_one(tkwargs):
     from torchhpo.gp import UnitLengthscalePrior
 
-    lp = UnitLengthscalePrior().log_prob(torch.tensor([0.1, 0.5, 1.0, 2.0, 10.0], dtype=torch.float64))
+    lp = UnitLengthscalePrior().log_prob(torch.tensor([0.1, 0.5, 1.0, 2.0, 10.0], **tkwargs))
     assert torch.allclose(lp[:2], lp[3:].flip(0)) and int(lp.argmax()) == 2 and lp[0] < lp[1] - 5
 
 
 @pytest.mark.parametrize("kernel", ["matern", "botorch"])
-def test_kernels_fit_continuous_and_mixed_spaces(kernel):
+def test_kernels_fit_continuous_and_mixed_spaces(kernel, tkwargs):
     from torchhpo.gp import build_model
 
     for space in th.testing.CONTRACT_SPACES.values():
-        X = space.encode(space.sample(8, seed=0))
-        model = build_model(space, X, torch.arange(8, dtype=torch.float64), th.GPOptions(kernel=kernel))
+        X = space.encode(space.sample(8, seed=0), **tkwargs)
+        model = build_model(space, X, torch.arange(8, **tkwargs), th.GPOptions(kernel=kernel))
         names = [name for name, *_ in model.named_priors()]
         assert any("lengthscale_prior" in n for n in names) or space.dim == len(space.categorical_dims)
         uses_ours = any(type(p).__name__ == "UnitLengthscalePrior" for _, _, p, *_ in model.named_priors())
         assert uses_ours == (kernel == "matern" and space.dim > len(space.categorical_dims))
 
 
-def test_acquisition_search_starts_at_the_incumbent():
+def test_acquisition_search_starts_at_the_incumbent(tkwargs):
     from botorch.acquisition import LogExpectedImprovement
 
-    from torchhpo.gp import _initial_conditions, build_model
+    from torchhpo.gp import _initial_conditions, build_model, maximize_acquisition
 
     space = th.Space({"a": th.Float(0.0, 1.0), "b": th.Float(0.0, 1.0)})
-    X = torch.tensor([[0.1, 0.2], [0.9, 0.8], [0.5, 0.5], [0.3, 0.7]], dtype=torch.float64)
-    y = torch.tensor([0.0, 1.0, 0.5, 0.2], dtype=torch.float64)
+    X = torch.tensor([[0.1, 0.2], [0.9, 0.8], [0.5, 0.5], [0.3, 0.7]], **tkwargs)
+    y = torch.tensor([0.0, 1.0, 0.5, 0.2], **tkwargs)
     acqf = LogExpectedImprovement(build_model(space, X, y), y.max())
     starts = X[y.argsort(descending=True)]
-    ics = _initial_conditions(space, acqf, 4, 32, seed=0, starts=starts)
-    assert ics.shape == (4, 1, 2) and torch.equal(ics[0, 0], X[1])
-    assert _initial_conditions(space, acqf, 4, 32, seed=0, starts=None).shape == (4, 1, 2)
+    options = th.GPOptions()
+    ics = _initial_conditions(space, acqf, 4, 32, 0, starts, per_start=32, options=options)
+    assert ics.shape == (4, 1, 2) and torch.equal(ics[0, 0], X[1]) and ics.device == X.device
+    assert _initial_conditions(space, acqf, 4, 32, 0, None, per_start=32, options=options).shape == (4, 1, 2)
+    again = _initial_conditions(space, acqf, 4, 32, 0, starts, per_start=32, options=options)
+    assert torch.equal(ics, again)  # seeded by its argument alone
+    best = maximize_acquisition(space, acqf, options, seed=0, starts=starts)
+    assert best.shape == (1, 2) and best.dtype == X.dtype and best.device == X.device
 
 
 def test_make_searcher_maps_gp():
@@ -107,38 +133,38 @@ def test_initial_design_continues_the_sobol_sequence_and_counts_enqueued():
     assert gp.ask(space, trials, 2) == space.sobol(4, seed=7)[2:]
 
 
-def test_pending_configs_are_never_reproposed():
+def test_pending_configs_are_never_reproposed(tkwargs):
     space = th.Space({"k": th.Int(0, 5)})  # 6 configs: the GP must skip the 5 taken ones
     trials = [_done(i, {"k": i}, -float((i - 2) ** 2)) for i in range(3)]
     trials += [th.TrialRecord(3, {"k": 3}), th.TrialRecord(4, {"k": 4})]  # RUNNING
     for acquisition in ("qlognei", "ucb", "ts"):
-        got = th.GP(acquisition, n_initial=2, seed=0, options=FAST).ask(space, trials, 1)
+        got = th.GP(acquisition, n_initial=2, seed=0, device=tkwargs["device"], options=FAST).ask(space, trials, 1)
         assert got == [{"k": 5}]
 
 
-def test_batch_is_diverse_with_pending_points():
+def test_batch_is_diverse_with_pending_points(tkwargs):
     space = th.testing.CONTRACT_SPACES["continuous"]
     trials = [_done(i, c, -float(i % 3)) for i, c in enumerate(space.sobol(8, seed=1))]
     trials.append(th.TrialRecord(8, space.sobol(9, seed=2)[-1]))
-    batch = th.GP(seed=0, n_initial=2, options=FAST).ask(space, trials, 4)
+    batch = th.GP(seed=0, n_initial=2, device=tkwargs["device"], options=FAST).ask(space, trials, 4)
     keys = {json.dumps(c, sort_keys=True) for c in batch}
     assert len(keys) == 4 and not keys & {json.dumps(t.config, sort_keys=True) for t in trials}
 
 
-def test_believed_points_added_one_at_a_time_equal_all_at_once():
+def test_believed_points_added_one_at_a_time_equal_all_at_once(tkwargs):
     from torchhpo.gp import _believe, build_model
 
     space = th.testing.CONTRACT_SPACES["continuous"]
-    X = space.encode(space.sobol(10, seed=0))
+    X = space.encode(space.sobol(10, seed=0), **tkwargs)
     model = build_model(space, X, torch.sin(6 * X).sum(-1))
     model.eval()
-    P = space.encode(space.sobol(3, seed=5))
-    test = space.encode(space.sobol(16, seed=9))
+    P = space.encode(space.sobol(3, seed=5), **tkwargs)
+    test = space.encode(space.sobol(16, seed=9), **tkwargs)
     model.posterior(test)  # builds the caches the updates start from, as the first point's optimization does
-    one, best_one = model, torch.tensor(-1e9, dtype=torch.float64)
+    one, best_one = model, torch.tensor(-1e9, **tkwargs)
     for i in range(3):
         one, best_one = _believe(one, P[i:i + 1], best_one)
-    joint, best_joint = _believe(model, P, torch.tensor(-1e9, dtype=torch.float64))
+    joint, best_joint = _believe(model, P, torch.tensor(-1e9, **tkwargs))
     a, b = one.posterior(test), joint.posterior(test)
     assert torch.allclose(a.mean, b.mean, atol=1e-6) and torch.allclose(a.variance, b.variance, atol=1e-6)
     assert torch.isclose(best_one, best_joint)
@@ -185,7 +211,7 @@ def test_rung_aware_data_uses_the_highest_step_with_enough_points():
 
 
 @pytest.mark.parametrize("case", ["constant", "duplicates", "two-points"])
-def test_degenerate_data_never_crashes(case, caplog):
+def test_degenerate_data_never_crashes(case, caplog, tkwargs):
     space = th.Space({"x": th.Float(0.0, 1.0), "c": th.Choice(["a", "b"])})
     if case == "constant":
         trials = [_done(i, c, 1.0) for i, c in enumerate(space.sobol(6, seed=0))]
@@ -194,7 +220,7 @@ def test_degenerate_data_never_crashes(case, caplog):
     else:
         trials = [_done(0, {"x": 0.2, "c": "a"}, 0.0), _done(1, {"x": 0.2, "c": "b"}, 1e12)]
     with caplog.at_level(logging.WARNING, logger="torchhpo.gp"):
-        got = th.GP(n_initial=1, seed=0, options=FAST).ask(space, trials, 2)
+        got = th.GP(n_initial=1, seed=0, device=tkwargs["device"], options=FAST).ask(space, trials, 2)
     assert len(got) == 2 and all(space.validate(c) == c for c in got)
 
 
@@ -215,13 +241,13 @@ def test_acquisition_class_that_cannot_be_built_says_why():
         th.GP(FixedFeatureAcquisitionFunction, n_initial=1, options=FAST).ask(space, trials, 1)
 
 
-def test_posterior_is_in_the_users_sign():
+def test_posterior_is_in_the_users_sign(tkwargs):
     space = th.Space({"x": th.Float(0.0, 1.0)})
     trials = [_done(i, {"x": x}, (x - 0.3) ** 2, sign=-1) for i, x in enumerate([0.0, 0.25, 0.5, 0.75, 1.0])]
-    X = torch.tensor([[0.25], [1.0]], dtype=torch.float64)
-    mean, std, acq = th.GP("ucb", options=FAST).posterior(space, trials, X)
-    assert mean.shape == std.shape == acq.shape == (2,)
-    assert mean[0] == pytest.approx(0.0025, abs=0.05) and mean[1] == pytest.approx(0.49, abs=0.05)
+    X = torch.tensor([[0.25], [1.0]], **tkwargs)
+    mean, std, acq = th.GP("ucb", device=tkwargs["device"], options=FAST).posterior(space, trials, X)
+    assert mean.shape == std.shape == acq.shape == (2,) and mean.device == X.device and mean.dtype == X.dtype
+    assert float(mean[0]) == pytest.approx(0.0025, abs=0.05) and float(mean[1]) == pytest.approx(0.49, abs=0.05)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -4,7 +4,7 @@ import pytest
 
 import torchhpo as th
 from torchhpo.testing import check_searcher
-from torchhpo.tpe import TPE, ranked
+from torchhpo.tpe import TPE, TPEOptions, ranked
 from torchhpo.trial import Status, TrialRecord
 
 
@@ -43,13 +43,26 @@ def test_batch_spreads_out_over_pending_trials():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"n_initial": 0}, "n_initial=0 must be an int >= 1"),
-    ({"n_candidates": 0}, "n_candidates=0"),
-    ({"gamma": 1.5}, "gamma=1.5 must be in"),
+    ({"n_initial": 0}, "TPE: n_initial must be a positive int, got 0"),
+    ({"n_candidates": 0}, "TPE: n_candidates must be a positive int, got 0"),
+    ({"gamma": 1.5}, r"TPE: gamma must be a number in \(0, 1\), got 1.5"),
+    ({"gamma": 0.0}, "TPE: gamma must be a positive number, got 0"),
 ])
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         th.TPE(**kwargs)
+
+
+def test_options_are_checked_and_change_the_densities():
+    with pytest.raises(ValueError, match="TPEOptions: bandwidth must be a positive number, got 0"):
+        TPEOptions(bandwidth=0.0)
+    with pytest.raises(ValueError, match="TPEOptions: max_good must be a positive int, got 0"):
+        TPEOptions(max_good=0)
+    trials = [TrialRecord(i, {"x": x}, Status.COMPLETED, (x - 0.3) ** 2, sign=-1)
+              for i, x in enumerate([0.05 * k for k in range(20)])]
+    space = th.Space({"x": th.Float(0.0, 1.0)})
+    assert TPE(seed=0).ask(space, trials, 4) == TPE(seed=0, options=TPEOptions()).ask(space, trials, 4)
+    assert TPE(seed=0).ask(space, trials, 4) != TPE(seed=0, options=TPEOptions(bandwidth=0.05)).ask(space, trials, 4)
 
 
 def _record(number, x, reports, status):

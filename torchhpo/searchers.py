@@ -1,14 +1,15 @@
-"""Model-free searchers: grid, random and quasi-random (Sobol), and the ``Searcher`` contract.
+"""The ``Searcher`` contract, the model-free searchers (grid, random, quasi-random Sobol) and the name registry.
 
 A searcher proposes a batch of configs from the whole history (running trials included, as pending points). It
 is correct from history alone: the same seed and the same history give the same configs, so a resumed study
-goes on where it stopped.
+goes on where it stopped. ``make_searcher`` imports a model-based searcher (``tpe``, ``gp``) by its path in
+``SEARCHERS`` on first use; those modules build on ``torchhpo.observations`` (whose ``observations`` is
+re-exported here), never on this one.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -17,9 +18,10 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from torchhpo.history import History
+from torchhpo.observations import config_key, fresh_seed, observations, tried
 from torchhpo.settings import Described
 from torchhpo.space import Config, Space
-from torchhpo.trial import Status, TrialRecord
+from torchhpo.trial import TrialRecord
 
 __all__ = ["GridSearch", "RandomSearch", "Searcher", "Sobol", "make_searcher", "observations"]
 
@@ -30,10 +32,6 @@ class Searcher(Protocol):
     means the search space is exhausted."""
 
     def ask(self, space: Space, trials: Sequence[TrialRecord], n: int = 1) -> list[Config]: ...
-
-
-def _fresh_seed(seed: int | None) -> int:
-    return int(np.random.SeedSequence(seed).generate_state(1)[0]) if seed is None else int(seed)
 
 
 class RandomSearch(Described):
@@ -50,7 +48,7 @@ class RandomSearch(Described):
     """
 
     def __init__(self, *, seed: int | None = None) -> None:
-        self.seed = _fresh_seed(seed)
+        self.seed = fresh_seed(seed)
 
     def ask(self, space: Space, trials: Sequence[TrialRecord], n: int = 1) -> list[Config]:
         return space.sample(n, seed=np.random.SeedSequence([self.seed, len(trials)]))
@@ -64,7 +62,7 @@ class Sobol(Described):
     """
 
     def __init__(self, *, seed: int | None = None) -> None:
-        self.seed = _fresh_seed(seed)
+        self.seed = fresh_seed(seed)
 
     def ask(self, space: Space, trials: Sequence[TrialRecord], n: int = 1) -> list[Config]:
         return space.sobol(n, seed=self.seed, skip=len(trials))
@@ -96,7 +94,7 @@ class GridSearch(Described):
                  seed: int | None = None) -> None:
         self.points = points
         self.shuffle = shuffle
-        self.seed = _fresh_seed(seed)
+        self.seed = fresh_seed(seed)
         self._reset()
 
     def _reset(self) -> None:
@@ -120,9 +118,9 @@ class GridSearch(Described):
         lazy = self._lazy
         if lazy is None or not (lazy.space is space or lazy.space == space) or (lazy.points, lazy.seed) != (
                 self.points, seed):
-            self._lazy = _Grid(space, self.points, seed)
+            self._lazy = lazy = _Grid(space, self.points, seed)
             self._token = None
-        return self._lazy
+        return lazy
 
     def configs(self, space: Space) -> list[Config]:
         """The whole grid, in visiting order."""
@@ -138,17 +136,17 @@ class GridSearch(Described):
         if isinstance(trials, History):  # the trials added since the last ask only
             if trials.token is not self._token or len(trials) < self._counted:
                 self._token, self._seen, self._counted, self._next = trials.token, set(), 0, 0
-            self._seen.update(_key(t.config) for t in trials[self._counted:])
+            self._seen.update(config_key(t.config) for t in trials[self._counted:])
             self._counted, seen = len(trials), self._seen
-            while self._next < len(grid) and _key(grid[self._next]) in seen:
+            while self._next < len(grid) and config_key(grid[self._next]) in seen:
                 self._next += 1
             first = self._next
         else:  # a plain list: every trial, but still not the grid
-            seen, first = {_key(t.config) for t in trials}, 0
+            seen, first = tried(trials), 0
         out = []
         for i in range(first, len(grid)):
             c = grid[i]
-            if _key(c) not in seen:
+            if config_key(c) not in seen:
                 out.append(c)
                 if len(out) == n:
                     break
@@ -186,38 +184,6 @@ class _Grid(Sequence[Config]):
 
     def largest(self) -> str:
         return max(zip(self.space.names, self.axes, strict=True), key=lambda na: len(na[1]))[0]
-
-
-def _key(config: Config) -> str:
-    return json.dumps(config, sort_keys=True)
-
-
-def observations(space: Space, trials: Sequence[TrialRecord], *, min_points: int = 6) -> list[tuple[Config, float]]:
-    """What a model-based searcher learns from: ``(config, score)`` pairs, larger scores better.
-
-    Without early-stopped trials: COMPLETED trials' final scores. Once trials were pruned or paused
-    (multi-fidelity), BOHB's rule: the scores reported at the highest step that ``max(d + 2, min_points)`` trials
-    reached (else the step most trials reached), so one model sees every bracket's results. FAILED trials get the
-    worst score of the chosen data: a region where training diverges should not look unexplored.
-    """
-    if any(t.status in (Status.PRUNED, Status.PAUSED) for t in trials):
-        counts: dict[int, int] = {}
-        for t in trials:
-            if t.status is not Status.FAILED:
-                for step in t.reports:
-                    counts[step] = counts.get(step, 0) + 1
-        need = max(space.dim + 2, min_points)
-        enough = [step for step, c in counts.items() if c >= need]
-        step = max(enough) if enough else max(counts, key=lambda k: (counts[k], k)) if counts else None
-        pairs = [(t.config, t.scores[step]) for t in trials
-                 if step is not None and t.status is not Status.FAILED and step in t.reports]
-    else:
-        pairs = [(t.config, t.score) for t in trials if t.status is Status.COMPLETED and t.score is not None]
-    failed = [t.config for t in trials if t.status is Status.FAILED]
-    if pairs and failed:
-        worst = min(score for _, score in pairs)
-        pairs += [(c, worst) for c in failed]
-    return pairs
 
 
 def make_searcher(spec: Searcher | str | None, *, seed: int | None = None, **options: Any) -> Searcher:

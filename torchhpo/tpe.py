@@ -13,18 +13,50 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy.special import logsumexp, ndtr
 from scipy.stats import truncnorm
 
-from torchhpo.searchers import Sobol, _fresh_seed, _key, observations
+from torchhpo.checks import integer, number
+from torchhpo.observations import config_key, fresh_seed, pending, ranked, tried
 from torchhpo.settings import Described
 from torchhpo.space import Config, Space
-from torchhpo.trial import Status, TrialRecord
+from torchhpo.trial import TrialRecord
 
-__all__ = ["TPE", "ranked"]
+__all__ = ["TPE", "TPEOptions", "ranked"]
+
+
+@dataclass(frozen=True)
+class TPEOptions:
+    """Knobs of the Parzen densities that rarely need changing (all in the unit cube's units).
+
+    Attributes:
+        max_good: at most this many trials count as good, however long the history: the good density stays
+            concentrated on the best region instead of widening with ``gamma * n``.
+        bandwidth: the scale of Scott's rule, ``bandwidth * m ** (-1 / (k + 4))`` for ``m`` observations over
+            ``k`` continuous and integer columns: a fifth of the unit range for one observation.
+        min_bandwidth: the kernels never get narrower than this (nor than ``1 / (m + 1)``), so candidates still
+            move between observations when many of them pile up.
+        prior_bandwidth: the width of the broad prior component centred in the cube, which keeps every region
+            reachable.
+        explore_samples: random configs tried when every candidate was proposed before.
+    """
+
+    max_good: int = 25
+    bandwidth: float = 0.2
+    min_bandwidth: float = 0.01
+    prior_bandwidth: float = 1.0
+    explore_samples: int = 64
+
+    def __post_init__(self) -> None:
+        integer("TPEOptions: max_good", self.max_good)
+        number("TPEOptions: bandwidth", self.bandwidth, strict=True)
+        number("TPEOptions: min_bandwidth", self.min_bandwidth, strict=True)
+        number("TPEOptions: prior_bandwidth", self.prior_bandwidth, strict=True)
+        integer("TPEOptions: explore_samples", self.explore_samples)
 
 
 class TPE(Described):
@@ -33,8 +65,9 @@ class TPE(Described):
     Args:
         n_initial: quasi-random (Sobol) trials before the model takes over.
         n_candidates: candidates drawn from the good density per suggestion.
-        gamma: fraction of the history that counts as good (at most 25 trials, at least 1).
+        gamma: fraction of the history that counts as good (at least 1 trial, at most ``options.max_good``).
         seed: seeds the draws; the same seed and history give the same configs.
+        options: a ``TPEOptions``.
 
     Example:
         >>> import torchhpo as th
@@ -45,30 +78,29 @@ class TPE(Described):
     """
 
     def __init__(self, *, n_initial: int = 10, n_candidates: int = 24, gamma: float = 0.1,
-                 seed: int | None = None) -> None:
-        if isinstance(n_initial, bool) or not isinstance(n_initial, int) or n_initial < 1:
-            raise ValueError(f"TPE: n_initial={n_initial!r} must be an int >= 1")
-        if isinstance(n_candidates, bool) or not isinstance(n_candidates, int) or n_candidates < 1:
-            raise ValueError(f"TPE: n_candidates={n_candidates!r} must be an int >= 1")
-        if not 0.0 < gamma < 1.0:
-            raise ValueError(f"TPE: gamma={gamma!r} must be in (0, 1)")
-        self.n_initial, self.n_candidates, self.gamma = n_initial, n_candidates, gamma
-        self.seed = _fresh_seed(seed)
+                 seed: int | None = None, options: TPEOptions | None = None) -> None:
+        self.n_initial = integer("TPE: n_initial", n_initial)
+        self.n_candidates = integer("TPE: n_candidates", n_candidates)
+        self.gamma = number("TPE: gamma", gamma, strict=True)
+        if self.gamma >= 1.0:
+            raise ValueError(f"TPE: gamma must be a number in (0, 1), got {gamma!r}")
+        self.seed = fresh_seed(seed)
+        self.options = options or TPEOptions()
 
     def ask(self, space: Space, trials: Sequence[TrialRecord], n: int = 1) -> list[Config]:
         order = ranked(space, trials)
-        if len(order) < self.n_initial:
-            return Sobol(seed=self.seed).ask(space, trials, n)
+        if len(order) < self.n_initial:  # the initial design: the Sobol sequence, continued past every trial
+            return space.sobol(n, seed=self.seed, skip=len(trials))
         rng = np.random.default_rng([self.seed, len(trials)])
-        n_good = min(max(1, math.ceil(self.gamma * len(order))), 25)
+        n_good = min(max(1, math.ceil(self.gamma * len(order))), self.options.max_good)
         good = space.encode(order[:n_good]).numpy()
-        bad = order[n_good:] + [t.config for t in trials if t.status is Status.RUNNING]
-        seen = {_key(t.config) for t in trials}
+        bad = order[n_good:] + pending(trials)
+        seen = tried(trials)
         out: list[Config] = []
         for _ in range(n):
             config = self._one(space, good, space.encode(bad).numpy().reshape(-1, space.dim), seen, rng)
             out.append(config)
-            seen.add(_key(config))
+            seen.add(config_key(config))
             bad.append(config)  # the constant liar: a proposal counts as bad for the rest of the batch
         return out
 
@@ -76,54 +108,32 @@ class TPE(Described):
              rng: np.random.Generator) -> Config:
         """The best new candidate drawn from the good density (``good``, ``bad``: ``m x d`` unit-cube points)."""
         cat = space.categorical_dims
-        l_density, g_density = _Parzen(space, good, cat), _Parzen(space, bad, cat)
+        l_density, g_density = _Parzen(space, good, cat, self.options), _Parzen(space, bad, cat, self.options)
         X = l_density.sample(self.n_candidates, rng)
         X = space.round(torch.from_numpy(X)).numpy()
         score = l_density.log_pdf(X) - g_density.log_pdf(X)
         for i in np.argsort(-score):
             config = space.decode(X[i : i + 1])[0]
-            if _key(config) not in seen:
+            if config_key(config) not in seen:
                 return config
-        for config in space.sample(64, seed=rng):  # every candidate was tried already: explore instead
-            if _key(config) not in seen:
+        for config in space.sample(self.options.explore_samples, seed=rng):  # every candidate was tried already
+            if config_key(config) not in seen:
                 return config
         return space.decode(X[int(np.argmax(score)) : int(np.argmax(score)) + 1])[0]
-
-
-def ranked(space: Space, trials: Sequence[TrialRecord]) -> list[Config]:
-    """The finished trials' configs, best first: what TPE splits into good and bad.
-
-    Without early stopping: by final score (``searchers.observations``). Once trials were pruned or paused: by the
-    highest step each reached, then by its score there; FAILED trials last. A trial that a scheduler promoted
-    further beat its rivals at every lower rung, a surer sign than any one rung's scores when early epochs rank
-    configs poorly (Optuna's TPE orders pruned trials so too). Against BOHB's rule (the scores at the highest step
-    with enough trials; ``searchers.observations``), over 50 seeds with a first rung of 3 epochs: TPE + ASHA 234
-    vs 290 epochs to the target on the digits-CNN table (its first 320 rows), 434 vs 488 on the digits-MLP table;
-    TPE + Hyperband 333 vs 374 and 554 vs 684 (``benchmarks/multifidelity.py``).
-    """
-    if not any(t.status in (Status.PRUNED, Status.PAUSED) for t in trials):
-        return [c for c, _ in sorted(observations(space, trials), key=lambda p: -p[1])]
-    keyed = []
-    for t in trials:
-        if t.status not in (Status.FAILED, Status.RUNNING) and t.reports:
-            step = max(t.reports)
-            keyed.append(((step, t.sign * t.reports[step]), t.config))
-    order = [c for _, c in sorted(keyed, key=lambda k: k[0], reverse=True)]
-    return order + [t.config for t in trials if t.status is Status.FAILED]
 
 
 class _Parzen:
     """A mixture over ``m`` observations plus a prior component, each a product kernel over the ``d`` columns."""
 
-    def __init__(self, space: Space, X: np.ndarray, cat: list[int]) -> None:
+    def __init__(self, space: Space, X: np.ndarray, cat: list[int], options: TPEOptions) -> None:
         m, d = X.shape
         self.cat = cat
         self.num = [j for j in range(d) if j not in cat]
         self.levels = {j: len(space.levels(j)) for j in cat}
         self.mu = np.vstack([X, np.full((1, d), 0.5)])                      # (m + 1) x d, the last row is the prior
-        sigma = 0.2 * max(m, 1) ** (-1.0 / (len(self.num) + 4)) if self.num else 1.0  # Scott's rule, unit range
-        self.sigma = np.full((m + 1, 1), max(sigma, 1.0 / min(100, m + 1)))
-        self.sigma[-1] = 1.0
+        sigma = options.bandwidth * max(m, 1) ** (-1.0 / (len(self.num) + 4)) if self.num else 1.0  # Scott's rule
+        self.sigma = np.full((m + 1, 1), max(sigma, 1.0 / (m + 1), options.min_bandwidth))
+        self.sigma[-1] = options.prior_bandwidth
         self.log_w = np.full(m + 1, -math.log(m + 1))
         self.eps = 1.0 / (1.0 + math.sqrt(m)) if m else 1.0                  # categorical smoothing
 
