@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,8 +23,6 @@ def _load_script(path: Path):
 def load_script():
     return _load_script
 
-
-import torch  # noqa: E402  (appended: the fixtures above stay as they were)
 
 _TKWARGS = [pytest.param({"dtype": torch.float64, "device": torch.device("cpu")}, id="cpu-float64")]
 if torch.cuda.is_available():

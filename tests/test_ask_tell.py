@@ -84,7 +84,7 @@ def test_ask_tell_under_every_scheduler_equals_optimize(name, mode):
     reference, ref_log = th.Study(SPACE, mode=mode, scheduler=SCHEDULERS[name](), max_epochs=E, seed=0), []
     reference.optimize(_train(loss, ref_log), n_trials=20, progress=False)
     assert not [c for c, k in Counter(log).items() if k > 1], "an epoch was trained twice"
-    assert all(t.status.finished for t in by_hand.trials)
+    assert all(t.status.is_final for t in by_hand.trials)
     assert [(t.number, t.config, t.status, t.value, t.reports) for t in by_hand.trials] == \
         [(t.number, t.config, t.status, t.value, t.reports) for t in reference.trials]
     assert sorted(log) == sorted(ref_log)
@@ -99,7 +99,7 @@ def test_ask_n_for_several_workers_trains_no_epoch_twice(name):
     study, log = th.Study(SPACE, scheduler=SCHEDULERS[name](), max_epochs=E, seed=0), []
     _ask_tell(study, 24, log, workers=3)
     assert not [c for c, k in Counter(log).items() if k > 1]
-    assert len(study.trials) == 24 and all(t.status.finished for t in study.trials)
+    assert len(study.trials) == 24 and all(t.status.is_final for t in study.trials)
     assert any(t.status is th.Status.COMPLETED for t in study.trials)
 
 
@@ -183,7 +183,7 @@ def test_ray_honours_stop_budget_and_callbacks():
                        progress=False)
         spent = sum(max(t.reports, default=0) for t in study.trials)
         assert 40 <= spent < 40 + 2 * E and ended
-        assert sorted(ended) == sorted(t.number for t in study.trials if t.status.finished)
+        assert sorted(ended) == sorted(t.number for t in study.trials if t.status.is_final)
         study = th.Study(SPACE, max_epochs=E, seed=0)
         study.optimize(_slow, n_trials=200, target=0.2, executor=th.Ray(), progress=False)
         assert study.best.value <= 0.2 and len(study.trials) < 200

@@ -57,7 +57,7 @@ def test_two_processes_on_one_sqlite_study_lose_nothing(tmp_path, scheduler):
     study = th.Study.load(tmp_path / "shared.db", readonly=True)
     trials = study.trials
     assert [t.number for t in trials] == list(range(2 * n))
-    assert all(t.status.finished for t in trials), [(t.number, t.status) for t in trials if not t.status.finished]
+    assert all(t.status.is_final for t in trials), [(t.number, t.status) for t in trials if not t.status.is_final]
     assert not [t for t in trials if t.status is th.Status.FAILED], [t.reason for t in trials if t.reason]
     owners = {t.attrs.get("source") for t in trials}
     assert owners == {"RandomSearch"}

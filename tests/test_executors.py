@@ -285,7 +285,7 @@ def test_recipe_multi_gpu_batch_smoke(tmp_path, monkeypatch, load_script):
             "--storage", str(tmp_path / "r.db")]
     monkeypatch.setattr("sys.argv", argv)
     study = load_script(ROOT / "recipes" / "multi_gpu_batch.py").main()
-    assert len(study.trials) == 4 and all(t.status.finished for t in study.trials)
+    assert len(study.trials) == 4 and all(t.status.is_final for t in study.trials)
     assert study.best.value > 0
 
 

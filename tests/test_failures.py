@@ -64,7 +64,7 @@ def test_fail_fast_under_worker_processes():
     study = th.Study(SPACE, seed=0)
     with pytest.raises(th.FailingTrials, match="NameError"):
         study.optimize(_broken, n_trials=12, devices=["cpu"] * 2, progress=False)
-    assert not [t for t in study.trials if not t.status.finished]
+    assert not [t for t in study.trials if not t.status.is_final]
 
 
 def test_progress_bar_counts_pruned_and_failed_trials_to_the_end(capsys):

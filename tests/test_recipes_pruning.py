@@ -24,7 +24,7 @@ def test_hyperband_recipe_runs_tiny(tmp_path, load_script):
         data = load_script(path).main(max_epochs=3, n_trials=3, n_train=100, fidelity="data", scheduler="sha")
     finally:
         torch.set_num_threads(threads)
-    assert len(study.trials) == 4 and all(t.status.finished for t in study.trials)
+    assert len(study.trials) == 4 and all(t.status.is_final for t in study.trials)
     assert any(t.status is th.Status.PRUNED for t in study.trials)
     assert [p.name for p in study.checkpoint_dir.glob("trial-*.pt")] == [f"trial-{study.best.number}.pt"]
     assert sorted(data.best.reports) == [1, 3]  # a rung on a third of the data, then all of it

@@ -238,7 +238,7 @@ def test_load_restores_how_the_study_was_run(tmp_path):
     assert study.max_epochs == 9 and study.scheduler.brackets == th.Hyperband(1, 9).brackets
     assert study.searcher.seed == 3
     study.optimize(_pausing, n_trials=4, progress=False)
-    assert all(t.status.finished for t in study.trials), "the paused trials were resumed or pruned"
+    assert all(t.status.is_final for t in study.trials), "the paused trials were resumed or pruned"
     assert any(t.status is th.Status.COMPLETED and t.number in paused for t in study.trials)
 
 

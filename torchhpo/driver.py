@@ -277,7 +277,7 @@ class Driver:
             if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number < len(self.records):
                 raise ValueError(f"tell: no trial number {number} in this study")
             record = self.records[number]
-            if record.status.finished:
+            if record.status.is_final:
                 raise ValueError(f"tell: trial {number} is already {record.status.value}; each trial is told once")
             attrs = dict(record.attrs)
             if user_attrs:  # ask/tell: what it stored with set_attr
@@ -310,7 +310,7 @@ class Driver:
         with self.lock:
             ended = copy.copy(record)
             ended.status, ended.value, ended.reason = status, value, reason
-            ended.finished = time.time() if status.finished else record.finished
+            ended.finished = time.time() if status.is_final else record.finished
             ended.attrs = record.attrs if attrs is None else attrs
             if not self.storage.write(ended, only_if=only_if):
                 self.sync()
@@ -344,4 +344,4 @@ class Driver:
         if self.keep is not None:
             n = len(self.records)
             self.checkpoints.drop({r.number for r in self.top[: self.keep]},
-                                  lambda number: number < n and self.records[number].status.finished)
+                                  lambda number: number < n and self.records[number].status.is_final)

@@ -100,7 +100,7 @@ def run(study: Study, driver: Driver, fn: TrainFn, n_trials: int | None, timeout
             call.show()
     except BaseException:  # Ctrl-C, an error in a scheduler or the storage, FailingTrials: leave storage consistent
         for number in sorted(running | (set(driver.live) - before)):  # started here, submitted or not yet
-            if not driver.records[number].status.finished:
+            if not driver.records[number].status.is_final:
                 study.tell(number, status=Status.FAILED, reason=INTERRUPTED)
         if not own:
             executor.close()  # its workers still run the abandoned trials
@@ -159,7 +159,7 @@ class Call:
         record.attrs["seconds"] = record.attrs.get("seconds", 0.0) + outcome.seconds  # summed over resumes
         if outcome.attrs:
             record.attrs["user"] = {**record.user_attrs, **outcome.attrs}
-        if record.status.finished:  # already told (e.g. by a callback's study.tell or another driver)
+        if record.status.is_final:  # already told (e.g. by a callback's study.tell or another driver)
             return
         self.study.tell(outcome.number, outcome.value, status=outcome.status, reason=outcome.reason)
         attempt = record.attrs.get("attempt", 0)

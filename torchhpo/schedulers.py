@@ -256,7 +256,7 @@ class _Synchronous(_Cached):
         if len(entrants) < bracket.n and key not in self._closed:
             return None
         for step in bracket.rungs[: k + 1]:
-            if any(step not in r.reports and not r.status.finished for r in entrants):
+            if any(step not in r.reports and not r.status.is_final for r in entrants):
                 return None
             entrants = _ranked(entrants, step)[: max(1, len(entrants) // self.eta)]
         return {r.number for r in entrants}

@@ -214,7 +214,7 @@ def _run(make: Callable[[int], Any], seed: int, executor: Any, n_trials: int, se
 
 def _check_run(study: Any, sched: _Logged, where: str) -> None:
     trials = study.trials
-    left = [(t.number, t.status.value) for t in trials if not t.status.finished]
+    left = [(t.number, t.status.value) for t in trials if not t.status.is_final]
     assert not left, f"{where}: trials left unfinished after optimize: {left}"
     rungs = sched.rungs if isinstance(sched, _LoggedRungs) else None
     for number, step, decision in sched.log:

@@ -38,8 +38,14 @@ class Status(enum.Enum):
     PAUSED = "paused"  # waiting at a rung for its peers; the scheduler resumes it (from its checkpoint) or prunes it
 
     @property
-    def finished(self) -> bool:
+    def is_final(self) -> bool:
+        """COMPLETED, PRUNED or FAILED: the trial has ended and will not change (PAUSED ones may resume)."""
         return self in (Status.COMPLETED, Status.PRUNED, Status.FAILED)
+
+    @property
+    def finished(self) -> bool:
+        """The former name of ``is_final`` (kept working; ``TrialRecord.finished`` is a timestamp)."""
+        return self.is_final
 
 
 class Decision(enum.Enum):
