@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from torchhpo import checks
+from torchhpo.checks import integer, number
 from torchhpo.executors.base import Outcome, Refusal, TrainFn, answer_report, decided, describe, release_memory, run_trial
 from torchhpo.trial import Decision, Reporter, Status, Trial
 
@@ -115,9 +115,9 @@ class Ray:
         if set(res) - {"cpu", "gpu"} or res["cpu"] == res["gpu"] == 0:
             raise ValueError(f"Ray: resources_per_trial must be like {{'cpu': 1, 'gpu': 0}} with non-negative numbers, "
                              f"not all zero; got {resources_per_trial!r}")
-        res = {key: checks.number(f"Ray: resources_per_trial[{key!r}]", value) for key, value in res.items()}
-        checks.integer("Ray: slots", slots, none=True)
-        checks.integer("Ray: threads", threads, none=True)
+        res = {key: number(f"Ray: resources_per_trial[{key!r}]", value) for key, value in res.items()}
+        integer("Ray: slots", slots, none=True)
+        integer("Ray: threads", threads, none=True)
         ray = _import_ray()
         self._own = not ray.is_initialized()
         if self._own:
@@ -181,9 +181,10 @@ class Ray:
             if trial.number in started:
                 self._running[ref] = (trial, hook, math.inf if timeout is None else time.monotonic() + timeout, timeout)
         hooks = {trial.number: hook for trial, hook, _, _ in self._running.values()}
-        for number, step, value in reports:
-            answer = answer_report(hooks[number], number, step, value) if number in hooks else Decision.STOP
-            self._mailbox.decide.remote(number, answer)
+        for trial_number, step, value in reports:  # a trial no longer running (timed out) is told to stop
+            answer = (answer_report(hooks[trial_number], trial_number, step, value) if trial_number in hooks
+                      else Decision.STOP)
+            self._mailbox.decide.remote(trial_number, answer)
 
     def _collect(self, ref: Any) -> Outcome:
         ray = _import_ray()
