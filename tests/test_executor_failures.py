@@ -147,6 +147,39 @@ def test_a_scheduler_returning_no_decision_fails_that_trial(executor):
     assert got[0.2].status is th.Status.COMPLETED
 
 
+class Logged:
+    """A user's executor around another one: it sees every report by wrapping the trial's own reporter, the one
+    place the report path is wired."""
+
+    def __init__(self, inner, seen):
+        self.inner, self.seen, self.slots, self.concurrent = inner, seen, inner.slots, inner.concurrent
+
+    def submit(self, fn, trial, *, timeout=None):
+        hook = trial.reporter
+
+        def logged(number, step, value):
+            self.seen.append((number, step))
+            return hook(number, step, value)
+
+        trial.reporter = logged
+        self.inner.submit(fn, trial, timeout=timeout)
+
+    def wait(self, timeout=None):
+        return self.inner.wait(timeout)
+
+    def close(self):
+        self.inner.close()
+
+
+def test_an_executor_wrapping_the_reporter_sees_every_report_and_keeps_the_guard(executor):
+    seen = []
+    got = run(Logged(executor, seen), three_epochs, [0.1, 0.2, 0.3], study={"scheduler": RefuseTrialOne()})
+    assert got[0.2].status is th.Status.FAILED
+    assert got[0.2].reason.startswith("the driver could not handle the report at step 1: RuntimeError: scheduler bug")
+    assert all(got[x].status is th.Status.COMPLETED for x in (0.1, 0.3))
+    assert sorted(seen) == [(0, 1), (0, 2), (0, 3), (1, 1), (2, 1), (2, 2), (2, 3)]
+
+
 # --- processes a trial leaves behind ------------------------------------------------------------------------------
 def alive(pid: int) -> bool:
     """Whether ``pid`` still runs (a zombie waiting for a reaper counts as gone)."""
@@ -239,7 +272,7 @@ def test_ray_refuses_resources_the_cluster_lacks(ray_cluster):
 
 
 def test_ray_resources_must_fit_on_one_node():
-    from torchhpo.executors import _unfit
+    from torchhpo.executors.ray import _unfit
 
     nodes = [{"CPU": 8.0}, {"CPU": 2.0, "GPU": 1.0}]
     assert "no node of this Ray cluster has that much" in _unfit({"cpu": 4, "gpu": 1}, {"CPU": 10, "GPU": 1}, nodes)

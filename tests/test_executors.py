@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import torchhpo as th
-from torchhpo.executors import make_executor
+from torchhpo.executors import Executor, make_executor
 from torchhpo.testing import check_executor
 from torchhpo.trial import Decision
 
@@ -262,12 +262,38 @@ def test_bad_optimize_arguments(kwargs, match):
     assert study.trials == [], "a refused call must not start trials"
 
 
+class Bare:
+    """A user's executor that predates ``concurrent``: it lacks a member of the protocol."""
+
+    slots = 1
+
+    def submit(self, fn, trial, *, timeout=None):
+        raise AssertionError("a refused executor must not be used")
+
+    def wait(self, timeout=None):
+        return []
+
+    def close(self):
+        pass
+
+
+def test_an_executor_off_the_protocol_is_refused_naming_what_it_lacks():
+    study = th.Study(SPACE)
+    with pytest.raises(TypeError, match=r"executor: Bare lacks concurrent; an executor has slots \(int\), concurrent"):
+        study.optimize(lambda c, t: 0.0, n_trials=1, executor=Bare(), progress=False)
+    no_slots = type("NoSlots", (Bare,), {"concurrent": False, "slots": 0})()
+    with pytest.raises(ValueError, match=r"executor: NoSlots\.slots must be a positive int, got 0"):
+        study.optimize(lambda c, t: 0.0, n_trials=1, executor=no_slots, progress=False)
+    assert study.trials == []
+    assert all(isinstance(ex, Executor) for ex in (th.Inline("cpu"), th.Processes(["cpu"])))
+
+
 def test_unpicklable_function_is_refused_before_any_worker_starts():
     lock = threading.Lock()
     before = len(mp.active_children())
     ex = th.Processes(devices=["cpu"])
     with pytest.raises(TypeError, match="cannot be pickled"):
-        ex.submit(lambda c, t: lock.locked(), th.Trial(0, {"x": 0.0}), lambda *a: Decision.CONTINUE)
+        ex.submit(lambda c, t: lock.locked(), th.Trial(0, {"x": 0.0}))
     assert len(mp.active_children()) == before
     ex.close()
 
@@ -297,7 +323,7 @@ def test_benchmark_parallel_quick(tmp_path, monkeypatch, load_script):
 
 
 def test_gpu_pinning_counts_the_gpus_the_driver_sees(monkeypatch):
-    from torchhpo.executors import _pin
+    from torchhpo.executors.processes import _pin
 
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     assert _pin("cuda:3") == ("3", "cuda:0") and _pin("cpu") == ("", "cpu")

@@ -99,7 +99,7 @@ def test_tabulated_snaps_to_unused_rows_and_errors_name_the_fix():
     assert got == [{"x": 0.5}, {"x": 0.1}]  # nearest, then the nearest unused
     with pytest.raises(KeyError, match="not in the table"):
         curves.row({"x": 0.3})
-    with pytest.raises(ValueError, match="slots=0 must be a positive int"):
+    with pytest.raises(ValueError, match="Simulated: slots must be a positive int, got 0"):
         Simulated(curves, slots=0)
     with pytest.raises(ValueError, match="metric='test_acc'"):
         Simulated(curves, metric="test_acc")
@@ -135,3 +135,28 @@ def test_a_run_that_diverges_is_tabulated_and_replayed_as_a_failed_trial(monkeyp
             assert "diverged" in study.trials[1].reason
     assert runs["real"] == runs["simulated"]
     assert [s for s, _ in runs["real"]] == [th.Status.COMPLETED, th.Status.FAILED, th.Status.COMPLETED]
+
+
+def test_a_driver_error_and_a_timeout_fail_a_simulated_trial_as_on_a_real_executor():
+    """The scheduler's error fails only its trial, with the reason every executor gives; ``timeout_per_trial``
+    counts simulated seconds, and the epoch it cuts short is not counted."""
+    space = th.Space({"x": th.Float(0.0, 1.0)})
+    configs = [{"x": 0.1}, {"x": 0.5}, {"x": 0.9}]
+    ones = np.ones((3, 4), dtype=np.float32)
+    curves = Curves(space, configs, ones, ones, ones, np.array([[1.0], [1.0], [3.0]], dtype=np.float32) * ones)
+
+    class RefuseTrialOne:
+        def on_report(self, trial, step, score, peers):
+            if trial.number == 1:
+                raise RuntimeError("scheduler bug")
+            return th.Decision.CONTINUE
+
+    sim = Simulated(curves)
+    study = th.Study(space, searcher=Tabulated(curves), scheduler=RefuseTrialOne(), max_epochs=4)
+    study.optimize(None, n_trials=3, executor=sim, timeout_per_trial=10, progress=False)
+    done, refused, slow = study.trials
+    assert done.status is th.Status.COMPLETED and list(done.reports) == [1, 2, 3, 4]
+    assert refused.status is th.Status.FAILED
+    assert refused.reason.startswith("the driver could not handle the report at step 1: RuntimeError: scheduler bug")
+    assert slow.status is th.Status.FAILED and slow.reason == "timed out after 10 s" and list(slow.reports) == [1, 2, 3]
+    assert sim.clock == pytest.approx(4.0 + 1.0 + 10.0) and sim.epochs == 4 + 1 + 3

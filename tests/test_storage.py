@@ -297,7 +297,7 @@ def test_a_users_plugin_is_stored_by_name_and_asked_for_again(tmp_path, caplog):
 def test_a_file_cannot_make_load_call_anything_but_a_searcher_or_scheduler(tmp_path):
     """A stored description names a class and arguments: only torchhpo's searchers, schedulers and their options
     dataclasses are built from it, never another callable of the package."""
-    for bad in ({"class": "torchhpo.executors:_kill_group", "args": {"leader": 1}},
+    for bad in ({"class": "torchhpo.executors.processes:_kill_group", "args": {"leader": 1}},
                 {"class": "torchhpo.storage:SQLiteStorage", "args": {"path": str(tmp_path / "evil.db")}},
                 {"class": "os:system", "args": {"command": "true"}},
                 {"class": "torchhpo.gp:GP", "args": {"options": {"__dataclass__": "torchhpo.storage:Heartbeat",

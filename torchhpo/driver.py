@@ -26,7 +26,7 @@ from torchhpo.searchers import Searcher
 from torchhpo.settings import describe, reseeded
 from torchhpo.space import Config, Space
 from torchhpo.storage import Heartbeat, SQLiteStorage, Storage
-from torchhpo.trial import Decision, Status, Trial, TrialRecord
+from torchhpo.trial import Decision, Status, Trial, TrialRecord, unusable_value
 
 __all__ = ["Driver", "headline"]
 
@@ -294,8 +294,9 @@ class Driver:
                 if isinstance(value, (str, bytes, bool)):
                     raise TypeError(f"tell: the value must be a number, got {type(value).__name__} {value!r}")
                 value = float(value)
-                if not math.isfinite(value):
-                    status, reason, value = Status.FAILED, reason or f"value was {value}", None
+                why = unusable_value(value)
+                if why is not None:
+                    status, reason, value = Status.FAILED, reason or f"value was {value}: {why}", None
             if status is Status.PRUNED and value is None and record.reports:
                 value = record.reports[max(record.reports)]
             if status is Status.COMPLETED and value is None:

@@ -69,15 +69,15 @@ def run(study: Study, driver: Driver, fn: TrainFn, n_trials: int | None, timeout
     executor = make_executor(executor, devices, timeout_per_trial=timeout_per_trial)
     call = Call(study, driver, n_trials, timeout, fail_fast, callbacks, max_epochs_total, target, retries, progress)
     driver.stopping, driver.on_end = False, call.ended
-    limits = {} if timeout_per_trial is None else {"timeout": float(timeout_per_trial)}
-    prefetch = _Prefetch() if not batch and getattr(executor, "concurrent", False) else None
+    per_trial = None if timeout_per_trial is None else float(timeout_per_trial)
+    prefetch = _Prefetch() if not batch and executor.concurrent else None
     running: set[int] = set()
     before = set(driver.live)  # trials of the user's own (ask without tell): not this call's to fail
 
     def start(trials: list[Trial]) -> None:
         running.update(t.number for t in trials)  # first: a failed submit is cleaned up like the others
         for trial in trials:
-            executor.submit(fn, trial, driver.report, **limits)
+            executor.submit(fn, trial, timeout=per_trial)  # trial.reporter (the driver's hook) takes its reports
 
     try:
         while True:

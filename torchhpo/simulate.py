@@ -33,11 +33,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from torchhpo.executors import Outcome, TrainFn
+from torchhpo.checks import integer
+from torchhpo.executors.base import Outcome, Refusal, TrainFn, answer_report
 from torchhpo.problems import TASKS, digits_data, evaluate
 from torchhpo.searchers import Searcher
 from torchhpo.space import Config, Space
-from torchhpo.trial import Decision, Reporter, Status, TrainingDiverged, Trial, TrialRecord
+from torchhpo.trial import Decision, Reporter, Status, TrainingDiverged, Trial, TrialRecord, unusable_value
 
 __all__ = ["Curves", "Event", "Simulated", "Tabulated", "tabulate"]
 
@@ -90,7 +91,8 @@ class Curves:
         z = np.load(path, allow_pickle=False)
         meta = json.loads(str(z["meta"]))
         space = Space.from_dict(meta["space"]) if "space" in meta else TASKS[meta.get("task", "digits_cnn")].space()
-        return cls(space, json.loads(str(z["configs"])), *(z[m] for m in METRICS), meta=meta)
+        return cls(space, json.loads(str(z["configs"])), z["val_loss"], z["val_acc"], z["test_acc"], z["seconds"],
+                   meta=meta)
 
     def save(self, path: str | Path) -> None:
         """Write the table as a compressed ``.npz`` (configs and metadata as JSON)."""
@@ -137,8 +139,9 @@ def tabulate(configs: Sequence[Config], epochs: int, *, first: int = 0, task: st
                 rows["seconds"].append(time.perf_counter() - clock[0])
             for m in METRICS:
                 out[m].append(rows[m] + [math.nan] * (epochs - len(rows[m])))
-    return Curves(spec.space(), [dict(c) for c in configs], *(np.array(out[m], dtype=np.float32) for m in METRICS),
-                  meta={"task": task, "epochs": epochs, "n": len(configs), "torch": torch.__version__})
+    table = {m: np.array(out[m], dtype=np.float32) for m in METRICS}
+    return Curves(spec.space(), [dict(c) for c in configs], table["val_loss"], table["val_acc"], table["test_acc"],
+                  table["seconds"], meta={"task": task, "epochs": epochs, "n": len(configs), "torch": torch.__version__})
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,20 @@ class Event:
     number: int
     step: int
     value: float
+
+
+@dataclass
+class _Replay:
+    """A trial the simulated clock runs: its row of the table, the epoch it trains next (from 0) and when that
+    epoch ends, and when it times out."""
+
+    trial: Trial
+    hook: Reporter | None  # the trial's reporter: it answers the trial's reports
+    row: int
+    epoch: int
+    deadline: float
+    timeout: float | None
+    end: float = math.inf
 
 
 class Simulated:
@@ -164,52 +181,70 @@ class Simulated:
 
     After a run, ``clock`` is the simulated wall time, ``epochs`` the epochs trained in all, ``events`` every report.
     A NaN in the table is a run that diverged: its epoch is trained (clock and ``epochs`` advance) but, as with
-    ``trial.report``, nothing is reported and the trial FAILS.
+    ``trial.report``, nothing is reported and the trial FAILS. A ``timeout`` (``timeout_per_trial``) counts simulated
+    seconds: a trial still training then FAILS, and its unfinished epoch is not counted.
     """
+
+    concurrent = False  # trials advance inside wait, on virtual time: nothing runs while the driver asks
 
     def __init__(self, curves: Curves, slots: int = 1, *, metric: str = "val_loss", checkpoints: bool = True) -> None:
         if metric not in ("val_loss", "val_acc"):
             raise ValueError(f"Simulated: metric={metric!r} must be 'val_loss' or 'val_acc'")
-        if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
-            raise ValueError(f"Simulated: slots={slots!r} must be a positive int")
+        integer("Simulated: slots", slots)
         self.curves, self.slots, self.metric, self.checkpoints = curves, slots, metric, checkpoints
         self.clock, self.epochs = 0.0, 0
         self.events: list[Event] = []
         self._heap: list[tuple[float, int]] = []
-        self._running: dict[int, tuple[Trial, int, int, Reporter]] = {}  # number -> trial, row, next epoch, hook
+        self._running: dict[int, _Replay] = {}
         self._saved: dict[int, int] = {}
 
-    def submit(self, fn: TrainFn, trial: Trial, on_report: Reporter) -> None:
-        """Start replaying ``trial``'s row (``fn`` is not called: the table stands for it)."""
+    def submit(self, fn: TrainFn, trial: Trial, *, timeout: float | None = None) -> None:
+        """Start replaying ``trial``'s row (``fn`` is not called: the table stands for it); its reports go to
+        ``trial.reporter``. ``timeout``: simulated seconds after which the trial fails, as a worker's would."""
         row = self.curves.row(trial.config)
         epoch = self._saved.get(trial.number, 0) if self.checkpoints else 0
-        self._running[trial.number] = (trial, row, epoch, on_report)
-        heapq.heappush(self._heap, (self.clock + float(self.curves.seconds[row, epoch]), trial.number))
+        deadline = math.inf if timeout is None else self.clock + timeout
+        self._running[trial.number] = _Replay(trial, trial.reporter, row, epoch, deadline, timeout)
+        self._next_epoch(trial.number)
+
+    def _next_epoch(self, number: int) -> None:
+        """Schedule the end of trial ``number``'s next epoch, or its deadline when that comes first."""
+        replay = self._running[number]
+        replay.end = self.clock + float(self.curves.seconds[replay.row, replay.epoch])
+        heapq.heappush(self._heap, (min(replay.end, replay.deadline), number))
 
     def wait(self, timeout: float | None = None) -> list[Outcome]:
         """Advance the clock epoch by epoch until a trial ends; return it."""
         while self._heap:
             self.clock, number = heapq.heappop(self._heap)
-            trial, row, epoch, on_report = self._running[number]
-            value = float(getattr(self.curves, self.metric)[row, epoch])
-            self.epochs += 1
-            if not math.isfinite(value):
+            replay = self._running[number]
+            step = replay.epoch + 1
+            if self.clock < replay.end:  # the deadline came first
                 del self._running[number]
-                return [Outcome(number, Status.FAILED, reason=f"trial {number} reported {value} at step {epoch + 1}: "
-                                                               "the training diverged (tabulated)")]
-            self.events.append(Event(self.clock, self.epochs, number, epoch + 1, value))
-            decision = on_report(number, epoch + 1, value)
-            self._saved[number] = epoch + 1
-            stop = min(trial.max_epochs or self.curves.epochs, self.curves.epochs)
+                return [Outcome(number, Status.FAILED, reason=f"timed out after {replay.timeout:g} s")]
+            value = float(getattr(self.curves, self.metric)[replay.row, replay.epoch])
+            self.epochs += 1
+            why = unusable_value(value)
+            if why is not None:
+                del self._running[number]
+                return [Outcome(number, Status.FAILED, reason=f"trial {number} reported {value} at step {step}: {why} "
+                                                               "(tabulated)")]
+            self.events.append(Event(self.clock, self.epochs, number, step, value))
+            answer = answer_report(replay.hook, number, step, value)
+            if isinstance(answer, Refusal):  # the driver could not handle the report, as on a real executor
+                del self._running[number]
+                return [Outcome(number, Status.FAILED, reason=answer.reason)]
+            self._saved[number] = step
+            stop = min(replay.trial.max_epochs or self.curves.epochs, self.curves.epochs)
             status = {Decision.STOP: Status.PRUNED, Decision.PAUSE: Status.PAUSED,
-                      Decision.COMPLETE: Status.COMPLETED}.get(decision)
-            if status is None and epoch + 1 >= stop:
+                      Decision.COMPLETE: Status.COMPLETED}.get(answer)
+            if status is None and step >= stop:
                 status = Status.COMPLETED
             if status is not None:
                 del self._running[number]
                 return [Outcome(number, status, value)]
-            self._running[number] = (trial, row, epoch + 1, on_report)
-            heapq.heappush(self._heap, (self.clock + float(self.curves.seconds[row, epoch + 1]), number))
+            replay.epoch = step
+            self._next_epoch(number)
         return []
 
     def close(self) -> None:

@@ -292,29 +292,33 @@ def _contract_train(config: dict, trial: Trial) -> float:
 def check_executor(make: Callable[[], Executor], *, n: int = 7, limit: float = 120.0) -> None:
     """Assert the executor contract with the real ``make()`` executor (closed at the end).
 
-    Checked: ``slots`` is a positive int; ``wait`` with nothing running returns ``[]``; every submitted trial ends
-    with exactly one ``Outcome``; each report reaches ``on_report`` in order, and a STOP decision reaches the
-    worker (the trial ends PRUNED with its last reported value and reports no further); an exception or a NaN
-    becomes FAILED with a reason; ``trial.device`` is a device the worker can allocate on.
+    Checked: it is an ``Executor`` (``slots`` a positive int, ``concurrent`` a bool, ``submit``, ``wait``,
+    ``close``); ``wait`` with nothing running returns ``[]``; every submitted trial ends with exactly one
+    ``Outcome``; each report reaches the trial's own ``reporter`` (in the driver) in order, and a STOP decision
+    reaches the worker (the trial ends PRUNED with its last reported value and reports no further); an exception
+    or a NaN becomes FAILED with a reason; ``trial.device`` is a device the worker can allocate on.
     """
-    kinds = ["ok", "prune", "raise", "nan", "ok", "prune"] + ["ok"] * max(0, n - 6)
-    trials = [Trial(i, {"x": float(i), "kind": k}, max_epochs=3) for i, k in enumerate(kinds[:n])]
-    reports: dict[int, list[tuple[int, float]]] = {t.number: [] for t in trials}
+    kinds = (["ok", "prune", "raise", "nan", "ok", "prune"] + ["ok"] * max(0, n - 6))[:n]
+    reports: dict[int, list[tuple[int, float]]] = {i: [] for i in range(len(kinds))}
 
     def on_report(number: int, step: int, value: float) -> Decision:
         reports[number].append((step, value))
-        return Decision.STOP if trials[number].config["kind"] == "prune" and step == 2 else Decision.CONTINUE
+        return Decision.STOP if kinds[number] == "prune" and step == 2 else Decision.CONTINUE
+
+    trials = [Trial(i, {"x": float(i), "kind": k}, max_epochs=3, reporter=on_report) for i, k in enumerate(kinds)]
 
     executor = make()
     name = type(executor).__name__
     try:
+        assert isinstance(executor, Executor), f"{name}: lacks a member of the Executor protocol"
         assert isinstance(executor.slots, int) and executor.slots >= 1, f"{name}: slots must be a positive int"
+        assert isinstance(executor.concurrent, bool), f"{name}: concurrent must be a bool"
         assert executor.wait(timeout=0.1) == [], f"{name}: wait() with nothing running must return []"
         outcomes: dict[int, Outcome] = {}
         queue, running, end = list(trials), 0, time.monotonic() + limit
         while queue or running:
             while queue and running < executor.slots:
-                executor.submit(_contract_train, queue.pop(0), on_report)
+                executor.submit(_contract_train, queue.pop(0))
                 running += 1
             for o in executor.wait(timeout=max(0.0, end - time.monotonic())):
                 assert o.number not in outcomes, f"{name}: trial {o.number} ended twice"

@@ -25,7 +25,8 @@ import torch
 
 from torchhpo.space import Config
 
-__all__ = ["Decision", "ReportFailed", "Status", "Trial", "TrainingDiverged", "TrialPaused", "TrialPruned", "TrialRecord"]
+__all__ = ["Decision", "ReportFailed", "Status", "Trial", "TrainingDiverged", "TrialPaused", "TrialPruned", "TrialRecord",
+           "unusable_value"]
 
 
 class Status(enum.Enum):
@@ -221,8 +222,9 @@ class Trial:
         if step is None:
             step = self._epoch + 1 if self._epoch is not None else self.last_step + 1
         step = _as_step(step)
-        if not math.isfinite(value):
-            raise TrainingDiverged(f"trial {self.number} reported {value} at step {step}: the training diverged")
+        why = unusable_value(value)
+        if why is not None:
+            raise TrainingDiverged(f"trial {self.number} reported {value} at step {step}: {why}")
         self.last_step = step
         decision = Decision.CONTINUE if self.reporter is None else self.reporter(self.number, step, value)
         if decision is Decision.STOP:
@@ -282,6 +284,14 @@ class Trial:
 
     def _checkpoint(self) -> dict[str, Any] | None:
         return None if self.checkpoint_path is None else read_checkpoint(self.checkpoint_path)
+
+
+def unusable_value(value: float) -> str | None:
+    """Why ``value`` cannot be a trial's metric, or ``None`` when it can: the one rule for every way a value
+    arrives (``trial.report``, a training function's return, ``Study.tell``, a tabulated curve). A NaN or an
+    infinity cannot (no searcher can rank it: the training diverged), and fails its trial; the caller names the
+    value, e.g. ``f"trial 3 reported {value} at step 2: {why}"``."""
+    return None if math.isfinite(value) else "the training diverged"
 
 
 def _as_value(value: Any) -> float:
