@@ -33,3 +33,12 @@ def test_the_tree_is_lint_clean():
     out = subprocess.run([sys.executable, "-m", "ruff", "check", "."], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_package_type_checks():
+    """mypy (the dev extra) over torchhpo/, as pyproject.toml configures it."""
+    if importlib.util.find_spec("mypy") is None:
+        pytest.skip("mypy is not installed (pip install -e '.[dev]')")
+    out = subprocess.run([sys.executable, "-m", "mypy"], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -9,6 +9,8 @@ __all__ = ["integer", "number"]
 
 
 def _bound(kind: str, low: float, strict: bool) -> str:
+    if low == -math.inf:
+        return f"a finite {kind}"
     if low == 0:
         return f"a positive {kind}" if strict else f"a non-negative {kind}"
     if low == 1 and kind == "int" and not strict:

@@ -39,6 +39,11 @@ def headline(reason: str | None) -> str:
     return text.splitlines()[0] if text else "no reason given"
 
 
+def _best_first(record: TrialRecord) -> tuple[float, int]:
+    """The order of ``Driver.top``: by score, best first, then by number."""
+    return -(record.score if record.score is not None else -math.inf), record.number
+
+
 class Driver:
     """This process's work on study ``name`` in ``storage``: see the module docstring.
 
@@ -58,7 +63,7 @@ class Driver:
         self.rung = scheduler if isinstance(scheduler, RungScheduler) else None
         self.fidelity = make_fidelity(fidelity, scheduler)
         self.max_epochs, self.keep = max_epochs, keep
-        self.settings = {"searcher": describe(searcher), "scheduler": describe(scheduler), "seed": seed,
+        self.settings: dict[str, Any] = {"searcher": describe(searcher), "scheduler": describe(scheduler), "seed": seed,
                          "max_epochs": max_epochs, "fidelity": fidelity, "keep_checkpoints": keep}
         self.lock = threading.RLock()  # ask, tell and reports may come from several threads
         self.records = History(storage.open(name, space, mode))
@@ -92,7 +97,7 @@ class Driver:
         self.top = [r for r in self.top if r.number != record.number]
         if record.status is not Status.COMPLETED or record.score is None:
             return
-        bisect.insort(self.top, record, key=lambda r: (-r.score, r.number))
+        bisect.insort(self.top, record, key=_best_first)
         if self.keep is not None:
             del self.top[max(1, self.keep):]
 
@@ -159,7 +164,7 @@ class Driver:
             if time.monotonic() - self._reaped_at > self.heartbeat_interval:
                 self.fail_stale()
             self.sync()
-            trials = []
+            trials: list[Trial] = []
             while len(trials) < k and (config := self.storage.dequeue()) is not None:
                 trials.append(self.start(self.space.validate(config), source="enqueued"))
             source = type(self.searcher).__name__
@@ -226,7 +231,7 @@ class Driver:
             if self.rung is None:
                 return []
             self.sync()
-            resumed = []
+            resumed: list[Trial] = []
             for number, decision in self.rung.promote(self.records, drain=drain).items():
                 record = self.records[number]
                 if record.status is not Status.PAUSED:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from torchhpo.checks import integer, number
 from torchhpo.driver import Driver, headline
 from torchhpo.executors import Executor, Outcome, TrainFn, make_executor
 from torchhpo.searchers import GridSearch, Searcher
@@ -35,16 +36,6 @@ class FailingTrials(RuntimeError):
     The message holds the error and the first failed trial's traceback."""
 
 
-def _positive(name: str, value: Any, *, kind: type | tuple[type, ...] = int, zero: bool = False) -> None:
-    """Refuse ``value`` unless it is ``None`` or a ``kind`` number > 0 (>= 0 with ``zero``), bool excluded."""
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, kind) or not (value >= 0 if zero else value > 0):
-        what = "a non-negative" if zero else "a positive"
-        unit = "int" if kind is int else "number"
-        raise ValueError(f"optimize: {name} must be {what} {unit} or None, got {value!r}")
-
-
 def run(study: Study, driver: Driver, fn: TrainFn, n_trials: int | None, timeout: float | None, *, executor: Executor | None,
         devices: str | list[str] | None, batch: bool, retries: int, timeout_per_trial: float | None,
         progress: bool, fail_fast: int | None, callbacks: Sequence[Callback], max_epochs_total: int | None,
@@ -52,15 +43,13 @@ def run(study: Study, driver: Driver, fn: TrainFn, n_trials: int | None, timeout
     """``Study.optimize``'s loop (its docstring says what each argument does)."""
     if n_trials is None and timeout is None and max_epochs_total is None and not isinstance(study.searcher, GridSearch):
         raise ValueError("optimize: give n_trials, timeout or max_epochs_total (only a grid search ends by itself)")
-    _positive("n_trials", n_trials, zero=True)
-    _positive("retries", retries, zero=True)
-    _positive("timeout", timeout, kind=(int, float))
-    _positive("timeout_per_trial", timeout_per_trial, kind=(int, float))
-    _positive("fail_fast", fail_fast)
-    _positive("max_epochs_total", max_epochs_total)
-    if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float))
-                               or not math.isfinite(target)):
-        raise ValueError(f"optimize: target must be a finite number or None, got {target!r}")
+    integer("optimize: n_trials", n_trials, low=0, none=True)
+    integer("optimize: retries", retries, low=0)
+    number("optimize: timeout", timeout, strict=True, none=True)
+    number("optimize: timeout_per_trial", timeout_per_trial, strict=True, none=True)
+    integer("optimize: fail_fast", fail_fast, none=True)
+    integer("optimize: max_epochs_total", max_epochs_total, none=True)
+    number("optimize: target", target, low=-math.inf, none=True)
     if any(not callable(c) for c in callbacks):
         raise TypeError("optimize: callbacks must be a list of functions callback(study, record)")
     driver.fail_stale()
@@ -99,9 +88,9 @@ def run(study: Study, driver: Driver, fn: TrainFn, n_trials: int | None, timeout
                 call.finish(outcome)
             call.show()
     except BaseException:  # Ctrl-C, an error in a scheduler or the storage, FailingTrials: leave storage consistent
-        for number in sorted(running | (set(driver.live) - before)):  # started here, submitted or not yet
-            if not driver.records[number].status.is_final:
-                study.tell(number, status=Status.FAILED, reason=INTERRUPTED)
+        for n in sorted(running | (set(driver.live) - before)):  # started here, submitted or not yet
+            if not driver.records[n].status.is_final:
+                study.tell(n, status=Status.FAILED, reason=INTERRUPTED)
         if not own:
             executor.close()  # its workers still run the abandoned trials
         raise
@@ -147,7 +136,7 @@ class Call:
                   for config, number, attempt in self.retry[:free]]
         del self.retry[: len(trials)]
         k = int(min(free - len(trials), self.room))
-        fresh = self.driver.ask_new(k, prefetch and prefetch.take) if k > 0 and not self.exhausted else []
+        fresh = self.driver.ask_new(k, None if prefetch is None else prefetch.take) if k > 0 and not self.exhausted else []
         self.exhausted = len(fresh) < k
         self.room -= len(fresh)
         self.new.update(t.number for t in fresh)
@@ -172,8 +161,8 @@ class Call:
         self.n += record.number in self.new  # the bar counts the n_trials new ones; retries and resumes are extra
         self.failed += record.status is Status.FAILED
         self.pruned += record.status is Status.PRUNED
-        if (self.target is not None and record.status is Status.COMPLETED
-                and record.score >= record.as_score(self.target)):
+        score = record.score if record.status is Status.COMPLETED else None
+        if self.target is not None and score is not None and score >= record.as_score(self.target):
             self._reached = True
         self._fail_fast(record)
         for callback in self.callbacks:
@@ -204,7 +193,7 @@ class Call:
             return
         self.bar.n = self.n
         top = self.driver.top
-        postfix = {"best": f"{top[0].value:.4g}"} if top else {}
+        postfix: dict[str, Any] = {"best": f"{top[0].value:.4g}"} if top else {}
         postfix.update({k: v for k, v in (("failed", self.failed), ("pruned", self.pruned)) if v})
         self.bar.set_postfix(postfix, refresh=False)
         self.bar.refresh()

@@ -7,6 +7,7 @@ Each function draws on ``ax`` (a new figure when ``None``), saves to ``path`` wh
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +46,12 @@ def _save(fig: Any, path: str | Path | None) -> Any:
 def history(study: Study, path: str | Path | None = None, *, ax: Any = None) -> Any:
     """Each trial's value (pruned trials at their last report) and the best completed value so far."""
     fig, ax = _axes(ax)
-    best, line = None, []
+    best, top, line = None, -math.inf, []
     for t in study.trials:
         if t.value is not None:
             ax.scatter(t.number, t.value, s=14, color=COLORS[t.status], alpha=0.8, zorder=3)
-        if t.status is Status.COMPLETED and (best is None or t.score > best.score):
-            best = t
+        if t.status is Status.COMPLETED and t.score is not None and t.score > top:
+            best, top = t, t.score
         line.append(best.value if best is not None else float("nan"))
     ax.step(range(len(line)), line, where="post", color="black", label="best so far")
     for status in (Status.COMPLETED, Status.PRUNED):
@@ -80,7 +81,7 @@ def parallel_coordinates(study: Study, path: str | Path | None = None, *, ax: An
     done = [t for t in study.trials if t.status is Status.COMPLETED]
     if done:
         X = study.space.encode([t.config for t in done]).numpy()
-        scores = [t.score for t in done]
+        scores = [t.score for t in done if t.score is not None]  # every completed trial has one
         lo, hi = min(scores), max(scores)
         cmap = _pyplot().get_cmap("viridis")
         for row, s in sorted(zip(X, scores, strict=True), key=lambda p: p[1]):

@@ -87,8 +87,8 @@ class Bracket(NamedTuple):
     rungs: tuple[int, ...]
 
 
-def _check(name: str, min_epochs: Any, max_epochs: Any, eta: Any) -> int:
-    """Validate the budget arguments; return ``s_max``."""
+def _check(name: str, min_epochs: Any, max_epochs: Any, eta: Any) -> tuple[int, int]:
+    """Validate the budget arguments; return ``s_max`` and ``max_epochs``."""
     if max_epochs is None:
         raise ValueError(f"{name}: max_epochs is needed; pass it, or give the Study (or @tune) a max_epochs")
     integer(f"{name}: min_epochs", min_epochs)
@@ -99,7 +99,7 @@ def _check(name: str, min_epochs: Any, max_epochs: Any, eta: Any) -> int:
                          f"max_epochs={max_epochs}; lower min_epochs or raise max_epochs")
     if eta < 2:
         raise ValueError(f"{name}: eta={eta} must be >= 2 (keep the top 1/eta at each rung; 3 is usual)")
-    return math.floor(math.log(max_epochs / min_epochs) / math.log(eta) + 1e-9)
+    return math.floor(math.log(max_epochs / min_epochs) / math.log(eta) + 1e-9), max_epochs
 
 
 def _bracket(s: int, s_max: int, max_epochs: int, eta: int) -> Bracket:
@@ -308,8 +308,8 @@ class SuccessiveHalving(_Synchronous):
 
     def __init__(self, min_epochs: int = 1, max_epochs: int | None = None, eta: int = 3, *,
                  n: int | None = None) -> None:
-        s_max = _check("SuccessiveHalving", min_epochs, max_epochs, eta)
-        bracket = _bracket(s_max, s_max, max_epochs, eta)
+        s_max, budget = _check("SuccessiveHalving", min_epochs, max_epochs, eta)
+        bracket = _bracket(s_max, s_max, budget, eta)
         if n is not None:
             integer("SuccessiveHalving: n (trials per cohort, at least eta)", n, low=eta)
             bracket = bracket._replace(n=n)
@@ -326,8 +326,8 @@ class Hyperband(_Synchronous):
     """
 
     def __init__(self, min_epochs: int = 1, max_epochs: int | None = None, eta: int = 3) -> None:
-        s_max = _check("Hyperband", min_epochs, max_epochs, eta)
-        super().__init__([_bracket(s, s_max, max_epochs, eta) for s in range(s_max, -1, -1)], eta)
+        s_max, budget = _check("Hyperband", min_epochs, max_epochs, eta)
+        super().__init__([_bracket(s, s_max, budget, eta) for s in range(s_max, -1, -1)], eta)
 
 class ASHA(_Cached):
     """Asynchronous successive halving (Li et al., MLSys 2020): never waits for a rung to fill.
@@ -347,13 +347,13 @@ class ASHA(_Cached):
 
     def __init__(self, min_epochs: int = 1, max_epochs: int | None = None, eta: int = 3, brackets: int = 1, *,
                  seed: int | None = None) -> None:
-        s_max = _check("ASHA", min_epochs, max_epochs, eta)
+        s_max, budget = _check("ASHA", min_epochs, max_epochs, eta)
         integer("ASHA: brackets", brackets)
         if brackets > s_max + 1:
             raise ValueError(f"ASHA: brackets={brackets!r} must be an int in 1..{s_max + 1} for min_epochs="
                              f"{min_epochs}, max_epochs={max_epochs}, eta={eta}")
         self.eta, self.seed = eta, seed or 0
-        self.brackets = [_bracket(s_max - b, s_max, max_epochs, eta) for b in range(brackets)]
+        self.brackets = [_bracket(s_max - b, s_max, budget, eta) for b in range(brackets)]
         self._reset()
 
     def _reset(self) -> None:

@@ -394,7 +394,7 @@ class Space:
         return out.reshape(X.shape)
 
     # --- designs ----------------------------------------------------------------------------------------------
-    def sample(self, n: int, seed: int | None = None) -> list[Config]:
+    def sample(self, n: int, seed: int | np.random.SeedSequence | np.random.Generator | None = None) -> list[Config]:
         """``n`` configs drawn uniformly (log-uniformly on log scales) from a generator seeded by ``seed``."""
         rng = np.random.default_rng(seed)
         return self.decode(rng.random((n, self.dim)))
@@ -418,7 +418,7 @@ class Space:
         """The values of each parameter (in ``names`` order) on ``grid(points_per_dim)``, without building it:
         the grid is their product, the last parameter varying fastest, so its point ``i`` has the mixed-radix
         digits of ``i`` over the axes' lengths."""
-        axes = []
+        axes: list[list[Any]] = []
         for name, p in self.params.items():
             k = points_per_dim.get(name) if isinstance(points_per_dim, Mapping) else points_per_dim
             if isinstance(p, Float) and k is None:

@@ -212,7 +212,8 @@ class Study:
         winners resumed). Returns up to ``n`` resumed trials to run (all when ``None``); call it until it returns
         ``[]`` (docs/ask-tell.md has the loop).
         """
-        k = math.inf if integer("settle(n): n", n, none=True) is None else n
+        integer("settle(n): n", n, none=True)
+        k: float = math.inf if n is None else n
         with self._driver.lock:
             return self._driver.promote(k, drain=False) or self._driver.promote(k, drain=True)
 

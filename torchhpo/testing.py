@@ -153,7 +153,9 @@ class _Logged:
     """Forwards to a ``Scheduler``, checks what the study hands its ``on_report`` and logs each decision."""
 
     def __init__(self, inner: Scheduler, max_epochs: int) -> None:
-        self.inner, self.max_epochs, self.log = inner, max_epochs, []
+        self.inner: Any = inner  # a Scheduler; a BudgetScheduler or RungScheduler in the subclasses
+        self.max_epochs = max_epochs
+        self.log: list[Any] = []
         self.where = type(inner).__name__
 
     def on_report(self, trial: TrialRecord, step: int, score: float, peers: Any) -> Decision:
@@ -199,7 +201,7 @@ class _LoggedRungs(_LoggedBudgets):
 
 
 def _run(make: Callable[[int], Any], seed: int, executor: Any, n_trials: int, searcher: Any = None,
-         mode: str = "min") -> tuple:
+         mode: str = "min") -> tuple[Any, _Logged]:
     from torchhpo.study import Study
 
     inner = make(seed)
@@ -252,8 +254,9 @@ def check_scheduler(make: Callable[[int], Any], *, n_trials: int = 20) -> None:
     space = Space({"x": Float(0.0, 1.0)})
     configs = space.sobol(n_trials, seed=7)
     E = 9
-    curves = Curves(space, configs, *(np.array([[f(c, e) for e in range(1, E + 1)] for c in configs],
-                                              dtype=np.float32) for f in (_curve, _curve, _curve, _seconds)))
+    loss, seconds = (np.array([[f(c, e) for e in range(1, E + 1)] for c in configs], dtype=np.float32)
+                     for f in (_curve, _seconds))
+    curves = Curves(space, configs, loss, loss, loss, seconds)
     runs = {}
     for label, executor in (("inline", lambda: Inline("cpu")), ("simulated x1", lambda: Simulated(curves)),
                             ("simulated x3", lambda: Simulated(curves, slots=3))):

@@ -460,8 +460,8 @@ class _Encoder:
             for name, v in self._attrs(x, path).items():  # an OrderedDict's, e.g. a state_dict's _metadata
                 setattr(out, name, v)
             return out
-        items = [self(v, f"{path}[{i}]") for i, v in enumerate(x)]
-        return x if all(a is b for a, b in zip(items, x, strict=True)) else type(x)(items)
+        elements = [self(v, f"{path}[{i}]") for i, v in enumerate(x)]
+        return x if all(a is b for a, b in zip(elements, x, strict=True)) else type(x)(elements)
 
     def _attrs(self, x: Any, path: str) -> dict[str, Any]:
         """The attributes that torch pickles with a tensor or an OrderedDict (a state_dict's ``_metadata``)."""
@@ -516,6 +516,7 @@ class _Decoder:
         if key in self.open:
             raise ValueError(f"{self.file}: {path} contains itself; trial.save does not write cycles. Delete the file")
         self.open.add(key)
+        out: Any
         if t is dict and NUMPY_TAG in x:
             out = self._numpy(x, path)
         elif t is tuple:
@@ -539,7 +540,7 @@ class _Decoder:
               and all(type(n) is int and n >= 0 for n in shape) and (kind == "ndarray" or shape == [])
               and type(data) is torch.Tensor and data.dtype == torch.uint8 and data.dim() == 1
               and data.numel() == math.prod(shape) * dtype.itemsize)
-        if not ok:
+        if not ok or dtype is None or not isinstance(data, torch.Tensor):
             raise ValueError(f"{self.file}: {path} is not a numpy value as trial.save writes it (the file is damaged "
                              "or was not written by trial.save); delete the file to start the trial afresh")
         arr = data.numpy().view(dtype).reshape(shape)

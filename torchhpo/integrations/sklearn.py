@@ -73,7 +73,8 @@ class SearchCV(MetaEstimatorMixin, BaseEstimator):
         study.optimize(evaluate, n_trials=self.n_trials, progress=self.progress)
         best = study.best
         self.study_ = study
-        self.best_params_, self.best_score_ = dict(best.config), float(best.value)
+        assert best.value is not None  # a completed trial has one
+        self.best_params_, self.best_score_ = dict(best.config), best.value
         self.best_estimator_ = clone(self.estimator).set_params(**best.config).fit(X, y, **fit_params)
         self.cv_results_ = _cv_results(study, study.trials[first:], trial_scores)
         return self
