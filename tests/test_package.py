@@ -1,5 +1,6 @@
 """The public surface: __all__ is sorted and honest, nothing happens at import, optional deps stay lazy."""
 
+import ast
 import importlib.util
 import subprocess
 import sys
@@ -42,3 +43,56 @@ def test_the_package_type_checks():
     out = subprocess.run([sys.executable, "-m", "mypy"], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def _modules() -> dict[str, Path]:
+    """Every module of the package by dotted name (``torchhpo.executors`` is its package's ``__init__``)."""
+    root = Path(th.__file__).resolve().parent
+    out = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
+
+
+def test_no_import_cycles():
+    """Every import in the package (module level, inside functions, under TYPE_CHECKING) as a graph: no cycle."""
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*up, base] if base else up)
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+            else:
+                continue
+            edges |= {t for t in targets if t in modules and t != name}
+        graph[name] = edges
+
+    def cycle_from(start: str) -> list[str] | None:
+        stack = [(start, [start])]
+        seen = set()
+        while stack:
+            node, path = stack.pop()
+            for nxt in graph[node]:
+                if nxt == start:
+                    return [*path, start]
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, [*path, nxt]))
+        return None
+
+    cycles = [c for m in sorted(graph) if (c := cycle_from(m)) is not None]
+    assert not cycles, f"import cycles: {cycles[:3]}"
+
+
+def test_no_module_is_over_600_lines():
+    long = {name: n for name, path in _modules().items() if (n := len(path.read_text().splitlines())) > 600}
+    assert not long, f"split these modules: {long}"

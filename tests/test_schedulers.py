@@ -17,7 +17,8 @@ import torch
 
 import torchhpo as th
 from torchhpo.history import History
-from torchhpo.schedulers import ASHA, Hyperband, MedianStopping, SuccessiveHalving, _ranked, _reached, _rung_index, make_scheduler
+from torchhpo.schedulers import ASHA, Hyperband, MedianStopping, SuccessiveHalving, make_scheduler
+from torchhpo.schedulers.base import _ranked, _reached, _rung_index
 from torchhpo.simulate import Curves, Simulated, Tabulated
 from torchhpo.testing import check_scheduler
 

@@ -139,32 +139,3 @@ def test_a_huge_grid_is_never_built_and_is_warned_about_once():
     clone = pickle.loads(pickle.dumps(shuffled))
     with pytest.warns(UserWarning, match="2,621,440 points"):  # warned once per searcher
         assert clone.ask(space, history, 3) == shuffled.ask(space, history, 3)
-
-
-def test_searcher_modules_import_no_cycle():
-    """Every import of the package's modules (at module level and inside functions) as a graph: the searchers,
-    the model-based ones and the observations they share lie on no cycle."""
-    import ast
-    from pathlib import Path
-
-    root = Path(th.__file__).parent
-    modules = {f"torchhpo.{p.stem}" if p.stem != "__init__" else "torchhpo": p for p in root.glob("*.py")}
-    graph = {}
-    for name, path in modules.items():
-        edges = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            targets = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
-                           for a in node.names]
-            edges |= {t for t in targets if t in modules and t != name}
-        graph[name] = edges
-
-    def reaches(start, goal, seen):
-        return any(n == goal or (n not in seen and not seen.add(n) and reaches(n, goal, seen)) for n in graph[start])
-
-    mine = ["torchhpo.searchers", "torchhpo.observations", "torchhpo.tpe", "torchhpo.gp"]
-    assert [m for m in mine if reaches(m, m, set())] == []
-    assert graph["torchhpo.tpe"] <= {"torchhpo.observations", "torchhpo.checks", "torchhpo.settings",
-                                     "torchhpo.space", "torchhpo.trial"}
-    assert graph["torchhpo.gp"] == graph["torchhpo.tpe"]

@@ -12,6 +12,7 @@ import importlib
 import inspect
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,14 @@ def _plain(value: Any) -> Any:
 
 
 def _name(cls: type) -> str:
+    """``module:Name`` by the shortest module under the top package that exports ``cls``
+    (``torchhpo.schedulers:ASHA`` rather than ``torchhpo.schedulers.rungs:ASHA``), so that stored names do not
+    depend on the file a class is defined in."""
+    parts = cls.__module__.split(".")
+    for i in range(2, len(parts)):
+        module = sys.modules.get(".".join(parts[:i]))
+        if module is not None and getattr(module, cls.__qualname__, None) is cls:
+            return f"{module.__name__}:{cls.__qualname__}"
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
