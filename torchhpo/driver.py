@@ -1,7 +1,7 @@
 """One driver of a study: the in-memory mirror of its trials, and every change this driver makes to a trial.
 
 The ``Study`` is the user's handle; its ``Driver`` does the work. It keeps every trial's record in a ``History``
-(so searchers, schedulers and the per-epoch hook never read the database), takes in what other drivers of the
+(so searchers, schedulers and the reporter never read the database), takes in what other drivers of the
 study wrote (``sync``: their new trials, reports and ends), and changes a trial only storage first: a write the
 storage refuses (or that another driver won) leaves the mirror as it was. Several threads may share a driver
 (``lock``); several processes share a study through its storage.
@@ -254,7 +254,7 @@ class Driver:
 
     # --- reports and ends ---------------------------------------------------------------------------------------
     def report(self, number: int, step: int, value: float) -> Decision:
-        """The per-epoch hook of this driver's trials: record the report (storage first), ask the scheduler."""
+        """The reporter of this driver's trials (``trial.reporter``): record the report (storage first), ask the scheduler."""
         with self.lock:
             record = self.records[number]
             if record.status is not Status.RUNNING:

@@ -161,7 +161,7 @@ class _Replay:
     epoch ends, and when it times out."""
 
     trial: Trial
-    hook: Reporter | None  # the trial's reporter: it answers the trial's reports
+    reporter: Reporter | None  # the trial's reporter: it answers the trial's reports
     row: int
     epoch: int
     deadline: float
@@ -230,7 +230,7 @@ class Simulated:
                 return [Outcome(number, Status.FAILED, reason=f"trial {number} reported {value} at step {step}: {why} "
                                                                "(tabulated)")]
             self.events.append(Event(self.clock, self.epochs, number, step, value))
-            answer = answer_report(replay.hook, number, step, value)
+            answer = answer_report(replay.reporter, number, step, value)
             if isinstance(answer, Refusal):  # the driver could not handle the report, as on a real executor
                 del self._running[number]
                 return [Outcome(number, Status.FAILED, reason=answer.reason)]

@@ -179,7 +179,7 @@ class Trial:
     def __repr__(self) -> str:
         return f"Trial(number={self.number}, config={self.config}, device={self.device})"
 
-    # --- the epoch hook ---------------------------------------------------------------------------------------
+    # --- epochs and reports ---------------------------------------------------------------------------------------
     def epochs(self, max_epochs: int | None = None) -> Iterator[int]:
         """Yield epoch indices 0, 1, 2, ... up to ``max_epochs`` (or the trial's budget).
 

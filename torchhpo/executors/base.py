@@ -40,8 +40,8 @@ class Executor(Protocol):
     """Runs trials for the driver (``Study.optimize``): everything the driver uses of an executor.
 
     The driver is single-threaded: it ``submit``s up to ``slots`` trials, then ``wait``s. While it waits, the
-    executor answers each running trial's reports with that trial's own ``reporter`` (the study's per-epoch hook,
-    as the trial had it when submitted), called in the driver's thread through ``answer_report``: searchers,
+    executor answers each running trial's reports with that trial's own ``reporter`` (the driver's, as the trial had
+    it when submitted), called in the driver's thread through ``answer_report``: searchers,
     schedulers and storage need no locks, and a report the driver cannot handle fails that trial alone, the same
     way on every executor. Whatever else goes wrong with one trial fails that trial with a reason; the study goes on.
     """
@@ -95,18 +95,18 @@ class Refusal:
     reason: str
 
 
-def answer_report(hook: Reporter | None, number: int, step: int, value: float) -> Decision | Refusal:
-    """The driver's answer to trial ``number``'s report: ``hook(number, step, value)``, where ``hook`` is the
-    trial's reporter (the study's per-epoch hook), called in the driver's thread.
+def answer_report(reporter: Reporter | None, number: int, step: int, value: float) -> Decision | Refusal:
+    """The driver's answer to trial ``number``'s report: ``reporter(number, step, value)``, where ``reporter`` is the
+    driver-side ``trial.reporter``, called in the driver's thread.
 
     The one guard every executor puts around that call: an error there (the storage refusing the report, a
     scheduler's bug) or an answer that is not a ``Decision`` fails that trial alone (it gets a ``Refusal``)
-    instead of ending the study; Ctrl-C still ends it. ``hook=None`` (a trial without a study) continues.
+    instead of ending the study; Ctrl-C still ends it. ``reporter=None`` (a trial without a study) continues.
     """
-    if hook is None:
+    if reporter is None:
         return Decision.CONTINUE
     try:
-        decision = hook(number, step, value)
+        decision = reporter(number, step, value)
     except Exception as e:
         return Refusal(f"the driver could not handle the report at step {step}: {describe(e)}\n{_traceback()}")
     if not isinstance(decision, Decision):

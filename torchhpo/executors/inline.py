@@ -30,13 +30,13 @@ class Inline:
     def submit(self, fn: TrainFn, trial: Trial, *, timeout: float | None = None) -> None:
         if timeout is not None:
             raise ValueError(INLINE_TIMEOUT)
-        hook = trial.reporter
+        reporter = trial.reporter
         trial.device = torch.device(self.device)
-        trial.reporter = lambda number, step, value: decided(answer_report(hook, number, step, value))
+        trial.reporter = lambda number, step, value: decided(answer_report(reporter, number, step, value))
         try:
             self._done.append(run_trial(fn, trial))
         finally:
-            trial.reporter = hook
+            trial.reporter = reporter
 
     def wait(self, timeout: float | None = None) -> list[Outcome]:
         done, self._done = self._done, []

@@ -156,7 +156,7 @@ class _Worker:
         self.ready = False  # it said it started (imports done): until then a death means it cannot start at all
         self.key: int | None = None  # the training function this worker holds
         self.trial: Trial | None = None
-        self.hook: Reporter | None = None  # the driver-side trial's reporter: it answers the worker's reports
+        self.reporter: Reporter | None = None  # the driver-side trial's reporter: it answers the worker's reports
         self.deadline = math.inf
         self.timeout: float | None = None
 
@@ -276,7 +276,7 @@ class Processes:
             w.process.join(5.0)
             w = self._fresh(i)
             w.conn.send(("run", key, blob, trial))
-        w.key, w.trial, w.hook, w.timeout, w.deadline = key, trial, trial.reporter, timeout, math.inf
+        w.key, w.trial, w.reporter, w.timeout, w.deadline = key, trial, trial.reporter, timeout, math.inf
 
     def _fresh(self, i: int) -> _Worker:
         """A new worker in slot ``i``, in place of the dead one there (killing what its trials left running)."""
@@ -354,7 +354,7 @@ class Processes:
                 elif msg[0] == "started":
                     w.deadline = math.inf if w.timeout is None else time.monotonic() + w.timeout
                 else:
-                    w.conn.send(answer_report(w.hook, *msg[1:]) if w.trial is not None else Decision.CONTINUE)
+                    w.conn.send(answer_report(w.reporter, *msg[1:]) if w.trial is not None else Decision.CONTINUE)
         except (EOFError, OSError):  # its end closed: it is exiting (or it closed the pipe itself: then kill it)
             w.process.join(5.0)
             if w.process.is_alive():

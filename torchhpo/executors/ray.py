@@ -177,12 +177,12 @@ class Ray:
         return out
 
     def _answer(self, started: list[int], reports: list[tuple[int, int, float]]) -> None:
-        for ref, (trial, hook, _, timeout) in self._running.items():
+        for ref, (trial, reporter, _, timeout) in self._running.items():
             if trial.number in started:
-                self._running[ref] = (trial, hook, math.inf if timeout is None else time.monotonic() + timeout, timeout)
-        hooks = {trial.number: hook for trial, hook, _, _ in self._running.values()}
+                self._running[ref] = (trial, reporter, math.inf if timeout is None else time.monotonic() + timeout, timeout)
+        reporters = {trial.number: reporter for trial, reporter, _, _ in self._running.values()}
         for trial_number, step, value in reports:  # a trial no longer running (timed out) is told to stop
-            answer = (answer_report(hooks[trial_number], trial_number, step, value) if trial_number in hooks
+            answer = (answer_report(reporters[trial_number], trial_number, step, value) if trial_number in reporters
                       else Decision.STOP)
             self._mailbox.decide.remote(trial_number, answer)
 
