@@ -97,13 +97,14 @@ def test_persistence_and_equality():
 @pytest.mark.parametrize("make, message", [
     (lambda: th.Float(1.0, 1.0), "Float 'p': low=1.0 must be < high=1.0"),
     (lambda: th.Float(0.0, 1.0, log=True), "Float 'p': low=0.0 must be > 0 when log=True"),
-    (lambda: th.Float(0.0, math.nan), "Float 'p': high=nan must be a finite number"),
-    (lambda: th.Float(-math.inf, 0.0), "Float 'p': low=-inf must be a finite number"),
-    (lambda: th.Float("0", 1.0), "Float 'p': low='0' must be a finite number"),
+    (lambda: th.Float(0.0, math.nan), "Float 'p': high must be a finite number, got nan"),
+    (lambda: th.Float(-math.inf, 0.0), "Float 'p': low must be a finite number, got -inf"),
+    (lambda: th.Float("0", 1.0), "Float 'p': low must be a finite number, got '0'"),
     (lambda: th.Int(5, 1), "Int 'p': low=5 must be < high=1"),
     (lambda: th.Int(0, 8, log=True), "must be >= 1 when log=True"),
     (lambda: th.Int(0, 10, step=3), "multiple of step=3"),
-    (lambda: th.Int(0, 1.5), "must be an int"),
+    (lambda: th.Int(0, 1.5), "Int 'p': high must be an int, got 1.5"),
+    (lambda: th.Int(0, 8, step=0), "Int 'p': step must be a positive int, got 0"),
     (lambda: th.Choice([]), "options are empty"),
     (lambda: th.Choice(["a", "b", "a"]), 'duplicate options "a"'),
 ])
@@ -134,7 +135,7 @@ def test_bad_configs(config, message):
 def test_grid_needs_points_for_floats():
     with pytest.raises(ValueError, match="Float 'x' needs a number of points"):
         th.Space({"x": th.Float(0.0, 1.0)}).grid()
-    with pytest.raises(ValueError, match="must be an int >= 1"):
+    with pytest.raises(ValueError, match="must be a positive int"):
         th.Space({"x": th.Float(0.0, 1.0)}).grid(0)
 
 

@@ -10,7 +10,7 @@ __all__ = ["integer", "number"]
 
 def _bound(kind: str, low: float, strict: bool) -> str:
     if low == -math.inf:
-        return f"a finite {kind}"
+        return f"a finite {kind}" if kind == "number" else "an int"
     if low == 0:
         return f"a positive {kind}" if strict else f"a non-negative {kind}"
     if low == 1 and kind == "int" and not strict:
@@ -18,9 +18,9 @@ def _bound(kind: str, low: float, strict: bool) -> str:
     return f"{'an' if kind == 'int' else 'a'} {kind} {'>' if strict else '>='} {low:g}"
 
 
-def integer(name: str, value: Any, *, low: int = 1, none: bool = False) -> Any:
-    """``value`` when it is an int ``>= low`` (bool excluded; ``None`` too with ``none``), else ``ValueError``
-    ``"<name> must be a positive int, got 0"``."""
+def integer(name: str, value: Any, *, low: float = 1, none: bool = False) -> Any:
+    """``value`` when it is an int ``>= low`` (bool excluded; ``None`` too with ``none``; ``low=-math.inf``: any
+    int), else ``ValueError`` ``"<name> must be a positive int, got 0"``."""
     if value is None and none:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < low:

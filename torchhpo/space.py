@@ -29,15 +29,15 @@ import numpy as np
 import torch
 from scipy.stats import qmc
 
+from torchhpo.checks import integer, number
+
 Config = dict[str, Any]
 
 __all__ = ["Choice", "Config", "Float", "Int", "Space"]
 
 
 def _number(kind: str, name: str, what: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{kind} '{name}': {what}={value!r} must be a finite number")
-    return float(value)
+    return float(number(f"{kind} '{name}': {what}", value, low=-math.inf))
 
 
 def _type_name(x: Any) -> str:
@@ -107,14 +107,11 @@ class Int:
     step: int = 1
 
     def _check(self, name: str) -> None:
-        for what in ("low", "high", "step"):
-            v = getattr(self, what)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise ValueError(f"Int '{name}': {what}={v!r} must be an int")
+        integer(f"Int '{name}': low", self.low, low=-math.inf)
+        integer(f"Int '{name}': high", self.high, low=-math.inf)
+        integer(f"Int '{name}': step", self.step)
         if self.low >= self.high:
             raise ValueError(f"Int '{name}': low={self.low} must be < high={self.high}; swap them or widen the range")
-        if self.step < 1:
-            raise ValueError(f"Int '{name}': step={self.step} must be >= 1")
         if self.log and self.low < 1:
             raise ValueError(f"Int '{name}': low={self.low} must be >= 1 when log=True; use low=1 or log=False")
         if self.log and self.step != 1:
@@ -423,8 +420,7 @@ class Space:
             k = points_per_dim.get(name) if isinstance(points_per_dim, Mapping) else points_per_dim
             if isinstance(p, Float) and k is None:
                 raise ValueError(f"grid: Float '{name}' needs a number of points; pass points={{'{name}': 5}} or an int")
-            if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-                raise ValueError(f"grid: points for '{name}' must be an int >= 1, got {k!r}")
+            integer(f"grid: points for '{name}'", k, none=True)
             if isinstance(p, Int) and (k is None or k >= p._values()):
                 axes.append(list(range(p.low, p.high + 1, p.step)))
             else:
