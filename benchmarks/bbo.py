@@ -26,9 +26,10 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 
 import torch
 from _common import RESULTS, header, save
+from peers import BoTorchLoop, OptunaPeer
 
 import torchhpo as th
-from torchhpo.bench import BoTorchLoop, OptunaPeer, Results, Run, compare
+from torchhpo.bench import Results, Run, compare
 
 
 def seeds_of(text: str) -> list[int]:
