@@ -69,20 +69,34 @@ def test_make_curves_tabulates_real_training(load_script):
         make_curves.tabulate([], 1, task="resnet")
 
 
-def _targets(page: Path) -> list[tuple[str, Path]]:
-    """Markdown links to local files, and file paths cited in backticks (``benchmarks/results/x.md``)."""
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _missing(page: Path) -> list[str]:
+    """Markdown links to local files or their headings, and file paths cited in backticks
+    (``benchmarks/results/x.md``), that do not resolve."""
     text = page.read_text()
-    links = [(t, page.parent / t.split("#")[0]) for t in re.findall(r"\]\(([^)\s]+)\)", text)
-             if not t.startswith(("http://", "https://", "mailto:", "#"))]
-    cited = [(t, ROOT / t) for t in re.findall(r"`((?:benchmarks|recipes|docs|tests|torchhpo)/[\w./-]+\.(?:md|py|png|json))",
-                                              text)]
-    return links + cited
+    out = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if target.startswith(("http://", "https://", "mailto:")):
+            continue
+        file, _, anchor = target.partition("#")
+        path = page.parent / file if file else page
+        if not path.exists():
+            out.append(target)
+        elif anchor and path.suffix == ".md":
+            headings = re.findall(r"^#+ (.+)$", path.read_text(), flags=re.MULTILINE)
+            if anchor not in {_slug(h) for h in headings}:
+                out.append(target)
+    cited = r"`((?:benchmarks|recipes|docs|tests|torchhpo)/[\w./-]+\.(?:md|py|png|json))"
+    return out + [t for t in re.findall(cited, text) if not (ROOT / t).exists()]
 
 
 @pytest.mark.parametrize("page", DOCS, ids=lambda p: p.name)
 def test_links_and_cited_files_exist(page):
-    missing = [t for t, path in _targets(page) if not path.exists()]
-    assert not missing, f"{page.name} points to missing files: {missing}"
+    assert _missing(page) == [], f"{page.name} points to missing files or headings"
 
 
 def test_readme_links_every_kept_benchmark_result():
