@@ -57,6 +57,10 @@ def test_compare_rejects_unknown_problems_and_optimizers():
         compare({"r": th.RandomSearch()}, problems=["nope"], budget=2, seeds=1)
     with pytest.raises(TypeError, match="must be a searcher"):
         compare({"r": 3}, problems=["branin"], budget=2, seeds=1)
+    with pytest.raises(ValueError, match="budget must be a positive int, got 0"):
+        compare({"r": th.RandomSearch()}, problems=["branin"], budget=0, seeds=1)
+    with pytest.raises(ValueError, match="seeds must be a positive int, got 0"):
+        compare({"r": th.RandomSearch()}, problems=["branin"], budget=2, seeds=0)
 
 
 def test_compare_times_each_ask_and_th_bench_is_the_module():

@@ -22,13 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from torchhpo.checks import integer
 from torchhpo.space import Choice, Config, Float, Int, Space
 from torchhpo.trial import Status, TrialRecord
 
 __all__ = ["PROBLEMS", "Problem", "Results", "Run", "compare"]
 
 FLOOR = 1e-12
-SKIP = 10  # suggestions left out of the timing column: the initial designs (10 points for most methods) are free
+SKIP = 10  # suggestions left out of the timing column, so that it times the model, not the (free) initial design
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,8 @@ def compare(optimizers: Mapping[str, Any], problems: Sequence[str | Problem] = (
         budget: evaluations per run.
         seeds: a count (seeds ``0 .. seeds - 1``) or the seeds themselves.
     """
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    integer("compare: budget", budget)
+    seed_list = list(range(integer("compare: seeds", seeds))) if isinstance(seeds, int) else list(seeds)
     res = Results()
     for spec in problems:
         if isinstance(spec, str) and spec not in PROBLEMS:
