@@ -8,7 +8,6 @@
     python benchmarks/bbo.py --only optuna-gp,optuna-tpe,random,sobol,botorch-loop --loop-seeds 0-1 --tag peers
     python benchmarks/bbo.py --merge gp,peers
     # later parts replace earlier runs of the same optimizer, problem and seed; --only filters a merge
-    python benchmarks/bbo.py --merge gp,peers,gp-10-19,peers-10-19 --only gp-logei,optuna-gp --tag 20-seeds
 
 Writes benchmarks/results/bbo[-TAG].md and one regret-curve PNG per problem.
 """
@@ -26,9 +25,10 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 
 import torch
 from _common import RESULTS, header, save
+from peers import BoTorchLoop, OptunaPeer
 
 import torchhpo as th
-from torchhpo.bench import BoTorchLoop, OptunaPeer, Results, Run, compare
+from torchhpo.bench import Results, Run, compare
 
 
 def seeds_of(text: str) -> list[int]:

@@ -2,8 +2,8 @@
 
 The tables (``torchhpo/data/{task}_curves.npz``; tasks in ``torchhpo.problems.TASKS``: the digits CNN, the
 digits MLP) are what ``torchhpo.simulate`` replays with a simulated clock, so that schedulers x searchers x many
-seeds compare in seconds. Each row is trained by the task's real training function (through
-``torchhpo.simulate.tabulate``) with trial number = row index (its training seed), so a real run of row ``i`` as
+seeds compare in seconds. Each row is trained by the task's real training function (through ``tabulate``
+below) with trial number = row index (its training seed), so a real run of row ``i`` as
 trial ``i`` reproduces row ``i`` (tests/test_simulate.py).
 
 Stored per config and epoch (``n x E`` float32): validation loss, validation accuracy, test accuracy and seconds
@@ -17,20 +17,67 @@ of training per epoch; plus the configs (JSON) and metadata (versions, machine, 
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from torchhpo.problems import TASKS
-from torchhpo.simulate import METRICS, SHIPPED, Curves, tabulate
+from torchhpo.problems import TASKS, digits_data, evaluate
+from torchhpo.simulate import METRICS, SHIPPED, Curves
+from torchhpo.space import Config
+from torchhpo.trial import Decision, TrainingDiverged, Trial
+
+
+def tabulate(configs: Sequence[Config], epochs: int, *, first: int = 0, task: str = "digits_cnn") -> Curves:
+    """Train ``task`` (a name in ``torchhpo.problems.TASKS``) on each config, as trial number ``first + row`` (its
+    training seed); tabulate the curves.
+
+    The task's real training function runs unchanged; after each epoch's report the saved checkpoint is evaluated
+    for the accuracies, and that evaluation is left out of the seconds. A run that diverges (reports NaN or inf)
+    keeps the seconds of the epoch that diverged and NaN from that epoch on: ``Simulated`` replays it as a FAILED
+    trial, as a real study records it.
+    """
+    if task not in TASKS:
+        raise ValueError(f"tabulate: task {task!r} is unknown; choose one of {sorted(TASKS)}")
+    spec = TASKS[task]
+    data = digits_data()
+    out: dict[str, list[list[float]]] = {m: [] for m in METRICS}
+    with tempfile.TemporaryDirectory() as workdir:
+        for i, config in enumerate(configs):
+            rows: dict[str, list[float]] = {m: [] for m in METRICS}
+            trial = Trial(first + i, config, max_epochs=epochs, checkpoint_dir=workdir)
+            model = spec.model(config)
+            clock = [time.perf_counter()]
+
+            def reporter(number: int, step: int, value: float, trial: Trial = trial, model: Any = model,
+                         rows: dict = rows, clock: list = clock) -> Decision:
+                rows["seconds"].append(time.perf_counter() - clock[0])
+                model.load_state_dict(trial.load()["model"])  # saved just before this report
+                rows["val_loss"].append(value)
+                rows["val_acc"].append(evaluate(model, data.X_val, data.y_val)[1])
+                rows["test_acc"].append(evaluate(model, data.X_test, data.y_test)[1])
+                clock[0] = time.perf_counter()
+                return Decision.CONTINUE
+
+            trial.reporter = reporter
+            try:
+                spec.train(config, trial)
+            except TrainingDiverged:  # the epoch that diverged took its time; its metrics are NaN (below)
+                rows["seconds"].append(time.perf_counter() - clock[0])
+            for m in METRICS:
+                out[m].append(rows[m] + [math.nan] * (epochs - len(rows[m])))
+    return Curves(spec.space(), [dict(c) for c in configs], *(np.array(out[m], dtype=np.float32) for m in METRICS),
+                  meta={"task": task, "epochs": epochs, "n": len(configs), "torch": torch.__version__})
 
 
 def _chunk(args: tuple[list[dict], int, int, str]) -> Curves:

@@ -177,8 +177,8 @@ def run_optuna(curves: Curves, seed: int, budget: int, r: int) -> Run:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     E = curves.epochs
-    # a fixed study name: HyperbandPruner assigns brackets by crc32(study_name + number), and the default name
-    # is random, which made two runs of the same seed differ (660 vs 464 median epochs in the first session)
+    # a fixed study name, because HyperbandPruner assigns brackets by crc32(study_name + number) and the default
+    # name is random: two runs of one seed would differ (docs/experiments.md)
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed),
                                 pruner=optuna.pruners.HyperbandPruner(r, E, 3), study_name=f"replay-{seed}")
     snap, used, events, clock, full = Tabulated(curves), set(), [], 0.0, {}

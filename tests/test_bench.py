@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import torchhpo as th
-from torchhpo.bench import PROBLEMS, BoTorchLoop, Results, Run, compare
+from torchhpo.bench import PROBLEMS, Problem, Results, Run, compare
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = th.GPOptions(num_restarts=2, raw_samples=32, maxiter=10, fit_maxiter=15)
@@ -26,10 +26,18 @@ def test_problems_reach_their_optimum_at_the_known_argmin(name, argmin):
     assert all(p.fn(c) >= p.optimum - 1e-9 for c in p.space.sample(200, seed=0))
 
 
+class _Corner:
+    """A peer from outside torchhpo: ``run(problem, budget, seed)`` evaluates the space's lower corner."""
+
+    def run(self, problem: Problem, budget: int, seed: int) -> Run:
+        corner = {n: p.low if hasattr(p, "low") else p.options[0] for n, p in problem.space.params.items()}
+        return Run([problem.fn(corner)] * budget, [0.0] * budget)
+
+
 def test_compare_table_ranks_and_plot(tmp_path):
-    res = compare({"random": th.RandomSearch(), "sobol": th.Sobol(), "loop": BoTorchLoop(n_initial=4),
+    res = compare({"random": th.RandomSearch(), "sobol": th.Sobol(), "corner": _Corner(),
                    "gp": lambda seed: th.GP(n_initial=4, seed=seed, options=FAST)}, problems=["branin"], budget=5,
-                  seeds=[0, 1])  # 1 model-based step each: checks wiring, not quality
+                  seeds=[0, 1])  # 1 model-based step: checks wiring, not quality
     assert len(res.runs) == 8 and all(len(r.values) == 5 for r in res.runs.values())
     ranks = res.ranks()
     assert sum(ranks.values()) == pytest.approx(1 + 2 + 3 + 4)  # per (problem, seed), ranks 1..4
@@ -49,16 +57,18 @@ def test_compare_rejects_unknown_problems_and_optimizers():
         compare({"r": th.RandomSearch()}, problems=["nope"], budget=2, seeds=1)
     with pytest.raises(TypeError, match="must be a searcher"):
         compare({"r": 3}, problems=["branin"], budget=2, seeds=1)
+    with pytest.raises(ValueError, match="budget must be a positive int, got 0"):
+        compare({"r": th.RandomSearch()}, problems=["branin"], budget=0, seeds=1)
+    with pytest.raises(ValueError, match="seeds must be a positive int, got 0"):
+        compare({"r": th.RandomSearch()}, problems=["branin"], budget=2, seeds=0)
 
 
-def test_optuna_peer_runs():
-    pytest.importorskip("optuna")
-    from torchhpo.bench import OptunaPeer
-
-    run = OptunaPeer("tpe").run(PROBLEMS["mixed"], budget=4, seed=0)
-    assert len(run.values) == 4 and min(run.values) >= 0.0
-    with pytest.raises(ValueError, match="sampler"):
-        OptunaPeer("cmaes")
+def test_compare_times_each_ask_and_th_bench_is_the_module():
+    res = th.bench.compare({"random": th.RandomSearch()}, problems=[PROBLEMS["mixed"]], budget=3, seeds=1)
+    run = res.runs[("random", "mixed", 0)]
+    assert len(run.seconds) == 3 and all(s >= 0.0 for s in run.seconds)
+    with pytest.raises(AttributeError, match=r"benchmarks/peers\.py"):
+        th.bench.OptunaPeer  # noqa: B018 (the peers are benchmark code, outside the package)
 
 
 def _script(*args: str) -> str:
@@ -67,20 +77,6 @@ def _script(*args: str) -> str:
                          timeout=240)
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout
-
-
-def test_bbo_quick():
-    assert "| gp-logei |" in _script("benchmarks/bbo.py", "--quick")
-
-
-def test_suggest_latency_quick():
-    out = _script("benchmarks/suggest_latency.py", "--quick")
-    assert "| torchhpo GP (LogEI) | 20 | 2 |" in out and "a q = 2 batch ÷ one suggestion" in out
-
-
-def test_gpu_quick():
-    out = _script("benchmarks/gpu.py", "--quick")
-    assert ("no CUDA GPU" in out) != ("| cuda |" in out)
 
 
 def test_recipe_bo_1d_demo(tmp_path):

@@ -81,7 +81,8 @@ _LAZY = {"GP": "torchhpo.gp", "GPOptions": "torchhpo.gp", "bench": "torchhpo.ben
 
 
 def __getattr__(name: str) -> _typing.Any:
-    """``th.GP``, ``th.GPOptions`` and ``th.bench`` import BoTorch on first use, not with ``import torchhpo``."""
+    """``th.GP`` and ``th.GPOptions`` import BoTorch on first use, not with ``import torchhpo``; ``th.bench`` (benchmark
+    problems and ``compare``) loads on first use too."""
     if name not in _LAZY:
         raise AttributeError(f"module 'torchhpo' has no attribute {name!r}")
     import importlib

@@ -1,7 +1,8 @@
-"""Benchmark problems with known optima, peers to compare against, and ``compare`` with its report.
+"""Benchmark problems with known optima and ``compare``: searchers side by side, with a table and a plot.
 
 Every problem is **minimized**; the metric is the simple regret ``best value found - optimum``, floored at
-1e-12 and shown as log10 (lower is better).
+1e-12 and shown as log10 (lower is better). Peers from other libraries (Optuna's samplers, a plain BoTorch loop)
+plug in as objects with ``run(problem, budget, seed) -> Run``; the repository's ``benchmarks/peers.py`` has them.
 
 Example:
     >>> import torchhpo as th
@@ -21,13 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from torchhpo.checks import integer
 from torchhpo.space import Choice, Config, Float, Int, Space
 from torchhpo.trial import Status, TrialRecord
 
-__all__ = ["PROBLEMS", "BoTorchLoop", "OptunaPeer", "Problem", "Results", "Run", "compare"]
+__all__ = ["PROBLEMS", "Problem", "Results", "Run", "compare"]
 
 FLOOR = 1e-12
-SKIP = 10  # suggestions left out of the timing column: every method's initial design (Optuna's is 10 points)
+SKIP = 10  # suggestions left out of the timing column, so that it times the model, not the (free) initial design
 
 
 @dataclass(frozen=True)
@@ -95,92 +97,9 @@ class Run:
     seconds: list[float]
 
 
-class OptunaPeer:
-    """Optuna's ``GPSampler`` (``sampler="gp"``) or ``TPESampler`` (``"tpe"``) through ask-and-tell."""
-
-    def __init__(self, sampler: str = "gp") -> None:
-        if sampler not in ("gp", "tpe"):
-            raise ValueError(f"OptunaPeer: sampler={sampler!r} must be 'gp' or 'tpe'")
-        self.sampler = sampler
-
-    def run(self, problem: Problem, budget: int, seed: int) -> Run:
-        try:
-            import optuna
-        except ImportError as e:
-            raise ImportError("OptunaPeer needs optuna: pip install 'torchhpo[bench]'") from e
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        make = optuna.samplers.GPSampler if self.sampler == "gp" else optuna.samplers.TPESampler
-        study = optuna.create_study(sampler=make(seed=seed), direction="minimize")
-        dists = {n: _optuna_dist(p) for n, p in problem.space.params.items()}
-        values, seconds = [], []
-        for _ in range(budget):
-            t0 = time.process_time()
-            trial = study.ask(dists)
-            seconds.append(time.process_time() - t0)
-            values.append(problem.fn(dict(trial.params)))
-            study.tell(trial, values[-1])
-        return Run(values, seconds)
-
-
-def _optuna_dist(p: Any) -> Any:
-    import optuna.distributions as od
-
-    if isinstance(p, Float):
-        return od.FloatDistribution(p.low, p.high, log=p.log)
-    if isinstance(p, Int):
-        return od.IntDistribution(p.low, p.high, log=p.log, step=p.step)
-    return od.CategoricalDistribution(p.options)
-
-
-class BoTorchLoop:
-    """BoTorch's tutorial loop: ``n_initial`` Sobol points, then SingleTaskGP + qLogNEI + ``optimize_acqf``
-    (10 restarts, 512 raw samples) on the unit cube, snapped with ``space.round``. ``timings`` splits the last
-    suggestion into fit and acquisition seconds."""
-
-    def __init__(self, n_initial: int = 10) -> None:
-        self.n_initial = n_initial
-        self.timings: dict[str, float] = {}
-
-    def suggest(self, space: Space, X: Any, y: Any, seed: int, q: int = 1) -> Any:
-        """``q x d`` points (a joint q-batch) from ``n x d`` inputs and ``n`` values to minimize."""
-        import torch
-        from botorch.acquisition import qLogNoisyExpectedImprovement
-        from botorch.fit import fit_gpytorch_mll
-        from botorch.models import SingleTaskGP
-        from botorch.optim import optimize_acqf
-        from gpytorch.mlls import ExactMarginalLogLikelihood
-
-        t0 = time.process_time()
-        model = SingleTaskGP(X, -y.unsqueeze(-1))
-        fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
-        t1 = time.process_time()
-        acqf = qLogNoisyExpectedImprovement(model, X_baseline=X, prune_baseline=True)
-        cand, _ = optimize_acqf(acqf, space.bounds(dtype=torch.float64), q=q, num_restarts=10, raw_samples=512,
-                                options={"seed": seed})
-        self.timings = {"fit": t1 - t0, "acquisition": time.process_time() - t1}
-        return space.round(cand)
-
-    def run(self, problem: Problem, budget: int, seed: int) -> Run:
-        import torch
-
-        space = problem.space
-        configs = space.sobol(min(self.n_initial, budget), seed=seed)
-        values = [problem.fn(c) for c in configs]
-        seconds = [0.0] * len(values)
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            while len(values) < budget:
-                t0 = time.process_time()
-                X = space.encode(configs)
-                cand = self.suggest(space, X, torch.tensor(values, dtype=torch.float64), seed + len(values))
-                configs.append(space.decode(cand)[0])
-                seconds.append(time.process_time() - t0)
-                values.append(problem.fn(configs[-1]))
-        return Run(values, seconds)
-
-
 def run_searcher(searcher: Any, problem: Problem, budget: int) -> Run:
-    """Ask one config at a time and evaluate it; the searcher sees every trial (score = -value)."""
+    """Ask one config at a time and evaluate it; the searcher sees every trial (score = -value). The seconds are
+    the CPU time of each ``ask``, measured here so that any searcher is timed alike."""
     trials: list[TrialRecord] = []
     values, seconds = [], []
     for i in range(budget):
@@ -275,13 +194,14 @@ def compare(optimizers: Mapping[str, Any], problems: Sequence[str | Problem] = (
 
     Args:
         optimizers: name -> a searcher (copied for each run, its ``seed`` set to the run's), a peer with
-            ``run(problem, budget, seed) -> Run`` (``OptunaPeer``, ``BoTorchLoop``), or a callable
+            ``run(problem, budget, seed) -> Run`` (e.g. ``benchmarks/peers.py``'s Optuna samplers), or a callable
             ``seed -> searcher``.
         problems: names in ``PROBLEMS`` or ``Problem`` objects.
         budget: evaluations per run.
         seeds: a count (seeds ``0 .. seeds - 1``) or the seeds themselves.
     """
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    integer("compare: budget", budget)
+    seed_list = list(range(integer("compare: seeds", seeds))) if isinstance(seeds, int) else list(seeds)
     res = Results()
     for spec in problems:
         if isinstance(spec, str) and spec not in PROBLEMS:
@@ -305,3 +225,11 @@ def _run_one(opt: Any, problem: Problem, budget: int, seed: int) -> Run:
     if callable(opt):
         return run_searcher(opt(seed), problem, budget)
     raise TypeError(f"compare: an optimizer must be a searcher, a peer with run() or a callable, got {opt!r}")
+
+
+def __getattr__(name: str) -> Any:
+    """Name where the peers went: they are benchmark code, so they live beside the benchmark scripts."""
+    if name in ("OptunaPeer", "BoTorchLoop"):
+        raise AttributeError(f"torchhpo.bench.{name} moved to benchmarks/peers.py in the torchhpo repository "
+                             "(benchmark code, not part of the installed package)")
+    raise AttributeError(f"module 'torchhpo.bench' has no attribute {name!r}")
