@@ -57,15 +57,19 @@ class _Budget:
     """Executor wrapper: logs every report as an ``Event`` and ends the run once ``budget`` epochs are spent."""
 
     def __init__(self, inner: Any, budget: int, clock: Callable[[], float]) -> None:
-        self.inner, self.budget, self.clock, self.slots = inner, budget, clock, inner.slots
+        self.inner, self.budget, self.clock = inner, budget, clock
+        self.slots, self.concurrent = inner.slots, inner.concurrent
         self.events: list[Event] = []
 
-    def submit(self, fn: Any, trial: th.Trial, on_report: Any) -> None:
-        def hook(number: int, step: int, value: float) -> th.Decision:
-            self.events.append(Event(self.clock(), len(self.events) + 1, number, step, value))
-            return on_report(number, step, value)
+    def submit(self, fn: Any, trial: th.Trial, *, timeout: float | None = None) -> None:
+        study_reporter = trial.reporter
 
-        self.inner.submit(fn, trial, hook)
+        def reporter(number: int, step: int, value: float) -> th.Decision:
+            self.events.append(Event(self.clock(), len(self.events) + 1, number, step, value))
+            return study_reporter(number, step, value)
+
+        trial.reporter = reporter
+        self.inner.submit(fn, trial, timeout=timeout)
 
     def wait(self, timeout: float | None = None) -> list[Any]:
         if len(self.events) >= self.budget:

@@ -4,15 +4,14 @@ callbacks, target)."""
 import re
 import threading
 from collections import Counter
-from pathlib import Path
 
 import pytest
+from support import ROOT
 
 import torchhpo as th
 from torchhpo import cli
 from torchhpo.schedulers import ASHA, Hyperband, MedianStopping, SuccessiveHalving
 
-ROOT = Path(__file__).resolve().parents[1]
 SPACE = th.Space({"x": th.Float(0.0, 1.0)})
 E = 9
 

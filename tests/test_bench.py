@@ -2,14 +2,13 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from support import ROOT
 
 import torchhpo as th
 from torchhpo.bench import PROBLEMS, Problem, Results, Run, compare
 
-ROOT = Path(__file__).resolve().parents[1]
 FAST = th.GPOptions(num_restarts=2, raw_samples=32, maxiter=10, fit_maxiter=15)
 
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from support import ROOT
 
 import torchhpo as th
 from torchhpo.trial import Decision
 
 SPACE = th.Space({"x": th.Float(0.0, 1.0)})
-ROOT = Path(__file__).resolve().parents[1]
 EXECUTORS = {"inline": lambda: th.Inline("cpu"), "processes": lambda: th.Processes(devices=["cpu"] * 2)}
 
 

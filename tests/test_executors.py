@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import ROOT
 
 import torchhpo as th
 from torchhpo.executors import Executor, make_executor
@@ -299,8 +300,6 @@ def test_unpicklable_function_is_refused_before_any_worker_starts():
 
 
 # --- the recipe and the benchmark, with tiny settings -------------------------------------------------------------
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def test_recipe_multi_gpu_batch_smoke(tmp_path, monkeypatch, load_script):
     try:

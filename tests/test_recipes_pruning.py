@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from support import ROOT
 
 import torchhpo as th
 from torchhpo.simulate import Event
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_hyperband_recipe_runs_tiny(tmp_path, load_script):

@@ -2,7 +2,8 @@
 
 ``digits_space()`` and ``train_digits_cnn(config, trial)`` are the embedded default job (``torchhpo run``) and the
 recipes' shared model; ``TASKS`` names each network with its space, model and training function, which
-``torchhpo.simulate.tabulate`` trains to make the learning-curve tables of the multi-fidelity benchmark.
+``benchmarks/make_curves.py`` trains to make the learning-curve tables of the multi-fidelity benchmark (and
+``torchhpo.simulate.Curves.load`` knows by name).
 """
 
 from __future__ import annotations

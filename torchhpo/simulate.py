@@ -23,8 +23,6 @@ from __future__ import annotations
 import heapq
 import json
 import math
-import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,19 +33,16 @@ import torch
 
 from torchhpo.checks import integer
 from torchhpo.executors.base import Outcome, Refusal, TrainFn, answer_report
-from torchhpo.problems import TASKS, digits_data, evaluate
+from torchhpo.observations import config_key
+from torchhpo.problems import TASKS
 from torchhpo.searchers import Searcher
 from torchhpo.space import Config, Space
-from torchhpo.trial import Decision, Reporter, Status, TrainingDiverged, Trial, TrialRecord, unusable_value
+from torchhpo.trial import Decision, Reporter, Status, Trial, TrialRecord, unusable_value
 
-__all__ = ["Curves", "Event", "Simulated", "Tabulated", "tabulate"]
+__all__ = ["METRICS", "SHIPPED", "Curves", "Event", "Simulated", "Tabulated"]
 
 METRICS = ("val_loss", "val_acc", "test_acc", "seconds")
 SHIPPED = {name: Path(__file__).parent / "data" / f"{name}_curves.npz" for name in TASKS}
-
-
-def _key(config: Config) -> str:
-    return json.dumps(config, sort_keys=True)
 
 
 @dataclass
@@ -66,7 +61,7 @@ class Curves:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._rows = {_key(c): i for i, c in enumerate(self.configs)}
+        self._rows = {config_key(c): i for i, c in enumerate(self.configs)}
 
     @property
     def epochs(self) -> int:
@@ -75,7 +70,7 @@ class Curves:
     def row(self, config: Config) -> int:
         """The row of ``config``; a config outside the table is a ``KeyError`` naming the fix."""
         try:
-            return self._rows[_key(config)]
+            return self._rows[config_key(config)]
         except KeyError:
             raise KeyError(f"config {config} is not in the table; propose rows with Tabulated(curves, searcher)"
                            ) from None
@@ -99,49 +94,6 @@ class Curves:
         meta = {**self.meta, "space": self.space.to_dict()}
         np.savez_compressed(path, configs=np.array(json.dumps(self.configs)), meta=np.array(json.dumps(meta)),
                             **{m: getattr(self, m).astype(np.float32) for m in METRICS})
-
-
-def tabulate(configs: Sequence[Config], epochs: int, *, first: int = 0, task: str = "digits_cnn") -> Curves:
-    """Train ``task`` (a name in ``torchhpo.problems.TASKS``) on each config, as trial number ``first + row`` (its
-    training seed); tabulate the curves.
-
-    The task's real training function runs unchanged; after each epoch's report the saved checkpoint is evaluated
-    for the accuracies, and that evaluation is left out of the seconds. A run that diverges (reports NaN or inf)
-    keeps the seconds of the epoch that diverged and NaN from that epoch on: ``Simulated`` replays it as a FAILED
-    trial, as a real study records it.
-    """
-    if task not in TASKS:
-        raise ValueError(f"tabulate: task {task!r} is unknown; choose one of {sorted(TASKS)}")
-    spec = TASKS[task]
-    data = digits_data()
-    out: dict[str, list[list[float]]] = {m: [] for m in METRICS}
-    with tempfile.TemporaryDirectory() as workdir:
-        for i, config in enumerate(configs):
-            rows: dict[str, list[float]] = {m: [] for m in METRICS}
-            trial = Trial(first + i, config, max_epochs=epochs, checkpoint_dir=workdir)
-            model = spec.model(config)
-            clock = [time.perf_counter()]
-
-            def reporter(number: int, step: int, value: float, trial: Trial = trial, model: Any = model,
-                         rows: dict = rows, clock: list = clock) -> Decision:
-                rows["seconds"].append(time.perf_counter() - clock[0])
-                model.load_state_dict(trial.load()["model"])  # saved just before this report
-                rows["val_loss"].append(value)
-                rows["val_acc"].append(evaluate(model, data.X_val, data.y_val)[1])
-                rows["test_acc"].append(evaluate(model, data.X_test, data.y_test)[1])
-                clock[0] = time.perf_counter()
-                return Decision.CONTINUE
-
-            trial.reporter = reporter
-            try:
-                spec.train(config, trial)
-            except TrainingDiverged:  # the epoch that diverged took its time; its metrics are NaN (below)
-                rows["seconds"].append(time.perf_counter() - clock[0])
-            for m in METRICS:
-                out[m].append(rows[m] + [math.nan] * (epochs - len(rows[m])))
-    table = {m: np.array(out[m], dtype=np.float32) for m in METRICS}
-    return Curves(spec.space(), [dict(c) for c in configs], table["val_loss"], table["val_acc"], table["test_acc"],
-                  table["seconds"], meta={"task": task, "epochs": epochs, "n": len(configs), "torch": torch.__version__})
 
 
 @dataclass(frozen=True)
