@@ -1,5 +1,7 @@
 """Shared test helpers."""
 
+import os
+
 import pytest
 import support
 import torch
@@ -19,3 +21,15 @@ if torch.cuda.is_available():
 def tkwargs(request):
     """``{"dtype": ..., "device": ...}`` of a modelling test: float64 on the CPU, and on CUDA when there is one."""
     return request.param
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray (2 CPUs, no GPU) for every Ray test, stopped at the end; its workers import this checkout's
+    torchhpo and the tests' shared helpers."""
+    ray = pytest.importorskip("ray")
+    path = os.pathsep.join([str(support.ROOT), str(support.ROOT / "tests")])
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, logging_level="warning",
+             runtime_env={"env_vars": {"PYTHONPATH": path}})
+    yield ray
+    ray.shutdown()

@@ -171,27 +171,21 @@ def test_stop_from_another_thread_and_from_the_training_function():
     assert 4 < len(study.trials) < 4 + 200
 
 
-def test_ray_honours_stop_budget_and_callbacks():
-    pytest.importorskip("ray")
-    ray = __import__("ray")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="error")
-    try:
-        ended = []
-        study = th.Study(SPACE, scheduler="asha", max_epochs=E, seed=0)
-        study.optimize(_slow, max_epochs_total=40, executor=th.Ray(), callbacks=[lambda s, r: ended.append(r.number)],
-                       progress=False)
-        spent = sum(max(t.reports, default=0) for t in study.trials)
-        assert 40 <= spent < 40 + 2 * E and ended
-        assert sorted(ended) == sorted(t.number for t in study.trials if t.status.is_final)
-        study = th.Study(SPACE, max_epochs=E, seed=0)
-        study.optimize(_slow, n_trials=200, target=0.2, executor=th.Ray(), progress=False)
-        assert study.best.value <= 0.2 and len(study.trials) < 200
-        study = th.Study(SPACE, max_epochs=E, seed=0)
-        study.optimize(_slow, n_trials=200, executor=th.Ray(), progress=False,
-                       callbacks=[lambda s, r: s.stop() if r.number >= 3 else None])
-        assert 4 <= len(study.trials) <= 4 + 2  # 2 slots: at most the running ones finish after the stop
-    finally:
-        ray.shutdown()
+def test_ray_honours_stop_budget_and_callbacks(ray_cluster):
+    ended = []
+    study = th.Study(SPACE, scheduler="asha", max_epochs=E, seed=0)
+    study.optimize(_slow, max_epochs_total=40, executor=th.Ray(), callbacks=[lambda s, r: ended.append(r.number)],
+                   progress=False)
+    spent = sum(max(t.reports, default=0) for t in study.trials)
+    assert 40 <= spent < 40 + 2 * E and ended
+    assert sorted(ended) == sorted(t.number for t in study.trials if t.status.is_final)
+    study = th.Study(SPACE, max_epochs=E, seed=0)
+    study.optimize(_slow, n_trials=200, target=0.2, executor=th.Ray(), progress=False)
+    assert study.best.value <= 0.2 and len(study.trials) < 200
+    study = th.Study(SPACE, max_epochs=E, seed=0)
+    study.optimize(_slow, n_trials=200, executor=th.Ray(), progress=False,
+                   callbacks=[lambda s, r: s.stop() if r.number >= 3 else None])
+    assert 4 <= len(study.trials) <= 4 + 2  # 2 slots: at most the running ones finish after the stop
 
 
 def _with_attrs(config, trial):

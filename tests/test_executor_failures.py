@@ -30,19 +30,6 @@ def executor(request):
     ex.close()
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    """A local Ray with one CPU and no GPU, for this module's Ray tests; its workers import this checkout."""
-    ray = pytest.importorskip("ray")
-    own = not ray.is_initialized()
-    if own:
-        ray.init(num_cpus=1, num_gpus=0, include_dashboard=False, logging_level="warning",
-                 runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
-    yield ray
-    if own:
-        ray.shutdown()
-
-
 def run(executor, train, xs, **kwargs):
     """A study that runs ``train`` once on each ``x`` of ``xs`` (in this order) and returns its trials by x."""
     study = th.Study(SPACE, seed=0, **kwargs.pop("study", {}))

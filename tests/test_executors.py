@@ -6,7 +6,6 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from support import ROOT
@@ -24,17 +23,6 @@ def procs():
     """Two CPU workers shared by this module's study tests (a worker start imports torch: seconds here)."""
     with th.Processes(devices=["cpu"] * 2) as ex:
         yield ex
-
-
-@pytest.fixture(scope="session")
-def ray_cluster():
-    """One local Ray for every Ray test, started and stopped here; its workers import this checkout's torchhpo."""
-    ray = pytest.importorskip("ray")
-    root = str(Path(__file__).resolve().parents[1])
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning",
-             runtime_env={"env_vars": {"PYTHONPATH": root}})
-    yield ray
-    ray.shutdown()
 
 
 class Recorder:
