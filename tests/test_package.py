@@ -96,3 +96,10 @@ def test_no_import_cycles():
 def test_no_module_is_over_600_lines():
     long = {name: n for name, path in _modules().items() if (n := len(path.read_text().splitlines())) > 600}
     assert not long, f"split these modules: {long}"
+
+
+def test_the_study_stays_a_thin_handle():
+    """``Study`` checks and documents; its driver (torchhpo/driver.py) and the loop (torchhpo/loop.py) do the work."""
+    import inspect
+
+    assert len(inspect.getsourcelines(th.Study)[0]) < 250

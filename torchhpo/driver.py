@@ -136,6 +136,22 @@ class Driver:
                 self.records[number].reports[step] = value
                 self.records.touch(number)
 
+    def snapshot(self) -> list[TrialRecord]:
+        """Every trial, other drivers' included, as of now."""
+        with self.lock:
+            self.sync()
+            return list(self.records)
+
+    def best(self) -> TrialRecord:
+        """The best completed trial (``Study.best``)."""
+        with self.lock:
+            self.sync()
+            if self.top:
+                return self.top[0]
+            failed = [r for r in self.records if r.status is Status.FAILED]
+            why = f"; {len(failed)} failed, the first with: {headline(failed[0].reason)}" if failed else ""
+            raise ValueError(f"no trial has completed yet{why}; run study.optimize(...) or tell a value first")
+
     def _count(self, number: int, step: int) -> None:
         """Trial ``number`` reported at ``step``: the epochs beyond its highest step so far are new work. O(1)."""
         top = self._steps.get(number, 0)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from torchhpo.checks import integer, number
-from torchhpo.driver import Driver, headline
+from torchhpo.driver import Driver
 from torchhpo.executors import Executor, TrainFn, resolve_devices
 from torchhpo.loop import Callback, FailingTrials, run
 from torchhpo.schedulers import Scheduler, make_scheduler
@@ -82,7 +82,6 @@ class Study:
         integer("keep_checkpoints (None keeps all)", keep_checkpoints, low=0, none=True)
         self.space, self.mode, self.name, self.seed, self.max_epochs = space, mode, name, seed, max_epochs
         self.keep_checkpoints, self.fidelity = keep_checkpoints, fidelity
-        self.sign = 1 if mode == "max" else -1
         self.searcher = make_searcher(searcher, seed=seed)
         self.scheduler = make_scheduler(scheduler, seed=seed, max_epochs=max_epochs)
         self.storage = make_storage(storage)
@@ -140,9 +139,7 @@ class Study:
     @property
     def trials(self) -> list[TrialRecord]:
         """Every trial, in order of number (finished, pruned, failed, paused and running; other drivers' too)."""
-        with self._driver.lock:
-            self._driver.sync()
-            return list(self._driver.records)
+        return self._driver.snapshot()
 
     @property
     def best(self) -> TrialRecord:
@@ -151,13 +148,7 @@ class Study:
         Raises:
             ValueError: no trial has completed yet (the message counts the failed ones and gives the first reason).
         """
-        with self._driver.lock:
-            self._driver.sync()
-            if self._driver.top:
-                return self._driver.top[0]
-            failed = [r for r in self._driver.records if r.status is Status.FAILED]
-            why = f"; {len(failed)} failed, the first with: {headline(failed[0].reason)}" if failed else ""
-            raise ValueError(f"no trial has completed yet{why}; run study.optimize(...) or tell a value first")
+        return self._driver.best()
 
     def to_dataframe(self) -> Any:
         """The trials as a pandas DataFrame: number, status, value, duration, reason, one column per parameter

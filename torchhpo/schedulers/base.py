@@ -91,8 +91,6 @@ def _check(name: str, min_epochs: Any, max_epochs: Any, eta: Any) -> tuple[int, 
     if min_epochs >= max_epochs:
         raise ValueError(f"{name}: need 1 <= min_epochs < max_epochs, got min_epochs={min_epochs}, "
                          f"max_epochs={max_epochs}; lower min_epochs or raise max_epochs")
-    if eta < 2:
-        raise ValueError(f"{name}: eta={eta} must be >= 2 (keep the top 1/eta at each rung; 3 is usual)")
     return math.floor(math.log(max_epochs / min_epochs) / math.log(eta) + 1e-9), max_epochs
 
 
