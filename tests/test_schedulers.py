@@ -4,6 +4,7 @@ replaced (kept here as the oracle), decision for decision."""
 
 from __future__ import annotations
 
+import copy
 import functools
 import itertools
 import pickle
@@ -685,3 +686,14 @@ def test_patience_with_asha_by_name_in_a_study():
     assert statuses[th.Status.PRUNED] and statuses[th.Status.COMPLETED] and not statuses[th.Status.PAUSED]
     plateaued = [t for t in study.trials if t.status is th.Status.COMPLETED and max(t.reports) < 27]
     assert plateaued, "patience ended some trials at their plateau before the last rung"
+
+
+def test_a_composite_scheduler_pickles_and_copies_as_its_class():
+    """A composite picks its class from its members in ``__new__``; pickling and copying (which call ``__new__``
+    without the members) keep that class and the members."""
+    for members in ([th.Patience(3), ASHA(1, 9, seed=0)], [th.Patience(3), Hyperband(1, 9)],
+                    [th.Patience(3), th.MedianStopping()]):
+        original = th.Schedulers(members)
+        for clone in (pickle.loads(pickle.dumps(original)), copy.deepcopy(original), copy.copy(original)):
+            assert type(clone) is type(original)
+            assert [type(s) for s in clone.schedulers] == [type(s) for s in members]

@@ -39,6 +39,10 @@ class Schedulers(Described):
                 cls = _BudgetSchedulers
         return super().__new__(cls, schedulers)
 
+    def __getnewargs__(self) -> tuple[list[Scheduler]]:
+        """What pickle and ``copy`` pass to ``__new__``, which needs the members."""
+        return (self.schedulers,)
+
     def __init__(self, schedulers: Sequence[Any]) -> None:
         self.schedulers: list[Scheduler] = list(schedulers)
         if not self.schedulers or any(not isinstance(s, Scheduler) for s in self.schedulers):
