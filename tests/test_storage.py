@@ -321,3 +321,23 @@ def test_flush_says_when_a_reader_keeps_the_log_open(tmp_path):
     assert study.storage.flush() is True
     shutil.copy(path, tmp_path / "copy.db")
     assert len(th.Study.load(tmp_path / "copy.db").trials) == 5
+
+
+def test_a_composite_schedulers_paused_trials_resume_from_a_file_that_names_it_schedulers(tmp_path):
+    """A composite is stored by its public class, ``torchhpo.schedulers:Schedulers`` (as files written before
+    ``Schedulers`` picked a subclass say): re-opening such a file resumes its paused trials."""
+    path = tmp_path / "mix.db"
+    study = th.Study(th.Space({"x": th.Float(0.0, 1.0)}), scheduler=[th.Patience(3), th.ASHA(1, 9)],
+                     max_epochs=9, storage=path, seed=3)
+    for x in (0.5, 0.1, 0.9):
+        study.enqueue({"x": x})
+    for _ in range(3):
+        trial = study.ask()
+        with pytest.raises(th.TrialPaused):
+            trial.report(trial.config["x"])
+        study.tell(trial, status=th.Status.PAUSED)
+    assert study.storage.settings()["scheduler"]["class"] == "torchhpo.schedulers:Schedulers"
+    study.close()
+    again = th.Study.load(path)
+    again.optimize(_pausing, n_trials=1, progress=False)
+    assert all(t.status.is_final for t in again.trials), "the paused trials were resumed or pruned"

@@ -76,6 +76,8 @@ def describe(obj: Any) -> dict[str, Any] | None:
     if obj is None:
         return None
     cls, given = type(obj), getattr(obj, "_arguments", None)
+    if cls.__module__.startswith("torchhpo."):  # a private variant (``Schedulers``' own) goes by its public class,
+        cls = next(c for c in cls.__mro__ if not c.__name__.startswith("_"))  # which builds the variant again
     if given is None or not cls.__module__.startswith("torchhpo."):  # not one of ours: stored by name only
         return {"class": _name(cls), "args": None}
     try:  # a Described: exactly what it was built with
