@@ -189,3 +189,12 @@ def test_tune_decorator_keeps_the_function_callable():
         th.tune({"x": 1})
     with pytest.raises(ValueError, match="mode"):
         th.tune(SPACE, mode="up")
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [({"fidelity": "bogus"}, "fidelity must be 'epochs' or 'data'"),
+                                               ({"fidelity": "data", "scheduler": "median"}, "needs a rung scheduler")])
+def test_a_refused_fidelity_creates_no_study_file(tmp_path, kwargs, match):
+    """The arguments are checked before the storage is opened: a mistake leaves no file (and no open handle)."""
+    with pytest.raises(ValueError, match=match):
+        th.Study(SPACE, storage=tmp_path / "s.db", **kwargs)
+    assert not (tmp_path / "s.db").exists()

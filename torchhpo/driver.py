@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from torchhpo.checkpoints import Checkpoints
-from torchhpo.fidelity import make_fidelity
+from torchhpo.fidelity import EpochFidelity
 from torchhpo.history import History
 from torchhpo.schedulers import BudgetScheduler, RungScheduler, Scheduler
 from torchhpo.searchers import Searcher
@@ -55,16 +55,16 @@ class Driver:
     heartbeat_interval = 10.0  # seconds between this driver's heartbeats for its RUNNING trials (SQLite)
 
     def __init__(self, space: Space, mode: str, storage: Storage, name: str, searcher: Searcher,
-                 scheduler: Scheduler | None, *, max_epochs: int | None, fidelity: str, keep: int | None,
+                 scheduler: Scheduler | None, *, max_epochs: int | None, fidelity: EpochFidelity, keep: int | None,
                  seed: int | None) -> None:
         self.space, self.sign, self.storage = space, 1 if mode == "max" else -1, storage
         self.searcher, self.scheduler = searcher, scheduler
         self.budgets = scheduler if isinstance(scheduler, BudgetScheduler) else None
         self.rung = scheduler if isinstance(scheduler, RungScheduler) else None
-        self.fidelity = make_fidelity(fidelity, scheduler)
+        self.fidelity = fidelity
         self.max_epochs, self.keep = max_epochs, keep
         self.settings: dict[str, Any] = {"searcher": describe(searcher), "scheduler": describe(scheduler), "seed": seed,
-                         "max_epochs": max_epochs, "fidelity": fidelity, "keep_checkpoints": keep}
+                         "max_epochs": max_epochs, "fidelity": fidelity.name, "keep_checkpoints": keep}
         self.lock = threading.RLock()  # ask, tell and reports may come from several threads
         self.records = History(storage.open(name, space, mode))
         for r in self.records:

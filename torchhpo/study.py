@@ -15,6 +15,7 @@ from typing import Any
 from torchhpo.checks import integer, number
 from torchhpo.driver import Driver
 from torchhpo.executors import Executor, TrainFn, resolve_devices
+from torchhpo.fidelity import make_fidelity
 from torchhpo.loop import Callback, FailingTrials, run
 from torchhpo.schedulers import Scheduler, make_scheduler
 from torchhpo.searchers import Searcher, make_searcher
@@ -84,9 +85,10 @@ class Study:
         self.keep_checkpoints, self.fidelity = keep_checkpoints, fidelity
         self.searcher = make_searcher(searcher, seed=seed)
         self.scheduler = make_scheduler(scheduler, seed=seed, max_epochs=max_epochs)
+        policy = make_fidelity(fidelity, self.scheduler)  # before the storage: a refused argument leaves no file
         self.storage = make_storage(storage)
         self._driver = Driver(space, mode, self.storage, name, self.searcher, self.scheduler, max_epochs=max_epochs,
-                              fidelity=fidelity, keep=keep_checkpoints, seed=seed)
+                              fidelity=policy, keep=keep_checkpoints, seed=seed)
         self.checkpoint_dir = self._driver.checkpoints.directory
 
     @classmethod
