@@ -297,3 +297,18 @@ def test_load_with_a_seed_reseeds_the_restored_searcher_and_scheduler(tmp_path):
     assert (a.searcher.seed, b.searcher.seed, a.scheduler.seed, b.scheduler.seed) == (1, 2, 1, 2)
     assert a.ask().config != b.ask().config
     assert th.Study.load(path).searcher.seed == 2  # the settings of the last driver that started a trial
+
+
+def test_stale_after_set_on_the_study_class_holds_for_every_study(tmp_path, monkeypatch):
+    """docs/storage.md: ``Study.stale_after`` may be set on the class (every study of the process) or the object."""
+    path = tmp_path / "cls.db"
+    a = th.Study(SPACE, storage=path)
+    trial = a.ask()
+    a.storage._db.execute("UPDATE trials SET owner = 'elsewhere:123:abc', heartbeat = ?", (time.time() - 30,))
+    monkeypatch.setattr(th.Study, "stale_after", 10.0)
+    b = th.Study.load(path)
+    assert b.stale_after == 10.0
+    assert b.fail_stale_trials() == [trial.number]
+    with pytest.raises(ValueError, match="stale_after must be a positive number"):
+        b.stale_after = 0
+        b.fail_stale_trials()

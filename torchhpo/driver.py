@@ -16,9 +16,10 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from torchhpo.checkpoints import Checkpoints
+from torchhpo.checks import number as checked_number
 from torchhpo.fidelity import EpochFidelity
 from torchhpo.history import History
 from torchhpo.schedulers import BudgetScheduler, RungScheduler, Scheduler
@@ -39,6 +40,13 @@ def headline(reason: str | None) -> str:
     return text.splitlines()[0] if text else "no reason given"
 
 
+class Timing(Protocol):
+    """Where a driver reads its heartbeat settings (``Study``: see its attributes of these names)."""
+
+    stale_after: float
+    heartbeat_interval: float
+
+
 def _best_first(record: TrialRecord) -> tuple[float, int]:
     """The order of ``Driver.top``: by score, best first, then by number."""
     return -(record.score if record.score is not None else -math.inf), record.number
@@ -51,12 +59,10 @@ class Driver:
     starts its first trial.
     """
 
-    stale_after = 120.0  # a RUNNING trial whose driver has not beaten for this long counts as interrupted
-    heartbeat_interval = 10.0  # seconds between this driver's heartbeats for its RUNNING trials (SQLite)
-
     def __init__(self, space: Space, mode: str, storage: Storage, name: str, searcher: Searcher,
                  scheduler: Scheduler | None, *, max_epochs: int | None, fidelity: EpochFidelity, keep: int | None,
-                 seed: int | None) -> None:
+                 seed: int | None, timing: Timing) -> None:
+        self.timing = timing  # read at each use: a change on the Study (its class or the object) takes effect
         self.space, self.sign, self.storage = space, 1 if mode == "max" else -1, storage
         self.searcher, self.scheduler = searcher, scheduler
         self.budgets = scheduler if isinstance(scheduler, BudgetScheduler) else None
@@ -83,6 +89,16 @@ class Driver:
         self._reaped_at = -math.inf
         self._settled = False  # settings written and paused trials checked, at the first trial this driver starts
         self._logged_traceback = False
+
+    @property
+    def stale_after(self) -> float:
+        """Seconds without a heartbeat after which another driver's RUNNING trial counts as interrupted."""
+        return checked_number("stale_after", self.timing.stale_after, strict=True)
+
+    @property
+    def heartbeat_interval(self) -> float:
+        """Seconds between this driver's heartbeats for its RUNNING trials (SQLite)."""
+        return checked_number("heartbeat_interval", self.timing.heartbeat_interval, strict=True)
 
     def close(self) -> None:
         self._closed = True

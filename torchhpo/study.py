@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from torchhpo.checks import integer, number
+from torchhpo.checks import integer
 from torchhpo.driver import Driver
 from torchhpo.executors import Executor, TrainFn, resolve_devices
 from torchhpo.fidelity import make_fidelity
@@ -71,6 +71,9 @@ class Study:
         (5, True)
     """
 
+    heartbeat_interval = 10.0  # seconds between a driver's heartbeats for its RUNNING trials (SQLite)
+    stale_after = 120.0  # a RUNNING trial whose driver has not beaten for this long counts as interrupted
+
     def __init__(self, space: Space, *, mode: str = "min", searcher: Searcher | str | None = None,
                  scheduler: Scheduler | str | Sequence[Any] | None = None, storage: Storage | str | Path | None = None,
                  name: str = "default", seed: int | None = None, max_epochs: int | None = None,
@@ -88,7 +91,7 @@ class Study:
         policy = make_fidelity(fidelity, self.scheduler)  # before the storage: a refused argument leaves no file
         self.storage = make_storage(storage)
         self._driver = Driver(space, mode, self.storage, name, self.searcher, self.scheduler, max_epochs=max_epochs,
-                              fidelity=policy, keep=keep_checkpoints, seed=seed)
+                              fidelity=policy, keep=keep_checkpoints, seed=seed, timing=self)
         self.checkpoint_dir = self._driver.checkpoints.directory
 
     @classmethod
@@ -118,24 +121,6 @@ class Study:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    @property
-    def stale_after(self) -> float:
-        """Seconds without a heartbeat after which another driver's RUNNING trial counts as interrupted (120)."""
-        return self._driver.stale_after
-
-    @stale_after.setter
-    def stale_after(self, seconds: float) -> None:
-        self._driver.stale_after = number("stale_after", seconds, strict=True)
-
-    @property
-    def heartbeat_interval(self) -> float:
-        """Seconds between this driver's heartbeats for its RUNNING trials, on SQLite (10)."""
-        return self._driver.heartbeat_interval
-
-    @heartbeat_interval.setter
-    def heartbeat_interval(self, seconds: float) -> None:
-        self._driver.heartbeat_interval = number("heartbeat_interval", seconds, strict=True)
 
     # --- records ----------------------------------------------------------------------------------------------
     @property
