@@ -86,6 +86,7 @@ class Study:
         integer("keep_checkpoints (None keeps all)", keep_checkpoints, low=0, none=True)
         self.space, self.mode, self.name, self.seed, self.max_epochs = space, mode, name, seed, max_epochs
         self.keep_checkpoints, self.fidelity = keep_checkpoints, fidelity
+        self.sign = 1 if mode == "max" else -1  # a value times sign: larger is better
         self.searcher = make_searcher(searcher, seed=seed)
         self.scheduler = make_scheduler(scheduler, seed=seed, max_epochs=max_epochs)
         policy = make_fidelity(fidelity, self.scheduler)  # before the storage: a refused argument leaves no file

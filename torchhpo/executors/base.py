@@ -17,7 +17,7 @@ import torch
 from torchhpo.checks import integer
 from torchhpo.trial import Decision, Reporter, ReportFailed, Status, Trial, TrialPaused, TrialPruned, unusable_value
 
-__all__ = ["Executor", "Outcome", "Refusal", "TrainFn", "answer_report", "decided", "describe", "release_memory",
+__all__ = ["Executor", "Outcome", "Refusal", "TrainFn", "answer_report", "decided", "error_text", "release_memory",
            "require_executor", "resolve_devices", "run_trial"]
 
 TrainFn = Callable[[dict[str, Any], Trial], Any]
@@ -108,7 +108,7 @@ def answer_report(reporter: Reporter | None, number: int, step: int, value: floa
     try:
         decision = reporter(number, step, value)
     except Exception as e:
-        return Refusal(f"the driver could not handle the report at step {step}: {describe(e)}\n{_traceback()}")
+        return Refusal(f"the driver could not handle the report at step {step}: {error_text(e)}\n{_traceback()}")
     if not isinstance(decision, Decision):
         return Refusal(f"the driver could not handle the report at step {step}: the scheduler's on_report returned "
                        f"{_a(type(decision).__name__)} ({_short(decision)}); expected a Decision "
@@ -167,7 +167,7 @@ def run_trial(fn: TrainFn, trial: Trial) -> Outcome:
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:
-        status, value, reason = Status.FAILED, None, describe(e) + "\n" + _traceback()
+        status, value, reason = Status.FAILED, None, error_text(e) + "\n" + _traceback()
     finally:
         trial.reporter = inner
     if refused is not None:  # the driver could not take one of its reports: whatever came after does not count
@@ -197,7 +197,7 @@ def _returned_value(returned: Any) -> tuple[float | None, str | None]:
     except OverflowError:
         return None, f"the training function returned {_a(kind)} too large for a float ({_short(returned)})"
     except Exception as e:
-        return None, f"the training function returned {_a(kind)} that float() refused ({describe(e)}); {EXPECTED_VALUE}"
+        return None, f"the training function returned {_a(kind)} that float() refused ({error_text(e)}); {EXPECTED_VALUE}"
     why = unusable_value(value)
     if why is not None:
         return None, f"the training function returned {value}: {why}"
@@ -226,7 +226,7 @@ def release_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def describe(e: BaseException) -> str:
+def error_text(e: BaseException) -> str:
     """``"ValueError: bad lr"`` for an exception; never raises, even when its ``__str__`` does (its repr then
     stands in, or its type's name)."""
     name = type(e).__name__

@@ -30,7 +30,7 @@ from torchhpo.executors.base import (
     TrainFn,
     answer_report,
     decided,
-    describe,
+    error_text,
     release_memory,
     resolve_devices,
     run_trial,
@@ -129,7 +129,7 @@ def _worker_main(conn: Connection, device: str, threads: int, parent: int) -> No
                 except Exception as e:  # e.g. a module the worker cannot import
                     key = None
                     conn.send(("done", Outcome(trial.number, Status.FAILED, reason=(
-                        f"the worker could not unpickle the training function: {describe(e)}"))))
+                        f"the worker could not unpickle the training function: {error_text(e)}"))))
                     continue
             trial.device, trial.reporter = torch.device(device), reporter
             conn.send(("started",))  # the trial's clock (timeout_per_trial) starts now, not at submit
@@ -344,7 +344,7 @@ class Processes:
                 except (EOFError, OSError):
                     raise
                 except Exception as e:  # only a report can hold the user's objects (its step): answer it
-                    w.conn.send(Refusal(f"the driver could not read a report: {describe(e)}"))
+                    w.conn.send(Refusal(f"the driver could not read a report: {error_text(e)}"))
                     continue
                 if msg[0] == "done":
                     w.trial = None

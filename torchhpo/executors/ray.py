@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from torchhpo.checks import integer, number
-from torchhpo.executors.base import Outcome, Refusal, TrainFn, answer_report, decided, describe, release_memory, run_trial
+from torchhpo.executors.base import Outcome, Refusal, TrainFn, answer_report, decided, error_text, release_memory, run_trial
 from torchhpo.trial import Decision, Reporter, Status, Trial
 
 __all__ = ["Ray"]
@@ -192,10 +192,10 @@ class Ray:
         try:
             return ray.get(ref)
         except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.OutOfMemoryError) as e:
-            message = describe(e).partition(": ")[2].strip() or type(e).__name__
+            message = error_text(e).partition(": ")[2].strip() or type(e).__name__
             return Outcome(trial.number, Status.FAILED, reason=f"worker died: {message.splitlines()[0]}")
         except ray.exceptions.RayError as e:  # e.g. the function could not be unpickled on the worker
-            return Outcome(trial.number, Status.FAILED, reason=describe(e))
+            return Outcome(trial.number, Status.FAILED, reason=error_text(e))
 
     def _expire(self) -> list[Outcome]:
         ray, now, out = _import_ray(), time.monotonic(), []
