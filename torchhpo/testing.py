@@ -52,7 +52,9 @@ def check_searcher(make: Callable[[int], Searcher], *, spaces: dict[str, Space] 
 
     ``make(seed)`` builds a fresh searcher. Checked: valid configs for an empty and a full history; exactly
     ``n`` configs for a batch; the same seed and history give the same configs; a batch never repeats itself
-    or a pending (RUNNING) config; the searcher pickles; ``decode(encode(c)) == c`` for what it proposes.
+    or a pending (RUNNING) config; the searcher pickles; ``decode(encode(c)) == c`` for what it proposes; it
+    reads scores, not values: the history of a study that minimizes ``-f`` gives the configs of one that
+    maximizes ``f``.
     """
     for name, space in (spaces or CONTRACT_SPACES).items():
         where = f"{type(make(0)).__name__} on the {name} space"
@@ -67,8 +69,19 @@ def check_searcher(make: Callable[[int], Searcher], *, spaces: dict[str, Space] 
             assert len(set(_keys(configs))) == batch, f"{where}: a batch repeats a config: {configs}"
             pending = {k for k in _keys([t.config for t in history if t.status is Status.RUNNING])}
             assert not pending & set(_keys(configs)), f"{where}: proposed a config that is still running"
+            minimized = [_minimized(t) for t in history]
+            assert _keys(make(0).ask(space, minimized, batch)) == _keys(configs), \
+                f"{where}: minimizing -f proposed otherwise than maximizing f (it reads values, not scores)"
         clone = pickle.loads(pickle.dumps(make(0)))
         assert _keys(clone.ask(space, [], 2)) == _keys(make(0).ask(space, [], 2)), f"{where}: pickling changed it"
+
+
+def _minimized(record: TrialRecord) -> TrialRecord:
+    """``record`` as a study that minimizes would hold it: the same scores, the values negated."""
+    out = record.copy()
+    out.sign, out.value = -1, None if record.value is None else -record.value
+    out.reports = {s: -v for s, v in record.reports.items()}
+    return out
 
 
 def _keys(configs: list[dict]) -> list[str]:
@@ -287,6 +300,8 @@ def _contract_train(config: dict, trial: Trial) -> float:
         raise RuntimeError("contract: the training function raised")
     if config["kind"] == "nan":
         return float("nan")
+    if config["kind"] == "slow":
+        time.sleep(60.0)
     for epoch in trial.epochs(3):
         trial.report(float(x) + epoch)
     return float(x * 2)
@@ -299,7 +314,8 @@ def check_executor(make: Callable[[], Executor], *, n: int = 7, limit: float = 1
     ``close``); ``wait`` with nothing running returns ``[]``; every submitted trial ends with exactly one
     ``Outcome``; each report reaches the trial's own ``reporter`` (in the driver) in order, and a STOP decision
     reaches the worker (the trial ends PRUNED with its last reported value and reports no further); an exception
-    or a NaN becomes FAILED with a reason; ``trial.device`` is a device the worker can allocate on.
+    or a NaN becomes FAILED with a reason; ``trial.device`` is a device the worker can allocate on; ``submit``'s
+    ``timeout`` either fails a trial that runs longer ("timed out") or is refused at once with a ``ValueError``.
     """
     kinds = (["ok", "prune", "raise", "nan", "ok", "prune"] + ["ok"] * max(0, n - 6))[:n]
     reports: dict[int, list[tuple[int, float]]] = {i: [] for i in range(len(kinds))}
@@ -328,6 +344,18 @@ def check_executor(make: Callable[[], Executor], *, n: int = 7, limit: float = 1
                 outcomes[o.number] = o
                 running -= 1
             assert time.monotonic() < end, f"{name}: trials did not end within {limit} s: {sorted(outcomes)}"
+        slow = Trial(len(trials), {"x": 0.0, "kind": "slow"}, max_epochs=3, reporter=on_report)
+        reports[slow.number] = []
+        try:
+            executor.submit(_contract_train, slow, timeout=0.5)
+        except ValueError:
+            pass  # it cannot stop a trial (Inline): refused before running anything
+        else:
+            done = executor.wait(timeout=limit)
+            while not done and time.monotonic() < end:
+                done = executor.wait(timeout=max(0.0, end - time.monotonic()))
+            assert [(o.number, o.status) for o in done] == [(slow.number, Status.FAILED)] and \
+                "timed out" in (done[0].reason or ""), f"{name}: a trial past its timeout did not fail: {done}"
     finally:
         executor.close()
     for t in trials:
