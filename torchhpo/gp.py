@@ -16,8 +16,11 @@ What the model is trained on (``torchhpo.observations``; larger score is better,
 * RUNNING trials are pending points, so parallel workers never get the same config twice: believed observations
   at the posterior mean for analytic acquisitions (kriging believer), ``X_pending`` for Monte-Carlo ones.
 
-Randomness: our draws take a ``torch.Generator`` or a seed (from the searcher's seed and the history size); BoTorch
-steps that take neither run with the global RNG seeded and restored (``_seeded``), so the caller's RNG is untouched.
+Randomness: a suggestion is a function of the searcher's seed and the history. Our own draws take a
+``torch.Generator`` or a seed, and so do BoTorch's where it takes one; the BoTorch steps that take neither (fit
+retries, qLogNEI's baseline pruning, the mixed optimizer, pathwise samples) share one stream: the suggestion runs
+with the global RNG seeded from the searcher's seed and the history size and restored after it (``_seeded``), so
+the caller's RNG is untouched.
 
 Example:
     >>> import torchhpo as th
@@ -239,9 +242,10 @@ class GP(Described):
         X_pending = space.encode(running, device=X.device, dtype=X.dtype) if running else None
         X_new = None
         if len(y) >= 2:
-            model = self._fit_or_none(space, X, y, self._call_seed(len(trials)))
-            if model is not None:
-                X_new = self._optimize(space, model, X, y, X_pending, n)
+            with _seeded(self._call_seed(len(trials)), X.device):
+                model = self._fit_or_none(space, X, y)
+                if model is not None:
+                    X_new = self._optimize(space, model, X, y, X_pending, n)
         seen = tried(trials) | {config_key(c) for c in taken}
         return self._dedupe(space, [] if X_new is None else space.decode(X_new), seen, n, len(trials))
 
@@ -279,7 +283,7 @@ class GP(Described):
         return out[:n]
 
     # --- the model ------------------------------------------------------------------------------------------
-    def _fit_or_none(self, space: Space, X: torch.Tensor, y: torch.Tensor, seed: int) -> Any:
+    def _fit_or_none(self, space: Space, X: torch.Tensor, y: torch.Tensor) -> Any:
         """The fitted model, or ``None`` (and a warning) when every start fails: the caller then proposes randomly.
 
         Starts: the previous fit's hyperparameters (warm, fast) and BoTorch's defaults (cold); both below
@@ -294,7 +298,7 @@ class GP(Described):
         fits = []
         for i, start in enumerate(starts):
             try:
-                fits.append(self._fit(space, X, y, self._warm[key] if start else None, seed))
+                fits.append(self._fit(space, X, y, self._warm[key] if start else None))
             except Exception as e:
                 last = i == len(starts) - 1
                 if last and start:  # the warm start failed alone: try the defaults
@@ -308,16 +312,16 @@ class GP(Described):
                            if "outcome_transform" not in k and "noise" not in k}
         return model
 
-    def _fit(self, space: Space, X: torch.Tensor, y: torch.Tensor, state: dict[str, torch.Tensor] | None,
-             seed: int) -> tuple[float, Any]:
+    def _fit(self, space: Space, X: torch.Tensor, y: torch.Tensor,
+             state: dict[str, torch.Tensor] | None) -> tuple[float, Any]:
         """(marginal log likelihood with priors, model in eval mode), fitted from ``state`` or the defaults."""
         model = build_model(space, X, y, self.options)
         if state is not None:
             model.load_state_dict({k: v.to(X) for k, v in state.items()}, strict=False)
         mll = ExactMarginalLogLikelihood(model.likelihood, model)
-        with _seeded(seed, X.device):  # a failed attempt is retried from hyperparameters drawn from the priors
-            fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": self.options.fit_maxiter,
-                                                                "ftol": self.options.fit_ftol}})
+        # a failed attempt is retried from hyperparameters drawn from the priors (the suggestion's stream)
+        fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": self.options.fit_maxiter,
+                                                            "ftol": self.options.fit_ftol}})
         mll.train()
         with torch.no_grad():
             value = float(mll(model(*model.train_inputs), model.train_targets).sum())
@@ -375,8 +379,8 @@ class GP(Described):
             cls = self.acquisition
         accepted = inspect.signature(cls).parameters
         try:
-            with _seeded(seed, X.device):  # pruning the baseline samples with an unseeded sampler
-                return cls(**{k: v for k, v in kwargs.items() if k in accepted and (v is not None or k == "X_pending")})
+            # qLogNEI prunes its baseline with an unseeded sampler: the suggestion's stream
+            return cls(**{k: v for k, v in kwargs.items() if k in accepted and (v is not None or k == "X_pending")})
         except TypeError as e:
             raise TypeError(f"GP: acquisition={cls.__name__} cannot be built from {sorted(kwargs)} ({e}); pass a "
                             "class whose other arguments have defaults, or a name from "
@@ -393,8 +397,8 @@ class GP(Described):
         cand = space.round(torch.cat([cand, near.reshape(-1, X.shape[-1]).clamp(0, 1)]))
         with torch.no_grad():
             try:
-                with _seeded(seed, X.device):  # the paths draw their random features from the global RNG
-                    values = draw_matheron_paths(model, sample_shape=torch.Size([q]))(cand).reshape(q, -1)  # q x m
+                # the paths draw their random features from the suggestion's stream
+                values = draw_matheron_paths(model, sample_shape=torch.Size([q]))(cand).reshape(q, -1)  # q x m
             except NotImplementedError:  # no pathwise features for the categorical kernel: sample jointly
                 keep = torch.randperm(len(cand), generator=generator, device=X.device)
                 cand = cand[keep[: int(o.ts_candidates * o.ts_joint_share)]]
@@ -419,11 +423,12 @@ class GP(Described):
         if len(y) < 2:
             raise ValueError(f"GP.posterior: needs at least 2 finished trials, got {len(y)}")
         X = X.to(Xo)
-        model = self._fit(space, Xo, y, None, self._call_seed(len(trials)))[1]
-        with torch.no_grad():
-            post = model.posterior(X)
-            acqf = self._acqf(model, Xo, y.max(), None) if self.acquisition != "ts" else None
-            a = acqf(X.unsqueeze(-2)) if acqf is not None else post.mean.squeeze(-1)
+        with _seeded(self._call_seed(len(trials)), Xo.device):
+            model = self._fit(space, Xo, y, None)[1]
+            with torch.no_grad():
+                post = model.posterior(X)
+                acqf = self._acqf(model, Xo, y.max(), None) if self.acquisition != "ts" else None
+                a = acqf(X.unsqueeze(-2)) if acqf is not None else post.mean.squeeze(-1)
         return user_values(trials, post.mean.squeeze(-1)), post.variance.clamp_min(0).sqrt().squeeze(-1), a
 
     def __repr__(self) -> str:
@@ -506,7 +511,7 @@ def maximize_acquisition(space: Space, acqf: Any, options: GPOptions, seed: int,
     fixed = {j: v[0] for j, v in {**cat, **ints}.items() if len(v) == 1}
     for j, v in {**cat, **ints}.items():
         bounds[0, j], bounds[1, j] = min(v), max(v)
-    with warnings.catch_warnings(), _seeded(seed, bounds.device):  # its starts and moves use the global RNG
+    with warnings.catch_warnings():  # its starts and moves use the global RNG: the suggestion's stream
         # its inner retry after an ABNORMAL line search (see above) warns every time
         warnings.filterwarnings("ignore", "Optimization failed in `gen_candidates_scipy`", RuntimeWarning)
         X, _ = optimize_acqf_mixed_alternating(
@@ -566,8 +571,8 @@ def _boltzmann(values: torch.Tensor, n: int, generator: torch.Generator) -> torc
 @contextmanager
 def _seeded(seed: int, device: torch.device) -> Iterator[None]:
     """The block runs with the global RNG of the CPU (and of a CUDA ``device``) seeded with ``seed``, restored
-    after it: only around BoTorch steps that use it and take neither a seed nor a generator (fit retries, pathwise
-    samples, ``qLogNoisyExpectedImprovement``'s baseline pruning, the mixed optimizer's starts and moves)."""
+    after it: a suggestion, for the BoTorch steps that use the global RNG and take neither a seed nor a generator
+    (fit retries, pathwise samples, ``qLogNoisyExpectedImprovement``'s baseline pruning, the mixed optimizer)."""
     cuda = device.type == "cuda"
     index = (device.index if device.index is not None else torch.cuda.current_device()) if cuda else None
     with torch.random.fork_rng(devices=[index] if cuda else []):
