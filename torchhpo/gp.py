@@ -16,11 +16,9 @@ What the model is trained on (``torchhpo.observations``; larger score is better,
 * RUNNING trials are pending points, so parallel workers never get the same config twice: believed observations
   at the posterior mean for analytic acquisitions (kriging believer), ``X_pending`` for Monte-Carlo ones.
 
-Randomness: a suggestion is a function of the searcher's seed and the history. Our own draws take a
-``torch.Generator`` or a seed, and so do BoTorch's where it takes one; the BoTorch steps that take neither (fit
-retries, qLogNEI's baseline pruning, the mixed optimizer, pathwise samples) share one stream: the suggestion runs
-with the global RNG seeded from the searcher's seed and the history size and restored after it (``_seeded``), so
-the caller's RNG is untouched.
+Randomness: a suggestion is a function of the searcher's seed and the history. Our draws, and BoTorch's where it
+takes a seed, are seeded; the BoTorch steps that take none (fit retries, qLogNEI's baseline pruning, the mixed
+optimizer, pathwise samples) share the global RNG, seeded per suggestion and restored after it (``_seeded``).
 
 Example:
     >>> import torchhpo as th
