@@ -665,6 +665,8 @@ def test_schedulers_combine_stop_complete_and_pause():
         assert th.Schedulers([Says(a) for a in answers]).on_report(record, 1, 0.0, [record]) is expected
     with pytest.raises(ValueError, match="at most one rung scheduler"):
         th.Schedulers([ASHA(1, 9), Hyperband(1, 9)])
+    with pytest.raises(TypeError, match="give a list of schedulers, got generator"):
+        th.Schedulers(s for s in [th.Patience(2), ASHA(1, 9)])
     with pytest.raises(TypeError, match="non-empty list"):
         th.Schedulers([])
 

@@ -198,3 +198,12 @@ def test_a_refused_fidelity_creates_no_study_file(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         th.Study(SPACE, storage=tmp_path / "s.db", **kwargs)
     assert not (tmp_path / "s.db").exists()
+
+
+def test_what_the_driver_took_at_construction_cannot_be_reassigned_unseen():
+    study = th.Study(th.Space({"x": th.Float(0.0, 1.0)}), seed=0)
+    for name, value in (("searcher", th.Sobol(seed=1)), ("scheduler", "asha"), ("max_epochs", 3), ("mode", "max")):
+        with pytest.raises(AttributeError, match=f"Study.{name} is fixed once the study is built"):
+            setattr(study, name, value)
+    study.stale_after = 5.0  # a knob the driver reads at each use stays settable
+    assert study.stale_after == 5.0 and isinstance(study.searcher, th.RandomSearch)

@@ -95,6 +95,15 @@ class Study:
                               fidelity=policy, keep=keep_checkpoints, seed=seed, timing=self)
         self.checkpoint_dir = self._driver.checkpoints.directory
 
+    _FIXED = frozenset({"space", "mode", "searcher", "scheduler", "storage", "name", "seed", "max_epochs", "fidelity",
+                        "keep_checkpoints", "sign"})
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self._FIXED and name in self.__dict__:  # the driver took it at construction
+            raise AttributeError(f"Study.{name} is fixed once the study is built; make another Study, or re-open this "
+                                 f"one with Study.load(path, {name}=...) to go on with another {name}")
+        super().__setattr__(name, value)
+
     @classmethod
     def load(cls, path: str | Path, *, name: str | None = None, readonly: bool = False, **kwargs: Any) -> Study:
         """Re-open a study from its SQLite file, as it was run: its searcher, scheduler, ``max_epochs``,

@@ -28,11 +28,13 @@ class Schedulers(Described):
     are the composite's).
 
     Args:
-        schedulers: the schedulers, each asked at every report in this order.
+        schedulers: a list (or tuple) of schedulers, each asked at every report in this order.
     """
 
     def __new__(cls, schedulers: Sequence[Any]) -> Any:
-        if cls is Schedulers and isinstance(schedulers, (list, tuple)):
+        if not isinstance(schedulers, (list, tuple)):  # its members choose its class: read them once, here
+            raise TypeError(f"Schedulers: give a list of schedulers, got {type(schedulers).__name__}")
+        if cls is Schedulers:
             if any(isinstance(s, RungScheduler) for s in schedulers):
                 cls = _RungSchedulers
             elif any(isinstance(s, BudgetScheduler) for s in schedulers):
