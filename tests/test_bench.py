@@ -1,10 +1,7 @@
 import math
-import os
-import subprocess
-import sys
 
 import pytest
-from support import ROOT
+from support import run_script
 
 import torchhpo as th
 from torchhpo.bench import PROBLEMS, Problem, Results, Run, compare
@@ -70,20 +67,12 @@ def test_compare_times_each_ask_and_th_bench_is_the_module():
         th.bench.OptunaPeer  # noqa: B018 (the peers are benchmark code, outside the package)
 
 
-def _script(*args: str) -> str:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-W", "ignore", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=240)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return out.stdout
-
-
 def test_recipe_bo_1d_demo(tmp_path):
     pytest.importorskip("matplotlib")
-    out = _script("recipes/bo_1d_demo.py", "--iterations", "3", "--out", str(tmp_path / "demo.png"))
+    out = run_script("recipes/bo_1d_demo.py", "--iterations", "3", "--out", str(tmp_path / "demo.png"))
     assert "best x" in out and (tmp_path / "demo.png").exists()
 
 
 def test_recipe_gp_cnn_digits():
-    out = _script("recipes/gp_cnn_digits.py", "--trials", "3", "--n-initial", "2", "--epochs", "1", "--storage", "")
+    out = run_script("recipes/gp_cnn_digits.py", "--trials", "3", "--n-initial", "2", "--epochs", "1", "--storage", "")
     assert "best validation loss" in out and "test accuracy" in out

@@ -1,26 +1,15 @@
 """Benchmark scripts: their --quick modes run and write their tables (the figures themselves come from full runs),
 the peers they compare against work, and every link and cited file in README.md and docs/ exists."""
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from support import ROOT
+from support import ROOT, run_script
 
 from torchhpo.bench import PROBLEMS, compare
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-
-
-def _script(*args: str) -> str:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-W", "ignore", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=240)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return out.stdout
 
 
 @pytest.fixture
@@ -30,22 +19,22 @@ def peers(load_script):
 
 def test_overhead_quick(tmp_path):
     out = tmp_path / "overhead.md"
-    _script(str(ROOT / "benchmarks" / "overhead.py"), "--quick", "--out", str(out))
+    run_script(str(ROOT / "benchmarks" / "overhead.py"), "--quick", "--out", str(out))
     text = out.read_text()
     assert "| per trial | memory |" in text and "| per report | SQLite |" in text
 
 
 def test_bbo_quick():
-    assert "| gp-logei |" in _script("benchmarks/bbo.py", "--quick")
+    assert "| gp-logei |" in run_script("benchmarks/bbo.py", "--quick")
 
 
 def test_suggest_latency_quick():
-    out = _script("benchmarks/suggest_latency.py", "--quick")
+    out = run_script("benchmarks/suggest_latency.py", "--quick")
     assert "| torchhpo GP (LogEI) | 20 | 2 |" in out and "a q = 2 batch ÷ one suggestion" in out
 
 
 def test_gpu_quick():
-    out = _script("benchmarks/gpu.py", "--quick")
+    out = run_script("benchmarks/gpu.py", "--quick")
     assert ("no CUDA GPU" in out) != ("| cuda |" in out)
 
 
