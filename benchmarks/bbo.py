@@ -54,7 +54,7 @@ def main(argv: list[str]) -> None:
     if args.quick:
         seeds, loop_seeds, problems, budget = [0], [0], ["mixed"], 8
     opts: dict = {"gp-logei": th.GP(), "gp-qlognei": th.GP("qlognei"), "gp-ucb": th.GP("ucb", beta=2.0),
-                  "random": th.RandomSearch(), "sobol": th.Sobol()}
+                  "tpe": th.TPE(), "random": th.RandomSearch(), "sobol": th.Sobol()}
     if importlib.util.find_spec("optuna"):
         opts |= {"optuna-gp": OptunaPeer("gp"), "optuna-tpe": OptunaPeer("tpe")}
     slow = {"botorch-loop": BoTorchLoop(n_initial=10 if not args.quick else 4)}

@@ -17,14 +17,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.special import logsumexp, ndtr
+from scipy.special import ndtr
 from scipy.stats import truncnorm
 
 from torchhpo.checks import integer, number
-from torchhpo.observations import config_key, fresh_seed, pending, ranked, tried
+from torchhpo.observations import config_key, fresh_seed, ranked
 from torchhpo.settings import Described
 from torchhpo.space import Config, Space
-from torchhpo.trial import TrialRecord
+from torchhpo.trial import Status, TrialRecord
 
 __all__ = ["TPE", "TPEOptions", "ranked"]
 
@@ -36,19 +36,27 @@ class TPEOptions:
     Attributes:
         max_good: at most this many trials count as good, however long the history: the good density stays
             concentrated on the best region instead of widening with ``gamma * n``.
-        bandwidth: the scale of Scott's rule, ``bandwidth * m ** (-1 / (k + 4))`` for ``m`` observations over
-            ``k`` continuous and integer columns: a fifth of the unit range for one observation.
-        min_bandwidth: the kernels never get narrower than this (nor than ``1 / (m + 1)``), so candidates still
-            move between observations when many of them pile up.
+        bandwidth: a kernel's width over a continuous or integer column is ``bandwidth`` times the larger gap to
+            its neighbours in that column (the first and last observations use their inner gap): wide where
+            observations are sparse, narrow where they cluster, whatever the column's role.
+        min_bandwidth: the kernels never get narrower than this nor than ``1 / (m + 2)`` for ``m`` observations,
+            so candidates still move between observations when many of them pile up.
         prior_bandwidth: the width of the broad prior component centred in the cube, which keeps every region
             reachable.
+        categorical_smoothing: a categorical kernel puts ``categorical_smoothing / (m + 1)`` on every level
+            beside 1 on its own (then normalized): smoother than the prior's share ``1 / (m + 1)``, so a level
+            that no good trial holds yet is still drawn and a search does not lock onto the first good level.
+        recent: in the bad density the ``recent`` newest trials weigh 1 and older ones less, down to ``1 / m``:
+            the search has moved on from where early trials were drawn.
         explore_samples: random configs tried when every candidate was proposed before.
     """
 
     max_good: int = 25
-    bandwidth: float = 0.2
+    bandwidth: float = 1.0
     min_bandwidth: float = 0.01
     prior_bandwidth: float = 1.0
+    categorical_smoothing: float = 4.0
+    recent: int = 25
     explore_samples: int = 64
 
     def __post_init__(self) -> None:
@@ -56,6 +64,8 @@ class TPEOptions:
         number("TPEOptions: bandwidth", self.bandwidth, strict=True)
         number("TPEOptions: min_bandwidth", self.min_bandwidth, strict=True)
         number("TPEOptions: prior_bandwidth", self.prior_bandwidth, strict=True)
+        number("TPEOptions: categorical_smoothing", self.categorical_smoothing, strict=True)
+        integer("TPEOptions: recent", self.recent)
         integer("TPEOptions: explore_samples", self.explore_samples)
 
 
@@ -64,7 +74,8 @@ class TPE(Described):
 
     Args:
         n_initial: quasi-random (Sobol) trials before the model takes over.
-        n_candidates: candidates drawn from the good density per suggestion.
+        n_candidates: candidates drawn from the good density per suggestion; more of them exploit the density
+            ratio harder.
         gamma: fraction of the history that counts as good (at least 1 trial, at most ``options.max_good``).
         seed: seeds the draws; the same seed and history give the same configs.
         options: a ``TPEOptions``.
@@ -77,7 +88,7 @@ class TPE(Described):
         True
     """
 
-    def __init__(self, *, n_initial: int = 10, n_candidates: int = 24, gamma: float = 0.1,
+    def __init__(self, *, n_initial: int = 10, n_candidates: int = 64, gamma: float = 0.15,
                  seed: int | None = None, options: TPEOptions | None = None) -> None:
         self.n_initial = integer("TPE: n_initial", n_initial)
         self.n_candidates = integer("TPE: n_candidates", n_candidates)
@@ -86,29 +97,58 @@ class TPE(Described):
             raise ValueError(f"TPE: gamma must be a number in (0, 1), got {gamma!r}")
         self.seed = fresh_seed(seed)
         self.options = options or TPEOptions()
+        self._cache_space: Space | None = None
+        self._cache: dict[int, tuple[Config, np.ndarray, str]] = {}  # trial number -> (config, row, key)
 
     def ask(self, space: Space, trials: Sequence[TrialRecord], n: int = 1) -> list[Config]:
         order = ranked(space, trials)
         if len(order) < self.n_initial:  # the initial design: the Sobol sequence, continued past every trial
             return space.sobol(n, seed=self.seed, skip=len(trials))
         rng = np.random.default_rng([self.seed, len(trials)])
+        rows, keys = self._encoded(space, trials)
+        at = {id(t.config): i for i, t in enumerate(trials)}  # ranked hands back the trials' own config dicts
         n_good = min(max(1, math.ceil(self.gamma * len(order))), self.options.max_good)
-        good = space.encode(order[:n_good]).numpy()
-        bad = order[n_good:] + pending(trials)
-        seen = tried(trials)
+        good = rows[[at[id(c)] for c in order[:n_good]]]
+        # a trial's index is its age in the bad density; running trials are bad too (the constant liar)
+        age = [at[id(c)] for c in order[n_good:]] + [i for i, t in enumerate(trials) if t.status is Status.RUNNING]
+        bad = rows[age]
+        seen = set(keys)
         out: list[Config] = []
         for _ in range(n):
-            config = self._one(space, good, space.encode(bad).numpy().reshape(-1, space.dim), seen, rng)
+            config = self._one(space, good, bad, self._weights(np.asarray(age)), seen, rng)
             out.append(config)
             seen.add(config_key(config))
-            bad.append(config)  # the constant liar: a proposal counts as bad for the rest of the batch
+            # a proposal counts as bad, and newest, for the rest of the batch
+            bad = np.vstack([bad, space.encode([config]).numpy()])
+            age.append(len(trials) + len(out))
         return out
 
-    def _one(self, space: Space, good: np.ndarray, bad: np.ndarray, seen: set[str],
+    def _encoded(self, space: Space, trials: Sequence[TrialRecord]) -> tuple[np.ndarray, list[str]]:
+        """Every trial's unit-cube row and config key, kept between asks (a trial's config never changes), so an
+        ask costs milliseconds after thousands of trials instead of re-encoding the whole history."""
+        if self._cache_space != space:
+            self._cache_space, self._cache = space, {}
+        fresh = [t for t in trials if (hit := self._cache.get(t.number)) is None or hit[0] != t.config]
+        if fresh:
+            new_rows = space.encode([t.config for t in fresh]).numpy()
+            for t, row in zip(fresh, new_rows, strict=True):
+                self._cache[t.number] = (t.config, row, config_key(t.config))
+        entries = [self._cache[t.number] for t in trials]
+        return np.array([e[1] for e in entries]).reshape(-1, space.dim), [e[2] for e in entries]
+
+    def _weights(self, age: np.ndarray) -> np.ndarray:
+        """Bad observations' weights: 1 for the ``recent`` newest, a linear ramp from ``1 / m`` for the older."""
+        m, recent = len(age), self.options.recent
+        if m <= recent:
+            return np.ones(m)
+        by_age = np.concatenate([np.linspace(1.0 / m, 1.0, m - recent), np.ones(recent)])
+        return by_age[np.argsort(np.argsort(age, kind="stable"))]
+
+    def _one(self, space: Space, good: np.ndarray, bad: np.ndarray, w_bad: np.ndarray, seen: set[str],
              rng: np.random.Generator) -> Config:
         """The best new candidate drawn from the good density (``good``, ``bad``: ``m x d`` unit-cube points)."""
-        cat = space.categorical_dims
-        l_density, g_density = _Parzen(space, good, cat, self.options), _Parzen(space, bad, cat, self.options)
+        l_density = _Parzen(space, good, np.ones(len(good)), self.options)
+        g_density = _Parzen(space, bad, w_bad, self.options)
         X = l_density.sample(self.n_candidates, rng)
         X = space.round(torch.from_numpy(X)).numpy()
         score = l_density.log_pdf(X) - g_density.log_pdf(X)
@@ -123,19 +163,29 @@ class TPE(Described):
 
 
 class _Parzen:
-    """A mixture over ``m`` observations plus a prior component, each a product kernel over the ``d`` columns."""
+    """A mixture over ``m`` weighted observations plus a prior component of weight 1 (as heavy as one
+    observation), each a product kernel over the ``d`` columns."""
 
-    def __init__(self, space: Space, X: np.ndarray, cat: list[int], options: TPEOptions) -> None:
+    def __init__(self, space: Space, X: np.ndarray, w: np.ndarray, options: TPEOptions) -> None:
         m, d = X.shape
-        self.cat = cat
-        self.num = [j for j in range(d) if j not in cat]
-        self.levels = {j: len(space.levels(j)) for j in cat}
+        self.cat = space.categorical_dims
+        self.num = [j for j in range(d) if j not in self.cat]
+        self.levels = {j: len(space.levels(j)) for j in self.cat}
         self.mu = np.vstack([X, np.full((1, d), 0.5)])                      # (m + 1) x d, the last row is the prior
-        sigma = options.bandwidth * max(m, 1) ** (-1.0 / (len(self.num) + 4)) if self.num else 1.0  # Scott's rule
-        self.sigma = np.full((m + 1, 1), max(sigma, 1.0 / (m + 1), options.min_bandwidth))
-        self.sigma[-1] = options.prior_bandwidth
-        self.log_w = np.full(m + 1, -math.log(m + 1))
-        self.eps = 1.0 / (1.0 + math.sqrt(m)) if m else 1.0                  # categorical smoothing
+        self.sigma = np.full((m + 1, d), options.prior_bandwidth)
+        if m and self.num:
+            self.sigma[:m, self.num] = np.clip(options.bandwidth * _gaps(X[:, self.num]),
+                                               max(1.0 / (m + 2), options.min_bandwidth), 1.0)
+        self.mu_num, s = self.mu[:, self.num], self.sigma[:, self.num]
+        self.prec = 1.0 / s**2
+        mass = ndtr((1.0 - self.mu_num) / s) - ndtr(-self.mu_num / s)           # each kernel's share in [0, 1]
+        self.log_norm = -(np.log(s * math.sqrt(2 * math.pi)) + np.log(mass)).sum(1)
+        w = np.append(w, 1.0)
+        self.log_w = np.log(w / w.sum())
+        # categorical kernels: the observed level gets 1 + a, every level a, normalized; the prior row is uniform
+        a = options.categorical_smoothing / (m + 1)
+        self.p_own = {j: (1.0 + a) / (1.0 + a * k) for j, k in self.levels.items()}
+        self.p_other = {j: a / (1.0 + a * k) for j, k in self.levels.items()}
 
     def _index(self, X: np.ndarray, j: int) -> np.ndarray:
         return np.minimum((X[..., j] * self.levels[j]).astype(int), self.levels[j] - 1)
@@ -143,32 +193,45 @@ class _Parzen:
     def log_pdf(self, X: np.ndarray) -> np.ndarray:
         """``log p(x)`` for ``c x d`` points."""
         total = np.tile(self.log_w, (len(X), 1))                            # c x (m + 1)
-        if self.num:
-            x, mu = X[:, None, self.num], self.mu[None, :, self.num]        # c x 1 x k, 1 x (m + 1) x k
-            s = self.sigma[None]
-            z = (x - mu) / s
-            mass = ndtr((1.0 - mu) / s) - ndtr(-mu / s)
-            total += (-0.5 * z**2 - np.log(s * math.sqrt(2 * math.pi)) - np.log(mass)).sum(-1)
-        for j in self.cat:
-            k = self.levels[j]
+        if self.num:  # sum_k ((x_k - mu_k) / s_k)^2 expanded into matrix products: one pass over the m kernels
+            x = X[:, self.num]
+            total += self.log_norm - 0.5 * ((x**2) @ self.prec.T - 2.0 * x @ (self.mu_num * self.prec).T
+                                            + (self.mu_num**2 * self.prec).sum(1))
+        for j, k in self.levels.items():
             same = self._index(X, j)[:, None] == self._index(self.mu, j)[None, :]
-            p = np.where(same, 1.0 - self.eps * (k - 1) / k, self.eps / k)
-            p[:, -1] = 1.0 / k                                              # the prior is uniform
+            p = np.where(same, self.p_own[j], self.p_other[j])
+            p[:, -1] = 1.0 / k
             total += np.log(p)
-        return logsumexp(total, axis=1)
+        top = total.max(axis=1)
+        return np.log(np.exp(total - top[:, None]).sum(axis=1)) + top
 
     def sample(self, c: int, rng: np.random.Generator) -> np.ndarray:
         """``c x d`` points: pick a component by weight, then draw each column from its kernel."""
         comp = rng.choice(len(self.mu), size=c, p=np.exp(self.log_w))
         X = np.empty((c, self.mu.shape[1]))
-        for j in self.num:
-            mu, s = self.mu[comp, j], self.sigma[comp, 0]
-            X[:, j] = truncnorm.rvs(-mu / s, (1.0 - mu) / s, loc=mu, scale=s, random_state=rng)
-        for j in self.cat:
-            k = self.levels[j]
+        if self.num:
+            mu, s = self.mu[comp][:, self.num], self.sigma[comp][:, self.num]
+            X[:, self.num] = truncnorm.rvs(-mu / s, (1.0 - mu) / s, loc=mu, scale=s, random_state=rng)
+        for j, k in self.levels.items():
             own = self._index(self.mu, j)[comp]
-            keep = rng.random(c) < 1.0 - self.eps                            # else uniform, own included
+            keep = rng.random(c) < 1.0 - k * self.p_other[j]                # else uniform, own included
             keep[comp == len(self.mu) - 1] = False                          # prior rows draw uniformly
             draw = np.where(keep, own, rng.integers(0, k, size=c))
             X[:, j] = (draw + 0.5) / k
         return X
+
+
+def _gaps(X: np.ndarray) -> np.ndarray:
+    """Per column of ``m x k`` points in [0, 1]: each point's larger gap to its neighbours (the cube's edges
+    count as neighbours, except that the lowest and highest points use their inner gap once ``m >= 2``, so an
+    observation near an edge does not get a kernel as wide as the empty stretch beside it)."""
+    m = len(X)
+    order = np.argsort(X, axis=0)
+    s = np.take_along_axis(X, order, axis=0)
+    padded = np.vstack([np.zeros((1, X.shape[1])), s, np.ones((1, X.shape[1]))])
+    gap = np.maximum(padded[1:-1] - padded[:-2], padded[2:] - padded[1:-1])
+    if m >= 2:
+        gap[0], gap[-1] = padded[2] - padded[1], padded[-2] - padded[-3]
+    out = np.empty_like(gap)
+    np.put_along_axis(out, order, gap, axis=0)
+    return out
