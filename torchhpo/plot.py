@@ -271,9 +271,10 @@ def _encode(space: Space, configs: Sequence[dict[str, Any]]) -> np.ndarray:
 def importances(study: Study, *, seed: int = 0) -> dict[str, float]:
     """Each parameter's share of the variance of the score, fANOVA-style: main effects of a random forest.
 
-    A scikit-learn random forest is fitted on what the model-based searchers learn from
-    (``torchhpo.observations``: completed trials' scores, the scores at one rung once trials were pruned, failed
-    trials at the worst score), as unit-cube columns with an "inactive" value for omitted conditional parameters.
+    A scikit-learn random forest is fitted on ``torchhpo.observations``: completed trials' scores, failed trials
+    at the worst score, and once trials were pruned, the scores at the step most trials reached (the trials
+    promoted further are a selection of good configs, which hides what sent the others away). Its inputs are the
+    unit-cube columns, with an "inactive" value where a config omits a conditional parameter.
     A parameter's main effect is the forest's prediction averaged over ``BACKGROUND`` configs drawn from the
     product of the observed marginals, as a function of that parameter alone; its importance is the variance of
     that function over the parameter's observed values, divided by the variance of the predictions. Unlike
@@ -289,7 +290,7 @@ def importances(study: Study, *, seed: int = 0) -> dict[str, float]:
         raise ImportError("importances needs scikit-learn: pip install scikit-learn") from e
     space, trials = study.space, study.trials
     _completed(study, trials, "importances")
-    pairs = observations(space, trials)
+    pairs = observations(space, trials, min_points=len(trials))  # once pruned: the step most trials reached
     if len(pairs) < MIN_MODEL_TRIALS:
         raise ValueError(f"importances: needs at least {MIN_MODEL_TRIALS} scored trials, study '{study.name}' has "
                          f"{len(pairs)}; plot it once more trials have completed")
@@ -328,11 +329,16 @@ def _slice_axis(p: Float | Int | Choice, k: int) -> tuple[list[float], list[Any]
 
 
 def _style(ax: Any, which: str, p: Float | Int | Choice, name: str) -> None:
-    """A slice's ``which`` axis ("x" or "y") in the parameter's terms: log for log parameters, a choice's options."""
+    """A slice's ``which`` axis ("x" or "y") in the parameter's terms: log for log parameters, whole numbers for
+    integers, a choice's options."""
+    from matplotlib.ticker import MaxNLocator
+
     if isinstance(p, Choice):
         getattr(ax, f"set_{which}ticks")(range(len(p.options)), [str(o) for o in p.options])
     elif p.log:
         getattr(ax, f"set_{which}scale")("log")
+    elif isinstance(p, Int):
+        getattr(ax, f"{which}axis").set_major_locator(MaxNLocator(integer=True))
     getattr(ax, f"set_{which}label")(name)
 
 
