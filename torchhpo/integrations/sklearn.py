@@ -327,6 +327,8 @@ class _CrossValidation:
         except Exception as e:
             # with a numeric error_score this is cross_validate's "All the 1 fits failed": keep the traceback it quotes
             text = traceback.format_exc() if self.error_score == "raise" else str(e).split(FIT_ERROR, 1)[-1]
+            if type(e.__cause__) is type(e) and type(e).__name__ == "InvalidParameterError":
+                e = e.__cause__  # cross_validate re-raises the estimator's refusal of a parameter under its own name
             return {"fit_time": time.perf_counter() - start, "score_time": 0.0, "test": {}, "train": {},
                     "error": text}, e
         scores = {part: {key[len(part) + 1:]: _encode(out[key][0]) for key in out if key.startswith(part + "_")}
