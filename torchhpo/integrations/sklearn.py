@@ -42,7 +42,6 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from torchhpo.checks import integer
-from torchhpo.executors import Executor, Inline, Processes
 from torchhpo.searchers import Searcher
 from torchhpo.space import Space
 from torchhpo.study import Study
@@ -156,7 +155,7 @@ class SearchCV(MetaEstimatorMixin, BaseEstimator):
         try:
             first = len(study.trials)
             # failures are scores here (error_score), so fail_fast stays off, as scikit-learn's searches go on
-            study.optimize(evaluate, n_trials=self.n_trials, executor=self._executor(), progress=self.progress,
+            study.optimize(evaluate, n_trials=self.n_trials, devices=self._devices(), progress=self.progress,
                            fail_fast=None, callbacks=[evaluate.stop_on_error])
             trials = study.trials[first:]
         finally:
@@ -198,10 +197,10 @@ class SearchCV(MetaEstimatorMixin, BaseEstimator):
                              f"maximizes, got refit={self.refit!r}")
         return self.refit
 
-    def _executor(self) -> Executor:
-        """Where configs are cross-validated: in this process, or in ``n_jobs`` worker processes."""
+    def _devices(self) -> list[str]:
+        """One CPU per config cross-validated at once: one runs in this process, several in worker processes."""
         workers = 1 if self.n_jobs is None else self.n_jobs if self.n_jobs > 0 else (os.cpu_count() or 1) + 1 + self.n_jobs
-        return Inline() if workers <= 1 else Processes(devices=["cpu"] * workers)
+        return ["cpu"] * max(workers, 1)
 
     def _best_index(self, metric: str) -> int:
         if not callable(self.refit):
