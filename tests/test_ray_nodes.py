@@ -8,7 +8,6 @@ import json
 import sys
 
 import pytest
-
 from support import ROOT, run_script
 
 pytestmark = pytest.mark.timeout(400)
