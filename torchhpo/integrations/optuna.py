@@ -47,7 +47,7 @@ try:
     from optuna.study import StudyDirection
     from optuna.trial import FrozenTrial, TrialState
 except ImportError as e:  # pragma: no cover - exercised only without Optuna
-    raise ImportError("torchhpo.integrations.optuna needs Optuna: pip install optuna") from e
+    raise ImportError("torchhpo.integrations.optuna needs Optuna: pip install 'torchhpo[optuna]' (or pip install optuna)") from e
 
 __all__ = ["TorchHPOPruner", "TorchHPOSampler", "to_space"]
 
