@@ -96,3 +96,10 @@ def test_bad_environment_is_refused(monkeypatch):
     with pytest.raises(ValueError, match="TORCHHPO_THREADS='all': expected a positive int"):
         th.Inline("cpu")
 
+
+
+def test_make_executor_passes_threads_on(no_thread_env):
+    from torchhpo.executors import make_executor
+
+    assert seen(make_executor(None, "cpu", threads=2)) == {2}
+    assert make_executor(None, ["cpu"] * 2, threads=3).threads == 3
