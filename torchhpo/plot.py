@@ -14,7 +14,7 @@ from typing import Any
 from torchhpo.study import Study
 from torchhpo.trial import Status
 
-__all__ = ["history", "learning_curves", "parallel_coordinates"]
+__all__ = ["history", "learning_curves", "parallel_coordinates", "save_all"]
 
 COLORS = {Status.COMPLETED: "tab:blue", Status.PRUNED: "tab:orange", Status.FAILED: "tab:red",
           Status.RUNNING: "tab:gray"}
@@ -90,3 +90,13 @@ def parallel_coordinates(study: Study, path: str | Path | None = None, *, ax: An
     ax.set(ylabel="position in range (log where log)", ylim=(-0.02, 1.02),
            title=f"{study.name}: parallel coordinates (yellow = best)")
     return _save(fig, path)
+
+
+def save_all(study: Study, out_dir: str | Path) -> list[Path]:
+    """Save every figure of ``study`` as a PNG in ``out_dir``; the paths written."""
+    plt = _pyplot()
+    paths = []
+    for name, draw in (("history", history), ("curves", learning_curves), ("parallel", parallel_coordinates)):
+        paths.append(Path(out_dir) / f"{name}.png")
+        plt.close(draw(study, paths[-1]))
+    return paths
