@@ -188,7 +188,8 @@ class Results:
         for r in self.runs.values():
             total.update(r.warnings)
             runs.update(r.warnings.keys())
-        return [f"{name}: {n} in {runs[name]} of {len(self.runs)} runs" for name, n in total.most_common()]
+        order = sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))  # most first; ties by name, as stable text
+        return [f"{name}: {n} in {runs[name]} of {len(self.runs)} runs" for name, n in order]
 
     def markdown(self, command: str) -> str:
         """A report page: what ran (``command``, date, versions, budget, seeds), the table, the warnings."""

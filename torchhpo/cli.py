@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from torchhpo.space import Space
-from torchhpo.study import Study, Tuned
+from torchhpo.study import FailingTrials, Study, Tuned
 from torchhpo.trial import Status
 
 __all__ = ["main"]
@@ -253,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = argv
     try:
         return int(args.func(args))
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, FailingTrials) as e:
         print(f"torchhpo: error: {e}", file=sys.stderr)
         return 2
 
