@@ -387,7 +387,7 @@ def compare(optimizers: Mapping[str, Any] | Sequence[str], problems: Sequence[st
 def _runs(jobs: dict[Key, tuple[Any, Problem, int, int]], workers: int) -> Iterator[tuple[Key, Run]]:
     """Each job's run as it finishes: here in order with one worker, else in ``workers`` spawned processes (the
     jobs travel with cloudpickle, so lambdas and local problems do too)."""
-    if workers == 1 or len(jobs) <= 1:
+    if workers == 1 or not jobs:
         for key, job in jobs.items():
             yield key, _run_one(*job)
         return
