@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from torchhpo.executors import make_executor
 from torchhpo.space import Space
 from torchhpo.study import FailingTrials, Study, Tuned
 from torchhpo.trial import Status
@@ -82,9 +83,6 @@ def _job(args: argparse.Namespace) -> tuple[Callable[..., Any], dict[str, Any], 
 
 
 def _run(args: argparse.Namespace) -> int:
-    import torch
-
-    torch.set_num_threads(args.threads)  # a small model: more threads only add contention on a busy machine
     fn, kwargs, label = _job(args)
     if kwargs["scheduler"] == "none":
         kwargs["scheduler"] = None
@@ -94,11 +92,19 @@ def _run(args: argparse.Namespace) -> int:
     ran = sum(not (t.status is Status.FAILED and (t.reason or "").startswith("interrupted")) for t in study.trials)
     if ran:  # re-running resumes to the same total: interrupted trials are run again, nothing more
         print(f"resuming {kwargs['storage']}: {ran} of {args.trials} trials already ran")
-    study.optimize(fn, n_trials=max(0, args.trials - ran), devices=devices, progress=not args.no_progress)
+    executor = make_executor(None, devices, threads=args.threads)  # the per-trial thread rule, or --threads
+    try:
+        study.optimize(fn, n_trials=max(0, args.trials - ran), executor=executor, progress=not args.no_progress)
+    finally:
+        executor.close()
     _print_best(study, label)
     study.close()
     print(f"all trials are in {kwargs['storage']}; see them with: torchhpo show {kwargs['storage']} --study {study.name}")
     return 0
+
+
+def _threads(text: str) -> int | str:
+    return text if text == "auto" else int(text)
 
 
 def _print_best(study: Study, label: str = "value") -> None:
@@ -217,7 +223,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-epochs", type=int, default=None, help="epochs of a fully trained trial (demo: 27)")
     run.add_argument("--devices", default=None, help="'auto' (every GPU, else CPU), 'cpu', 'cuda:0', or several "
                      "comma-separated ('cpu,cpu', 'cuda:0,cuda:1'): one worker process each")
-    run.add_argument("--threads", type=int, default=1, help="torch CPU threads for training (default 1)")
+    run.add_argument("--threads", type=_threads, default="auto", help="torch CPU threads per trial: 'auto' "
+                     "(default: the usable CPUs, one left to the driver, divided among the trials at once) or a count")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=_run)
