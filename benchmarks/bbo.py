@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -28,7 +27,7 @@ from _common import RESULTS, header, save
 from peers import BoTorchLoop, OptunaPeer
 
 import torchhpo as th
-from torchhpo.bench import Results, Run, compare
+from torchhpo.bench import Results, compare
 
 
 def seeds_of(text: str) -> list[int]:
@@ -62,7 +61,7 @@ def main(argv: list[str]) -> None:
         keep = set(args.only.split(","))
         opts, slow = {k: v for k, v in opts.items() if k in keep}, {k: v for k, v in slow.items() if k in keep}
     res = Results()
-    parts = [load(t) for t in args.merge.split(",")] if args.merge else [
+    parts = [Results.load(RESULTS / f"bbo-{t}.json") for t in args.merge.split(",")] if args.merge else [
         compare(opts, problems, budget, seeds) if opts else None,
         compare(slow, problems, budget, loop_seeds) if slow else None]
     for part in parts:  # later parts replace earlier runs of the same (optimizer, problem, seed)
@@ -72,7 +71,7 @@ def main(argv: list[str]) -> None:
             res.optima |= part.optima
     tag = f"-{args.tag}" if args.tag else ("-quick" if args.quick else "")
     if not args.merge:
-        dump(res, RESULTS / f"bbo{tag}.json")
+        res.save(RESULTS / f"bbo{tag}.json")
     problems = list(dict.fromkeys(k[1] for k in res.runs))
     by_opt = {o: sorted({k[2] for k in res.runs if k[0] == o}) for o in dict.fromkeys(k[0] for k in res.runs)}
     text = header("Sample efficiency (benchmarks/bbo.py)", ["benchmarks/bbo.py", *argv])
@@ -83,16 +82,6 @@ def main(argv: list[str]) -> None:
     for p in problems:
         res.plot(str(RESULTS / f"bbo{tag}-{p}.png"), problem=p)
     save(f"bbo{tag}.md", text)
-
-
-def dump(res: Results, path: Path) -> None:
-    runs = [[*k, r.values, r.seconds] for k, r in res.runs.items()]
-    path.write_text(json.dumps({"optima": res.optima, "runs": runs}))
-
-
-def load(tag: str) -> Results:
-    d = json.loads((RESULTS / f"bbo-{tag}.json").read_text())
-    return Results({(o, p, s): Run(v, t) for o, p, s, v, t in d["runs"]}, d["optima"])
 
 
 if __name__ == "__main__":

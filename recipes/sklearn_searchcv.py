@@ -2,7 +2,7 @@
 
 The lecture wraps a model for scikit-learn and runs GridSearchCV (cv=2), then RandomizedSearchCV. SearchCV keeps
 that interface and swaps in any torchhpo searcher: here a grid, then TPE over continuous log-scaled ranges, which
-finds a better SVM in the same number of fits.
+finds a better SVM in the same number of fits. Every option of SearchCV: docs/sklearn.md.
 
     python recipes/sklearn_searchcv.py                  # CPU, ~30 seconds
     python recipes/sklearn_searchcv.py --trials 60      # a longer TPE search

@@ -40,3 +40,9 @@ def test_recipes_are_documented_and_small(path):
 def test_sklearn_searchcv(tmp_path):
     out = run("sklearn_searchcv.py", "--trials", "4", "--no-progress", tmp_path=tmp_path)
     assert "grid: cv accuracy" in out and " tpe: cv accuracy" in out
+
+
+def test_conditional_mlp_digits(tmp_path):
+    out = run("conditional_mlp_digits.py", "--trials", "6", "--storage", str(tmp_path / "c.db"), "--no-progress",
+              tmp_path=tmp_path)
+    assert "best of 6 trials" in out and "trials by depth" in out

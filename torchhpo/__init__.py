@@ -70,24 +70,26 @@ __all__ = [
     "TrialPruned",
     "TrialRecord",
     "bench",
+    "plot",
     "tune",
 ]
 
 if _typing.TYPE_CHECKING:
-    from torchhpo import bench
+    from torchhpo import bench, plot
     from torchhpo.gp import GP, GPOptions
 
-_LAZY = {"GP": "torchhpo.gp", "GPOptions": "torchhpo.gp", "bench": "torchhpo.bench"}
+_LAZY = {"GP": "torchhpo.gp", "GPOptions": "torchhpo.gp", "bench": "torchhpo.bench", "plot": "torchhpo.plot"}
+_MODULES = {"bench", "plot"}
 
 
 def __getattr__(name: str) -> _typing.Any:
     """``th.GP`` and ``th.GPOptions`` import BoTorch on first use, not with ``import torchhpo``; ``th.bench`` (benchmark
-    problems and ``compare``) loads on first use too."""
+    problems and ``compare``) and ``th.plot`` (matplotlib) load on first use too."""
     if name not in _LAZY:
         raise AttributeError(f"module 'torchhpo' has no attribute {name!r}")
     import importlib
 
     module = importlib.import_module(_LAZY[name])
-    value = module if name == "bench" else getattr(module, name)
+    value = module if name in _MODULES else getattr(module, name)
     globals()[name] = value
     return value

@@ -161,7 +161,10 @@ class _Grid(Sequence[Config]):
     def __init__(self, space: Space, points: int | Mapping[str, int] | None, seed: int | None) -> None:
         self.space, self.axes = space, space.grid_axes(points)
         self.points = dict(points) if isinstance(points, Mapping) else points
-        self.seed, self.size = seed, math.prod(len(axis) for axis in self.axes)
+        # a conditional grid is a tree (an inactive parameter adds no points), built once: its points are no product
+        self._tree = space.grid(points) if space.conditional else None
+        self.seed = seed
+        self.size = len(self._tree) if self._tree is not None else math.prod(len(axis) for axis in self.axes)
         self._order: np.ndarray | None = None  # the permutation (size int64s), drawn at the first point asked for
 
     def __len__(self) -> int:
@@ -173,6 +176,8 @@ class _Grid(Sequence[Config]):
         if self.seed is not None and self._order is None:
             self._order = np.random.default_rng(self.seed).permutation(self.size)
         j = int(self._order[i]) if self._order is not None else i % self.size
+        if self._tree is not None:
+            return self._tree[j]
         values = []
         for axis in reversed(self.axes):
             j, digit = divmod(j, len(axis))

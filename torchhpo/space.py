@@ -22,7 +22,7 @@ import json
 import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,7 @@ from torchhpo.checks import integer, number
 
 Config = dict[str, Any]
 
-__all__ = ["Choice", "Config", "Float", "Int", "Space"]
+__all__ = ["INACTIVE", "Choice", "Config", "Float", "Int", "Space"]
 
 
 def _number(kind: str, name: str, what: str, value: Any) -> float:
@@ -50,13 +50,37 @@ def _is_real(value: Any) -> bool:
     return not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.integer, np.floating))
 
 
+Conditions = Any  # None, or the normalised ``when``: ((parent, (value, ...)), ...)
+
+INACTIVE = 0.5
+"""The encoded value of an inactive parameter's column: every inactive config sits at the same point of that column
+(they are the same config there), and the centre is, on average, nearest to the active values."""
+
+
+def _conditions(when: Any) -> tuple[tuple[str, tuple[Any, ...]], ...] | None:
+    """``when={"layers": [3, 4], "opt": "sgd"}`` as ``(("layers", (3, 4)), ("opt", ("sgd",)))``: hashable and
+    ordered like the user wrote it; a single value stands for a list of one."""
+    if when is None:
+        return None
+    if isinstance(when, tuple) and all(isinstance(c, tuple) and len(c) == 2 for c in when):
+        when = dict(when)  # already normalised (a copy, a pickle)
+    if not isinstance(when, Mapping) or not when:
+        raise TypeError(f"when must be a non-empty dict of parent name -> value or list of values, got {when!r}")
+    return tuple((str(k), tuple(v) if isinstance(v, (list, tuple)) else (v,)) for k, v in when.items())
+
+
 @dataclass(frozen=True)
 class Float:
-    """A real parameter in ``[low, high]``, on a log scale when ``log=True`` (then ``low > 0``)."""
+    """A real parameter in ``[low, high]``, on a log scale when ``log=True`` (then ``low > 0``); ``when`` makes it
+    conditional (see ``Space``)."""
 
     low: float
     high: float
     log: bool = False
+    when: Conditions = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "when", _conditions(self.when))
 
     def _check(self, name: str) -> None:
         low, high = _number("Float", name, "low", self.low), _number("Float", name, "high", self.high)
@@ -99,12 +123,17 @@ class Float:
 
 @dataclass(frozen=True)
 class Int:
-    """An integer parameter in ``[low, high]`` on a grid of ``step``; log-scaled when ``log=True`` (then ``low >= 1``)."""
+    """An integer parameter in ``[low, high]`` on a grid of ``step``; log-scaled when ``log=True`` (then ``low >= 1``);
+    ``when`` makes it conditional (see ``Space``)."""
 
     low: int
     high: int
     log: bool = False
     step: int = 1
+    when: Conditions = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "when", _conditions(self.when))
 
     def _check(self, name: str) -> None:
         integer(f"Int '{name}': low", self.low, low=-math.inf)
@@ -208,13 +237,16 @@ class Choice:
     """A categorical parameter: one of ``options``, no order assumed.
 
     Options are JSON values (str, int, float, bool, None) or lists, tuples and str-keyed dicts of them, so that a
-    config stored as JSON comes back as the same option: a tuple option read back as a list is that tuple.
+    config stored as JSON comes back as the same option: a tuple option read back as a list is that tuple. ``when``
+    makes it conditional (see ``Space``).
     """
 
     options: tuple[Any, ...]
+    when: Conditions = None
 
-    def __init__(self, options: Iterable[Any]) -> None:
+    def __init__(self, options: Iterable[Any], *, when: Mapping[str, Any] | None = None) -> None:
         object.__setattr__(self, "options", tuple(options))
+        object.__setattr__(self, "when", _conditions(when))
 
     def _check(self, name: str) -> None:
         if not self.options:
@@ -281,25 +313,34 @@ def _param_to_dict(p: Param) -> dict[str, Any]:
     return d
 
 
+def _when_to_dict(p: Param) -> dict[str, Any]:
+    return {"when": {k: [_json_form(v) for v in vs] for k, vs in p.when}} if p.when else {}
+
+
 def _param_from_dict(name: str, d: Mapping[str, Any]) -> Param:
-    kind = d.get("type")
+    kind, when = d.get("type"), d.get("when")
     if kind == "Choice":
         if "literals" not in d:
-            return Choice(d["options"])
+            return Choice(d["options"], when=when)
         options = [ast.literal_eval(r) for r in d["literals"]]  # literals only: never runs code
         if not _same([_json_form(o) for o in options], d["options"]):
             raise ValueError(f"Choice '{name}': its stored literals {d['literals']} do not match its options "
                              f"{d['options']}; the stored space was edited by hand or damaged")
-        return Choice(options)
+        return Choice(options, when=when)
     if kind == "Float":
-        return Float(d["low"], d["high"], log=d["log"])
+        return Float(d["low"], d["high"], log=d["log"], when=when)
     if kind == "Int":
-        return Int(d["low"], d["high"], log=d["log"], step=d["step"])
+        return Int(d["low"], d["high"], log=d["log"], step=d["step"], when=when)
     raise ValueError(f"'{name}': unknown parameter type {kind!r}; expected Float, Int or Choice")
 
 
 class Space:
     """An ordered set of named parameters, each one column of the unit cube.
+
+    A parameter with ``when={"layers": [3, 4]}`` is *conditional*: it is active only when every named parent
+    (an ``Int`` or ``Choice`` declared before it, itself active) takes one of the listed values. Configs hold the
+    active parameters only; an inactive one's column encodes as ``INACTIVE``, so every algorithm still sees an
+    ``n x d`` cube, and ``decode`` drops what the decoded parents switch off.
 
     Args:
         params: name -> ``Float`` / ``Int`` / ``Choice``.
@@ -308,6 +349,9 @@ class Space:
         >>> space = Space({"x": Float(-1.0, 1.0)})
         >>> space.sample(2, seed=0)[0]["x"] <= 1.0
         True
+        >>> nested = Space({"layers": Int(1, 3), "width_3": Int(8, 64, when={"layers": 3})})
+        >>> sorted(nested.decode([[0.0, 0.5]])[0])  # layers = 1: width_3 is inactive
+        ['layers']
     """
 
     def __init__(self, params: Mapping[str, Param]) -> None:
@@ -321,6 +365,49 @@ class Space:
             p._check(name)
         self.params: dict[str, Param] = dict(params)
         self.names: list[str] = list(self.params)
+        self._when = {name: self._parents(name, p) for name, p in self.params.items() if p.when}
+
+    def _parents(self, name: str, p: Param) -> dict[str, list[Any]]:
+        """``p.when`` checked against the space: each parent declared before ``name``, discrete, and each listed
+        value one of its values (as the parent holds it)."""
+        out: dict[str, list[Any]] = {}
+        for parent, values in p.when:
+            before = self.names[: self.names.index(name)]
+            if parent not in before:
+                where = "declared after it" if parent in self.params else "not in the space"
+                raise ValueError(f"'{name}': its condition names '{parent}', which is {where}; a parameter can only "
+                                 f"depend on parameters declared before it ({before})")
+            q = self.params[parent]
+            if isinstance(q, Float):
+                raise ValueError(f"'{name}': its condition names the Float '{parent}'; conditions take an Int or a "
+                                 "Choice parent (a float rarely equals a listed value)")
+            if not values:
+                raise ValueError(f"'{name}': its condition on '{parent}' lists no values")
+            out[parent] = [q.validate(parent, v) for v in values]
+        return out
+
+    @property
+    def conditional(self) -> bool:
+        """Whether some parameter has a ``when`` condition (configs may then lack keys)."""
+        return bool(self._when)
+
+    def is_active(self, name: str, config: Mapping[str, Any]) -> bool:
+        """Whether ``name`` applies given the values in ``config`` (its parents' values; missing parents are
+        inactive, so their children are too)."""
+        for parent, values in self._when.get(name, {}).items():
+            if parent not in config or not any(_same(self.params[parent].validate(parent, config[parent]), v)
+                                               for v in values):
+                return False
+        return True
+
+    def active(self, X: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """``n x d`` booleans: which columns of the encoded rows ``X`` are active parameters (all ``True`` in a
+        space without conditions). Algorithms use it to leave inactive columns out of their densities."""
+        rows = np.asarray(X.detach().cpu() if isinstance(X, torch.Tensor) else X, dtype=float).reshape(-1, self.dim)
+        if not self._when:
+            return torch.ones(rows.shape, dtype=torch.bool)
+        return torch.tensor([[n in c for n in self.names] for c in self.decode(rows)], dtype=torch.bool).reshape(
+            rows.shape)
 
     @property
     def dim(self) -> int:
@@ -363,16 +450,28 @@ class Space:
         unknown = [k for k in config if k not in self.params]
         if unknown:
             raise ValueError(f"config has unknown keys {unknown}; the space has {self.names}")
-        missing = [k for k in self.names if k not in config]
+        out: Config = {}
+        for name, p in self.params.items():
+            if not self.is_active(name, out):
+                if name in config:
+                    raise ValueError(f"config has '{name}', which is inactive here: it applies when "
+                                     f"{self._describe_when(name)}; leave it out")
+            elif name in config:
+                out[name] = p.validate(name, config[name])
+        missing = [k for k in self.names if k not in config and self.is_active(k, out)]
         if missing:
-            raise ValueError(f"config misses keys {missing}; give a value for every parameter of the space")
-        return {name: p.validate(name, config[name]) for name, p in self.params.items()}
+            raise ValueError(f"config misses keys {missing}; give a value for every (active) parameter of the space")
+        return out
+
+    def _describe_when(self, name: str) -> str:
+        return " and ".join(f"{parent} in {values}" for parent, values in self._when[name].items())
 
     # --- the unit cube ----------------------------------------------------------------------------------------
     def encode(self, configs: Sequence[Mapping[str, Any]], **tkwargs: Any) -> torch.Tensor:
         """Configs -> ``n x d`` tensor in [0, 1] (float64 unless ``dtype`` is given)."""
         tkwargs.setdefault("dtype", torch.float64)
-        rows = [[p.to_unit(self.validate(c)[n]) for n, p in self.params.items()] for c in configs]
+        valid = [self.validate(c) for c in configs]
+        rows = [[p.to_unit(c[n]) if n in c else INACTIVE for n, p in self.params.items()] for c in valid]
         return torch.tensor(rows, **tkwargs).reshape(len(rows), self.dim)
 
     def decode(self, X: torch.Tensor | np.ndarray) -> list[Config]:
@@ -382,7 +481,16 @@ class Space:
             i, j = (int(k) for k in np.argwhere(np.isnan(A))[0])
             raise ValueError(f"decode: X[{i}, {j}] is nan; points of the unit cube are numbers in [0, 1] (a searcher "
                              "that proposes nan has a bug)")
-        return [{n: p.from_unit(float(u)) for (n, p), u in zip(self.params.items(), row, strict=True)} for row in A]
+        full = [{n: p.from_unit(float(u)) for (n, p), u in zip(self.params.items(), row, strict=True)} for row in A]
+        return [self._prune(c) for c in full] if self._when else full
+
+    def _prune(self, config: Config) -> Config:
+        """``config`` without the parameters its own values switch off (parents first: declaration order)."""
+        out: Config = {}
+        for name in self.names:
+            if self.is_active(name, out):
+                out[name] = config[name]
+        return out
 
     def round(self, X: torch.Tensor) -> torch.Tensor:
         """Snap ``... x d`` points to the nearest encodable config (``encode(decode(X))``), same shape and tkwargs."""
@@ -409,7 +517,11 @@ class Space:
         """Every combination of a grid: choices and ints take all values unless ``points_per_dim`` limits them;
         floats need a count (linear or log spacing as declared)."""
         axes = self.grid_axes(points_per_dim)
-        return [dict(zip(self.names, combo, strict=True)) for combo in itertools.product(*axes)]
+        grid = [dict(zip(self.names, combo, strict=True)) for combo in itertools.product(*axes)]
+        if not self._when:
+            return grid
+        unique = {json.dumps(c, sort_keys=True): c for c in map(self._prune, grid)}  # inactive axes repeat a config
+        return list(unique.values())
 
     def grid_axes(self, points_per_dim: int | Mapping[str, int] | None = None) -> list[list[Any]]:
         """The values of each parameter (in ``names`` order) on ``grid(points_per_dim)``, without building it:
@@ -429,7 +541,7 @@ class Space:
 
     # --- persistence ------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {n: _param_to_dict(p) for n, p in self.params.items()}
+        return {n: _param_to_dict(p) | _when_to_dict(p) for n, p in self.params.items()}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Space:
@@ -450,8 +562,10 @@ class Space:
 
 
 def _describe(p: Param) -> str:
+    when = f"when={ {k: list(v) for k, v in p.when} }" if p.when else ""
     if isinstance(p, Choice):
-        return f"Choice({list(p.options)})"
+        return f"Choice({list(p.options)}{', ' + when if when else ''})"
     extra = ", log=True" if p.log else ""
     extra += f", step={p.step}" if isinstance(p, Int) and p.step != 1 else ""
+    extra += f", {when}" if when else ""
     return f"{type(p).__name__}({p.low}, {p.high}{extra})"

@@ -149,13 +149,14 @@ class Study:
 
     def to_dataframe(self) -> Any:
         """The trials as a pandas DataFrame: number, status, value, duration, reason, one column per parameter
-        (``config.lr``) and per user attribute (``attr.test_acc``, from ``trial.set_attr``)."""
+        (``config.lr``; empty where a conditional parameter was inactive) and per user attribute (``attr.test_acc``,
+        from ``trial.set_attr``)."""
         try:
             import pandas as pd
         except ImportError as e:
             raise ImportError("to_dataframe needs pandas: pip install pandas") from e
         return pd.DataFrame([{"number": r.number, "status": r.status.value, "value": r.value, "duration": r.duration,
-                              "reason": r.reason, **{f"config.{k}": v for k, v in r.config.items()},
+                              "reason": r.reason, **{f"config.{k}": r.config.get(k) for k in self.space.names},
                               **{f"attr.{k}": v for k, v in r.user_attrs.items()}} for r in self.trials])
 
     def checkpoint(self, trial: TrialRecord | Trial | int) -> Any:

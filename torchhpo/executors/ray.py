@@ -2,19 +2,40 @@
 
 Ray itself is imported when a ``Ray`` executor is built (``import ray`` here is the Ray package: imports are
 absolute), so that ``import torchhpo`` does not need it.
+
+Checkpoints on a cluster of several nodes travel with the task ("ship"): the driver puts a paused trial's
+checkpoint file in Ray's object store with the task, the trial saves into a folder of its own node, and the last
+state it saved comes back with its outcome, to be written into the study's checkpoint folder. A trial paused on
+one node therefore resumes on any other, and the study's folder stays on the driver's machine alone.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from torchhpo.checks import integer, number
-from torchhpo.executors.base import Outcome, Refusal, TrainFn, answer_report, decided, error_text, release_memory, run_trial
-from torchhpo.trial import Decision, Reporter, Status, Trial
+from torchhpo.executors.base import (
+    Outcome,
+    Refusal,
+    Threads,
+    TrainFn,
+    answer_report,
+    decided,
+    error_text,
+    release_memory,
+    run_trial,
+    trial_threads,
+)
+from torchhpo.trial import Decision, Reporter, Status, Trial, checkpoint_file
+
+CHECKPOINTS = ("auto", "ship", "shared")
 
 __all__ = ["Ray"]
 
@@ -72,8 +93,11 @@ class _Mailbox:
             waiting.set_result(decision)
 
 
-def _ray_trial(fn: TrainFn, trial: Trial, mailbox: Any, gpus: float, threads: int) -> Outcome:
-    """One trial as a Ray task: reports go through the mailbox actor and block for the driver's decision."""
+def _ray_trial(fn: TrainFn, trial: Trial, mailbox: Any, gpus: float, threads: int, ship: bool,
+               shipped: bytes | None) -> tuple[Outcome, bytes | None]:
+    """One trial as a Ray task: reports go through the mailbox actor and block for the driver's decision. With
+    ``ship`` the trial checkpoints into a folder of this node, starting from ``shipped`` (the driver's checkpoint
+    file, if any), and the file it last saved returns with the outcome (``None``: it saved nothing)."""
     import ray
 
     torch.set_num_threads(threads)
@@ -81,7 +105,16 @@ def _ray_trial(fn: TrainFn, trial: Trial, mailbox: Any, gpus: float, threads: in
     trial.reporter = lambda number, step, value: decided(ray.get(mailbox.report.remote(number, step, value)))
     mailbox.start.remote(trial.number)  # the trial's clock (timeout_per_trial) starts now, not at submit
     try:
-        return run_trial(fn, trial)
+        if not ship or trial.checkpoint_dir is None:
+            return run_trial(fn, trial), None
+        with tempfile.TemporaryDirectory(prefix="torchhpo-ckpt-") as local:
+            trial.checkpoint_dir = Path(local)
+            path = checkpoint_file(trial.checkpoint_dir, trial.number)
+            if shipped is not None:
+                path.write_bytes(shipped)
+            outcome = run_trial(fn, trial)
+            saved = path.read_bytes() if path.exists() else None
+            return outcome, saved if saved != shipped else None
     finally:
         trial.reporter = None
         release_memory()
@@ -100,7 +133,14 @@ class Ray:
         resources_per_trial: Ray resources of one trial, e.g. ``{"cpu": 1, "gpu": 1}`` (fractions allowed); a
             ``ValueError`` when no node of the cluster has that much.
         slots: trials at once; default: as many as the cluster's CPUs and GPUs hold.
-        threads: ``torch.set_num_threads`` in each trial (default: its CPUs, at least 1).
+        threads: ``torch.set_num_threads`` in each trial, before it starts. ``"auto"``: ``$TORCHHPO_THREADS`` (in
+            the driver's environment) if set, else the trial's ``resources_per_trial["cpu"]`` rounded down, at
+            least 1, at most ``$OMP_NUM_THREADS`` if set (``torchhpo.executors.base.trial_threads``).
+        checkpoints: how ``trial.save``/``trial.load`` reach the study's checkpoint folder. ``"ship"``: through
+            Ray's object store with each task (any node can resume any paused trial; the folder is only on the
+            driver's machine); ``"shared"``: directly, for a folder every node mounts at the same path (NFS, a
+            shared disk), which saves copying large states; ``"auto"`` (default): ``"ship"`` when the cluster has
+            more than one node at construction, else ``"shared"``.
 
     Example:
         >>> import torchhpo as th
@@ -110,14 +150,17 @@ class Ray:
     concurrent = True  # trials run while the driver waits: the study prefetches the next config meanwhile
 
     def __init__(self, address: str | None = None, resources_per_trial: dict[str, float] | None = None, *,
-                 slots: int | None = None, threads: int | None = None) -> None:
+                 slots: int | None = None, threads: Threads = "auto",
+                 checkpoints: str = "auto") -> None:
         res = {"cpu": 1.0, "gpu": 0.0, **(resources_per_trial or {})}
         if set(res) - {"cpu", "gpu"} or res["cpu"] == res["gpu"] == 0:
             raise ValueError(f"Ray: resources_per_trial must be like {{'cpu': 1, 'gpu': 0}} with non-negative numbers, "
                              f"not all zero; got {resources_per_trial!r}")
         res = {key: number(f"Ray: resources_per_trial[{key!r}]", value) for key, value in res.items()}
         integer("Ray: slots", slots, none=True)
-        integer("Ray: threads", threads, none=True)
+        self.threads = trial_threads("Ray", threads, res["cpu"])  # checked before a Ray starts
+        if checkpoints not in CHECKPOINTS:
+            raise ValueError(f"Ray: checkpoints must be one of {list(CHECKPOINTS)}, got {checkpoints!r}")
         ray = _import_ray()
         self._own = not ray.is_initialized()
         if self._own:
@@ -129,11 +172,14 @@ class Ray:
             if self._own:
                 ray.shutdown()
             raise ValueError(unfit)
+        self.ship = checkpoints == "ship" or (checkpoints == "auto" and len(_node_resources(ray)) > 1)
         fits = [total.get(k.upper(), 0.0) / v for k, v in res.items() if v > 0]
         self.slots = slots or max(1, int(min(fits) + 1e-9))
-        self.threads = threads or max(1, int(res["cpu"]))
         self._task = ray.remote(_ray_trial).options(num_cpus=res["cpu"], num_gpus=res["gpu"], max_retries=0)
-        self._mailbox = ray.remote(_Mailbox).options(num_cpus=0).remote()
+        # on the driver's node: a mailbox on a worker node would die with it and take every trial's reports along
+        here = ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
+            node_id=ray.get_runtime_context().get_node_id(), soft=False)
+        self._mailbox = ray.remote(_Mailbox).options(num_cpus=0, scheduling_strategy=here).remote()
         self._poll: Any = None
         self._fn: tuple[Any, Any] | None = None
         # ref -> the trial, its reporter (answers its reports), its deadline (from when it starts) and its timeout
@@ -146,7 +192,8 @@ class Ray:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Ray(resources_per_trial={self.resources}, slots={self.slots})"
+        return (f"Ray(resources_per_trial={self.resources}, slots={self.slots}, threads={self.threads}, "
+                f"checkpoints={'ship' if self.ship else 'shared'!r})")
 
     def submit(self, fn: TrainFn, trial: Trial, *, timeout: float | None = None) -> None:
         ray = _import_ray()
@@ -154,7 +201,10 @@ class Ray:
             raise RuntimeError(f"Ray: all {self.slots} slots are busy; wait() for one before submitting")
         if self._fn is None or self._fn[0] is not fn:
             self._fn = (fn, ray.put(fn))  # shipped to the object store once, not once per trial
-        ref = self._task.remote(self._fn[1], trial, self._mailbox, self.resources["gpu"], self.threads)
+        path = trial.checkpoint_path
+        shipped = ray.put(path.read_bytes()) if self.ship and path is not None and path.exists() else None
+        ref = self._task.remote(self._fn[1], trial, self._mailbox, self.resources["gpu"], self.threads, self.ship,
+                                shipped)
         self._running[ref] = (trial, trial.reporter, math.inf, timeout)
 
     def wait(self, timeout: float | None = None) -> list[Outcome]:
@@ -190,7 +240,10 @@ class Ray:
         ray = _import_ray()
         trial = self._running.pop(ref)[0]
         try:
-            return ray.get(ref)
+            outcome, saved = ray.get(ref)
+            if saved is not None and trial.checkpoint_path is not None:
+                _write_atomically(trial.checkpoint_path, saved)
+            return outcome
         except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.OutOfMemoryError) as e:
             message = error_text(e).partition(": ")[2].strip() or type(e).__name__
             return Outcome(trial.number, Status.FAILED, reason=f"worker died: {message.splitlines()[0]}")
@@ -217,6 +270,14 @@ class Ray:
         if self._own and ray.is_initialized():
             ray.shutdown()
             self._own = False
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """``data`` into ``path`` whole or not at all (a crash leaves the previous checkpoint)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".shipped")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def _node_resources(ray: Any) -> list[dict[str, float]]:
