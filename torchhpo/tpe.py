@@ -98,33 +98,37 @@ class TPE(Described):
         self.seed = fresh_seed(seed)
         self.options = options or TPEOptions()
         self._cache_space: Space | None = None
-        self._cache: dict[int, tuple[Config, np.ndarray, str]] = {}  # trial number -> (config, row, key)
+        # trial number -> (config, encoded row, active columns, key)
+        self._cache: dict[int, tuple[Config, np.ndarray, np.ndarray, str]] = {}
 
     def ask(self, space: Space, trials: Sequence[TrialRecord], n: int = 1) -> list[Config]:
         order = ranked(space, trials)
         if len(order) < self.n_initial:  # the initial design: the Sobol sequence, continued past every trial
             return space.sobol(n, seed=self.seed, skip=len(trials))
         rng = np.random.default_rng([self.seed, len(trials)])
-        rows, keys = self._encoded(space, trials)
+        rows, act, keys = self._encoded(space, trials)
         at = {id(t.config): i for i, t in enumerate(trials)}  # ranked hands back the trials' own config dicts
         n_good = min(max(1, math.ceil(self.gamma * len(order))), self.options.max_good)
-        good = rows[[at[id(c)] for c in order[:n_good]]]
+        best = [at[id(c)] for c in order[:n_good]]
+        good = _Parzen(space, rows[best], act[best], np.ones(n_good), self.options)
         # a trial's index is its age in the bad density; running trials are bad too (the constant liar)
         age = [at[id(c)] for c in order[n_good:]] + [i for i, t in enumerate(trials) if t.status is Status.RUNNING]
-        bad = rows[age]
+        bad, bad_act = rows[age], act[age]
         seen = set(keys)
         out: list[Config] = []
         for _ in range(n):
-            config = self._one(space, good, bad, self._weights(np.asarray(age)), seen, rng)
+            g_density = _Parzen(space, bad, bad_act, self._weights(np.asarray(age)), self.options)
+            config = self._one(space, good, g_density, seen, rng)
             out.append(config)
             seen.add(config_key(config))
             # a proposal counts as bad, and newest, for the rest of the batch
             bad = np.vstack([bad, space.encode([config]).numpy()])
+            bad_act = np.vstack([bad_act, _active(space, config)])
             age.append(len(trials) + len(out))
         return out
 
-    def _encoded(self, space: Space, trials: Sequence[TrialRecord]) -> tuple[np.ndarray, list[str]]:
-        """Every trial's unit-cube row and config key, kept between asks (a trial's config never changes), so an
+    def _encoded(self, space: Space, trials: Sequence[TrialRecord]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Every trial's unit-cube row, active columns and config key, kept between asks (a trial's config never changes), so an
         ask costs milliseconds after thousands of trials instead of re-encoding the whole history."""
         if self._cache_space != space:
             self._cache_space, self._cache = space, {}
@@ -132,9 +136,10 @@ class TPE(Described):
         if fresh:
             new_rows = space.encode([t.config for t in fresh]).numpy()
             for t, row in zip(fresh, new_rows, strict=True):
-                self._cache[t.number] = (t.config, row, config_key(t.config))
+                self._cache[t.number] = (t.config, row, _active(space, t.config), config_key(t.config))
         entries = [self._cache[t.number] for t in trials]
-        return np.array([e[1] for e in entries]).reshape(-1, space.dim), [e[2] for e in entries]
+        rows = np.array([e[1] for e in entries]).reshape(-1, space.dim)
+        return rows, np.array([e[2] for e in entries], dtype=bool).reshape(rows.shape), [e[3] for e in entries]
 
     def _weights(self, age: np.ndarray) -> np.ndarray:
         """Bad observations' weights: 1 for the ``recent`` newest, a linear ramp from ``1 / m`` for the older."""
@@ -144,14 +149,11 @@ class TPE(Described):
         by_age = np.concatenate([np.linspace(1.0 / m, 1.0, m - recent), np.ones(recent)])
         return by_age[np.argsort(np.argsort(age, kind="stable"))]
 
-    def _one(self, space: Space, good: np.ndarray, bad: np.ndarray, w_bad: np.ndarray, seen: set[str],
-             rng: np.random.Generator) -> Config:
-        """The best new candidate drawn from the good density (``good``, ``bad``: ``m x d`` unit-cube points)."""
-        l_density = _Parzen(space, good, np.ones(len(good)), self.options)
-        g_density = _Parzen(space, bad, w_bad, self.options)
-        X = l_density.sample(self.n_candidates, rng)
-        X = space.round(torch.from_numpy(X)).numpy()
-        score = l_density.log_pdf(X) - g_density.log_pdf(X)
+    def _one(self, space: Space, good: _Parzen, bad: _Parzen, seen: set[str], rng: np.random.Generator) -> Config:
+        """The best new candidate drawn from the good density."""
+        X = space.round(torch.from_numpy(good.sample(self.n_candidates, rng))).numpy()
+        A = space.active(X).numpy()
+        score = good.log_pdf(X, A) - bad.log_pdf(X, A)
         for i in np.argsort(-score):
             config = space.decode(X[i : i + 1])[0]
             if config_key(config) not in seen:
@@ -164,44 +166,54 @@ class TPE(Described):
 
 class _Parzen:
     """A mixture over ``m`` weighted observations plus a prior component of weight 1 (as heavy as one
-    observation), each a product kernel over the ``d`` columns."""
+    observation), each a product kernel over the ``d`` columns. A column where an observation's parameter was
+    inactive (a conditional parameter switched off) gives its kernel a neutral factor 1 there, and a point's
+    density leaves out its own inactive columns: only what both configs hold is compared."""
 
-    def __init__(self, space: Space, X: np.ndarray, w: np.ndarray, options: TPEOptions) -> None:
+    def __init__(self, space: Space, X: np.ndarray, A: np.ndarray, w: np.ndarray, options: TPEOptions) -> None:
         m, d = X.shape
         self.cat = space.categorical_dims
         self.num = [j for j in range(d) if j not in self.cat]
         self.levels = {j: len(space.levels(j)) for j in self.cat}
         self.mu = np.vstack([X, np.full((1, d), 0.5)])                      # (m + 1) x d, the last row is the prior
+        self.act = np.vstack([A, np.ones((1, d), dtype=bool)])
+        # inactive observations keep the prior's kernel: a candidate drawn from them gets a fresh value there
+        self.mu[~self.act] = 0.5
         self.sigma = np.full((m + 1, d), options.prior_bandwidth)
-        if m and self.num:
-            self.sigma[:m, self.num] = np.clip(options.bandwidth * _gaps(X[:, self.num]),
-                                               max(1.0 / (m + 2), options.min_bandwidth), 1.0)
-        self.mu_num, s = self.mu[:, self.num], self.sigma[:, self.num]
-        self.prec = 1.0 / s**2
-        mass = ndtr((1.0 - self.mu_num) / s) - ndtr(-self.mu_num / s)           # each kernel's share in [0, 1]
-        self.log_norm = -(np.log(s * math.sqrt(2 * math.pi)) + np.log(mass)).sum(1)
+        for j in self.num:
+            on = np.flatnonzero(A[:, j])
+            if len(on):
+                self.sigma[on, j] = np.clip(options.bandwidth * _gaps(X[on, j : j + 1])[:, 0],
+                                            max(1.0 / (len(on) + 2), options.min_bandwidth), 1.0)
+        mu, s, on_num = self.mu[:, self.num], self.sigma[:, self.num], self.act[:, self.num]
+        mass = ndtr((1.0 - mu) / s) - ndtr(-mu / s)                          # each kernel's share of [0, 1]
+        self.prec = np.where(on_num, 1.0 / s**2, 0.0)                        # neutral where inactive
+        self.log_norm = np.where(on_num, -np.log(s * math.sqrt(2 * math.pi)) - np.log(mass), 0.0)
+        self.mu_prec = mu * self.prec
+        self.mu2_prec = mu**2 * self.prec
         w = np.append(w, 1.0)
         self.log_w = np.log(w / w.sum())
         # categorical kernels: the observed level gets 1 + a, every level a, normalized; the prior row is uniform
         a = options.categorical_smoothing / (m + 1)
-        self.p_own = {j: (1.0 + a) / (1.0 + a * k) for j, k in self.levels.items()}
         self.p_other = {j: a / (1.0 + a * k) for j, k in self.levels.items()}
+        self.log_p = {j: (math.log((1.0 + a) / (1.0 + a * k)), math.log(a / (1.0 + a * k))) for j, k in self.levels.items()}
 
     def _index(self, X: np.ndarray, j: int) -> np.ndarray:
         return np.minimum((X[..., j] * self.levels[j]).astype(int), self.levels[j] - 1)
 
-    def log_pdf(self, X: np.ndarray) -> np.ndarray:
-        """``log p(x)`` for ``c x d`` points."""
+    def log_pdf(self, X: np.ndarray, A: np.ndarray) -> np.ndarray:
+        """``log p(x)`` for ``c x d`` points whose active columns are ``A``."""
         total = np.tile(self.log_w, (len(X), 1))                            # c x (m + 1)
-        if self.num:  # sum_k ((x_k - mu_k) / s_k)^2 expanded into matrix products: one pass over the m kernels
-            x = X[:, self.num]
-            total += self.log_norm - 0.5 * ((x**2) @ self.prec.T - 2.0 * x @ (self.mu_num * self.prec).T
-                                            + (self.mu_num**2 * self.prec).sum(1))
+        if self.num:  # sum_k a_k [log_norm_k - ((x_k - mu_k) / s_k)^2 / 2] as matrix products over the m kernels
+            a = A[:, self.num].astype(float)
+            x = X[:, self.num] * a
+            total += a @ self.log_norm.T - 0.5 * ((x * x) @ self.prec.T - 2.0 * x @ self.mu_prec.T
+                                                  + a @ self.mu2_prec.T)
         for j, k in self.levels.items():
             same = self._index(X, j)[:, None] == self._index(self.mu, j)[None, :]
-            p = np.where(same, self.p_own[j], self.p_other[j])
-            p[:, -1] = 1.0 / k
-            total += np.log(p)
+            log_p = np.where(same, *self.log_p[j])
+            log_p[:, -1] = -math.log(k)
+            total += np.where(A[:, j, None] & self.act[None, :, j], log_p, 0.0)
         top = total.max(axis=1)
         return np.log(np.exp(total - top[:, None]).sum(axis=1)) + top
 
@@ -215,10 +227,15 @@ class _Parzen:
         for j, k in self.levels.items():
             own = self._index(self.mu, j)[comp]
             keep = rng.random(c) < 1.0 - k * self.p_other[j]                # else uniform, own included
-            keep[comp == len(self.mu) - 1] = False                          # prior rows draw uniformly
+            keep &= self.act[comp, j] & (comp < len(self.mu) - 1)          # the prior and inactive rows: uniform
             draw = np.where(keep, own, rng.integers(0, k, size=c))
             X[:, j] = (draw + 0.5) / k
         return X
+
+
+def _active(space: Space, config: Config) -> np.ndarray:
+    """The columns ``config`` holds (a config omits its inactive conditional parameters)."""
+    return np.array([name in config for name in space.names], dtype=bool)
 
 
 def _gaps(X: np.ndarray) -> np.ndarray:
