@@ -11,7 +11,7 @@ of training per epoch; plus the configs (JSON) and metadata (versions, machine, 
 
     python benchmarks/make_curves.py --workers 2                # digits CNN: 1,000 configs x 27 epochs (~16 min)
     python benchmarks/make_curves.py --task digits_mlp --workers 2   # digits MLP: 1,000 configs (~7 min)
-    python benchmarks/make_curves.py --task signals_cnn --n 500   # signals 1-D CNN: 500 configs x 81 epochs
+    python benchmarks/make_curves.py --task signals_cnn --n 200   # signals 1-D CNN: 200 configs x 81 epochs (~45 min)
     python benchmarks/make_curves.py --quick                    # 4 configs x 3 epochs, to a temporary file
 """
 

@@ -75,7 +75,7 @@ def signals_data(n_train: int = 256, n_val: int = 256, n_test: int = 512, seed: 
     (slope's standard deviation 0.2) plus white noise (standard deviation 0.3).
 
     The same seed gives the same tensors everywhere (numpy's generator, no download). The noise, the motif's
-    unknown position and a small training set (256) keep the task from saturating: good configs reach ~85% in 81
+    unknown position and a small training set (256) keep the task from saturating: the best configs reach ~86% in 81
     epochs, and slow ones are still learning.
     """
     rng = np.random.default_rng(seed)
@@ -86,9 +86,9 @@ def signals_data(n_train: int = 256, n_val: int = 256, n_test: int = 512, seed: 
     start = rng.integers(0, SIGNAL_LENGTH - MOTIF_WIDTH + 1, n)
     amplitude = rng.uniform(0.5, 1.5, n)
     trend = rng.normal(0.0, SIGNAL_TREND, (n, 1)) * np.linspace(-1.0, 1.0, SIGNAL_LENGTH)  # n x L
-    X = trend + rng.normal(0.0, SIGNAL_NOISE, (n, SIGNAL_LENGTH))
-    X[np.arange(n)[:, None], start[:, None] + np.arange(MOTIF_WIDTH)] += amplitude[:, None] * motifs[labels]
-    X = torch.tensor(X, dtype=torch.float32).reshape(n, 1, SIGNAL_LENGTH)
+    signals = trend + rng.normal(0.0, SIGNAL_NOISE, (n, SIGNAL_LENGTH))  # n x L
+    signals[np.arange(n)[:, None], start[:, None] + np.arange(MOTIF_WIDTH)] += amplitude[:, None] * motifs[labels]
+    X = torch.tensor(signals, dtype=torch.float32).reshape(n, 1, SIGNAL_LENGTH)
     y = torch.tensor(labels, dtype=torch.long)
     a, b = n_train, n_train + n_val
     return DigitsData(X[:a], y[:a], X[a:b], y[a:b], X[b:], y[b:])
