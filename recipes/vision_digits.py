@@ -34,8 +34,8 @@ IMAGE_SIZE = 32          # the 8 x 8 digits are upsampled to IMAGE_SIZE x IMAGE_
 BATCH_SIZE = 64
 MAX_MAGNITUDE = 30       # RandAugment's magnitudes are 0..30 (its 31 bins); RandomAffine's scale with m / 30
 STORAGE = ""             # a .db path to keep (and resume) the study; "" keeps it in memory
-SMOKE_IMAGES = 16        # --smoke: FakeData images per split,
-SMOKE_SIZE = 16          # of SMOKE_SIZE x SMOKE_SIZE pixels
+SMOKE_IMAGES = 16        # --smoke: FakeData images per split (train, validation, test)
+SMOKE_SIZE = 16          # --smoke: their height and width in pixels
 # ------------------------------------------------------------------------------------------------------------------
 
 space = th.Space({
