@@ -1,9 +1,9 @@
 """Multi-fidelity benchmark: pruning schedulers x searchers on tabulated curves (digits CNN / MLP, signals), one budget.
 
 On a shipped table of learning curves (``--table digits_cnn``, the default: 1,000 Sobol configs of the digits CNN x
-27 epochs; ``--table digits_mlp``: 1,000 configs of the digits MLP; ``--table signals_cnn``: 200 configs of a 1-D
+27 epochs; ``--table digits_mlp``: 1,000 configs of the digits MLP; ``--table signals_cnn``: 400 configs of a 1-D
 CNN on generated signals x 81 epochs; or a file made by ``make_curves.py``) replayed with a simulated clock, every
-method gets the same budget of epochs (40 full runs by default, 10 on signals_cnn) and many seeds:
+method gets the same budget of epochs (40 full runs by default, 20 on signals_cnn) and many seeds:
 random search at full budget; random search + SuccessiveHalving / Hyperband / ASHA / MedianStopping / Patience (alone
 and with ASHA); GP +
 Hyperband when ``torchhpo.gp`` is importable; Optuna's TPESampler + HyperbandPruner replaying the same table
@@ -18,7 +18,7 @@ Optuna's TPE keeps the config it suggested (its ask/tell API records its own sug
     python benchmarks/multifidelity.py                  # table, 20 seeds (100..119), 1 simulated worker
     python benchmarks/multifidelity.py --slots 4        # 4 simulated workers (ASHA's setting)
     python benchmarks/multifidelity.py --table digits_mlp --min-epochs 3    # the second task
-    python benchmarks/multifidelity.py --table signals_cnn --min-epochs 3   # the third: 10 full runs, rungs 3..81
+    python benchmarks/multifidelity.py --table signals_cnn --min-epochs 3   # the third: 20 full runs, rungs 3..81
     python benchmarks/multifidelity.py --real           # real training: 9 epochs, budget 12 full runs, 2 seeds
     python benchmarks/multifidelity.py --ask-tell       # every method through ask/tell: the same numbers
     python benchmarks/multifidelity.py --quick          # smoke run: 2 seeds, small budget, no GP/Optuna
@@ -91,7 +91,7 @@ class Run:
 
 
 BUDGET = 40  # full runs
-BUDGETS = {"signals_cnn": 10}  # its 200 rows: pruning methods would use them all up within 40 full runs of 81 epochs
+BUDGETS = {"signals_cnn": 20}  # its 400 rows: pruning methods would use them all up within 40 full runs of 81 epochs
 REFERENCE = "random (full budget)"  # its final median best is the target every method is timed to
 
 

@@ -103,7 +103,25 @@ def test_signals_table_is_longer_and_its_first_epochs_rank_configs_roughly():
 
 def test_multifidelity_benchmark_runs_on_the_signals_table():
     out = run_script("benchmarks/multifidelity.py", "--quick", "--table", "signals_cnn")
-    assert "tabulated signals_cnn curves (200 configs x 81 epochs" in out and "| random + ASHA |" in out
+    assert "tabulated signals_cnn curves (400 configs x 81 epochs" in out and "| random + ASHA |" in out
+
+
+def test_a_grown_table_keeps_its_rows_and_trains_the_same_new_ones(tmp_path):
+    """``make_curves.py --grow``: the rows of the smaller table stay as they are, the new rows are what training
+    them in one go gives, and a table of another sample is refused."""
+    small = make_curves.make("digits_mlp", 1, 2, 0, 1, tmp_path / "small.npz")
+    grown = make_curves.make("digits_mlp", 2, 2, 0, 1, tmp_path / "grown.npz", grow=small)
+    assert grown.configs == TASKS["digits_mlp"].space().sobol(2, seed=0) and grown.meta["grown_from"]["n"] == 1
+    assert (grown.seconds[0] == small.seconds[0]).all()  # kept, not retrained
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        once = tabulate(grown.configs, 2, task="digits_mlp")
+    finally:
+        torch.set_num_threads(threads)
+    assert np.array_equal(grown.val_loss, once.val_loss) and np.array_equal(grown.test_acc, once.test_acc)
+    with pytest.raises(ValueError, match="not a prefix"):
+        make_curves.make("digits_mlp", 2, 2, 1, 1, tmp_path / "other.npz", grow=small)  # another seed
 
 
 def test_load_names_the_shipped_tables_when_given_neither(tmp_path):
