@@ -257,7 +257,10 @@ def gp_rows(args: argparse.Namespace, seconds: float, per_worker: int) -> list[d
 
 def gp_table(rows: list[dict], seconds: float, per_worker: int, before: str | None) -> str:
     lines = [f"## GP + ASHA: do workers wait for the model? (Processes, trials sleeping {seconds:g} s in {EPOCHS} "
-             f"epochs, {per_worker} per worker)", ""]
+             f"epochs, {per_worker} per worker)", "",
+             "The trials sleep: CPU is not what this measures (4 workers on a machine of 2 shared cores would "
+             "oversubscribe it), the GP's fits in the driver are the only CPU work. Utilization counts every idle "
+             "second, the end of the run included (the last trials finish one by one).", ""]
     if before:
         rev = subprocess.run(["git", "-C", before, "log", "-1", "--format=%h %s"], capture_output=True, text=True)
         lines += [f"before: torchhpo of `{before}` ({rev.stdout.strip() or 'not a git checkout'}), run in a "
