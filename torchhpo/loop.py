@@ -258,15 +258,15 @@ class _Prefetch:
 
     def take(self, k: int, records: Sequence[TrialRecord]) -> list[Config] | None:
         """Up to ``k`` configs from the latest batch, none equal to a trial started after its snapshot (fewer: the
-        caller asks the searcher for the rest); ``None`` when nothing was prefetched. Waits for the ask in flight when the ready
-        configs are fewer than ``k``, so that the caller may then ask the searcher itself."""
+        caller asks the searcher for the rest); ``None`` when nothing was prefetched. Waits for the ask in flight
+        when the ready configs are fewer than ``k``, so that no ask is in flight when the caller asks itself."""
+        self._ready = _unstarted(self._ready, records[self._since:])
         if self._future is not None and (self._future.done() or len(self._ready) < k):
             future, self._future = self._future, None
-            self._ready, self._since, self._seconds = future.result()
+            configs, self._since, self._seconds = future.result()
+            self._ready = _unstarted(configs, records[self._since:])
         elif not self._ready:
             return None
-        later = {config_key(r.config) for r in records[self._since:]}
-        self._ready = [c for c in self._ready if config_key(c) not in later]
         out, self._ready = self._ready[:k], self._ready[k:]
         now = time.monotonic()
         self._starts.extend(now for _ in out)
@@ -282,3 +282,9 @@ def _timed_ask(searcher: Searcher, space: Space, snapshot: list[TrialRecord], n:
     begin = time.monotonic()
     configs = searcher.ask(space, snapshot, n)
     return configs, len(snapshot), time.monotonic() - begin
+
+
+def _unstarted(configs: list[Config], later: Sequence[TrialRecord]) -> list[Config]:
+    """``configs`` without those of the trials ``later`` (started after the snapshot they were proposed on)."""
+    keys = {config_key(r.config) for r in later}
+    return [c for c in configs if config_key(c) not in keys]
