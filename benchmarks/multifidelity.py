@@ -240,12 +240,14 @@ def run_real(searcher: Any, scheduler: Any, seed: int, budget: int, E: int) -> R
 
     def train(config: dict, trial: th.Trial) -> float:
         begin = time.perf_counter()
-        loss = train_digits_cnn(config, trial)
-        if trial.last_step >= E:  # fully trained: its last checkpoint is the final model
-            model = TASKS["digits_cnn"].model(config)
-            model.load_state_dict(trial.load()["model"])
-            test[trial.number] = (loss, evaluate(model, data.X_test, data.y_test)[1])
-        training[0] += time.perf_counter() - begin
+        try:  # a pruned or paused trial leaves by an exception: its training counts too
+            loss = train_digits_cnn(config, trial)
+            if trial.last_step >= E:  # fully trained: its last checkpoint is the final model
+                model = TASKS["digits_cnn"].model(config)
+                model.load_state_dict(trial.load()["model"])
+                test[trial.number] = (loss, evaluate(model, data.X_test, data.y_test)[1])
+        finally:
+            training[0] += time.perf_counter() - begin
         return loss
 
     start = time.perf_counter()
