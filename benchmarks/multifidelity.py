@@ -88,6 +88,7 @@ class Run:
 
     events: list[Event]
     full: dict[int, tuple[float, float]]  # number -> (val loss after max_epochs, test accuracy)
+    driver: tuple[float, float] | None = None  # real training: shares of wall time in searcher asks, outside training
 
 
 BUDGET = 40  # full runs
@@ -220,27 +221,49 @@ def _suggest(trial: Any, space: th.Space) -> dict[str, Any]:
     return out
 
 
+class _TimedSearcher:
+    """Searcher wrapper: the seconds spent in its asks (the model's share of a real run's wall time)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.seconds = inner, 0.0
+
+    def ask(self, space: th.Space, trials: Any, n: int = 1) -> list[dict]:
+        begin = time.perf_counter()
+        try:
+            return self.inner.ask(space, trials, n)
+        finally:
+            self.seconds += time.perf_counter() - begin
+
+
 def run_real(searcher: Any, scheduler: Any, seed: int, budget: int, E: int) -> Run:
-    """Real training of the digits CNN (Inline, wall clock); test accuracy from each full trial's checkpoint."""
+    """Real training of the digits CNN (Inline, wall clock); test accuracy from each full trial's checkpoint; the
+    shares of wall time spent in searcher asks and outside the training function (searcher, scheduler, storage)."""
     data = digits_data()
     test: dict[int, tuple[float, float]] = {}
+    training = [0.0]
 
     def train(config: dict, trial: th.Trial) -> float:
-        loss = train_digits_cnn(config, trial)
-        if trial.last_step >= E:  # fully trained: its last checkpoint is the final model
-            model = TASKS["digits_cnn"].model(config)
-            model.load_state_dict(trial.load()["model"])
-            test[trial.number] = (loss, evaluate(model, data.X_test, data.y_test)[1])
+        begin = time.perf_counter()
+        try:  # a pruned or paused trial leaves by an exception: its training counts too
+            loss = train_digits_cnn(config, trial)
+            if trial.last_step >= E:  # fully trained: its last checkpoint is the final model
+                model = TASKS["digits_cnn"].model(config)
+                model.load_state_dict(trial.load()["model"])
+                test[trial.number] = (loss, evaluate(model, data.X_test, data.y_test)[1])
+        finally:
+            training[0] += time.perf_counter() - begin
         return loss
 
     start = time.perf_counter()
     ex = _Budget(th.Inline("cpu"), budget, lambda: time.perf_counter() - start)
-    study = th.Study(digits_space(), mode="min", searcher=searcher, scheduler=scheduler, seed=seed, max_epochs=E)
+    timed = _TimedSearcher(searcher)
+    study = th.Study(digits_space(), mode="min", searcher=timed, scheduler=scheduler, seed=seed, max_epochs=E)
     try:
         study.optimize(train, n_trials=10_000, executor=ex, progress=False)
     except _Spent:
         pass
-    return Run(ex.events, test)
+    wall = time.perf_counter() - start
+    return Run(ex.events, test, (timed.seconds / wall, 1 - training[0] / wall))
 
 
 def anytime(run: Run, E: int, budget: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
@@ -296,6 +319,7 @@ def _winners(counts: list[float], cut: int) -> str:
 def report(runs: dict[str, list[Run]], E: int, budget: int, header: str, png: Path, first_rung: int,
            final_losses: np.ndarray | None = None) -> str:
     ref = REFERENCE
+    real = all(r.driver is not None for rs in runs.values() for r in rs)
     finals = {m: [_last(anytime(run, E, budget)[2]) for run in rs] for m, rs in runs.items()}
     target = float(np.median(finals[ref]))
     lines = [header, "", f"Target: full-budget random search's final median best validation loss = {target:.4f}."]
@@ -310,8 +334,9 @@ def report(runs: dict[str, list[Run]], E: int, budget: int, header: str, png: Pa
     lines += ["",
              "| method | best val loss at 1/5 of the budget, median | final best val loss, median [IQR] | epochs to "
              "target, median (reached) | fraction of the budget | configs tried | test acc of chosen, median | "
-             "simulated/wall s at budget | winners tried, median (share cut short) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "simulated/wall s at budget | winners tried, median (share cut short) |" + (
+                 " wall share in searcher asks / outside training, median |" if real else ""),
+             "|---|---|---|---|---|---|---|---|---|" + ("---|" if real else "")]
     need = {}
     for m, rs in runs.items():
         to, tried, acc, secs, winners, cut = [], [], [], [], [], 0
@@ -332,7 +357,9 @@ def report(runs: dict[str, list[Run]], E: int, budget: int, header: str, png: Pa
         lines.append(f"| {m} | {fifth:.4f} | {q[1]:.4f} [{q[0]:.4f}, {q[2]:.4f}] | "
                      f"{'>' + str(budget) if not np.isfinite(need[m]) else f'{need[m]:.0f}'} ({reached}/{len(rs)}) | "
                      f"{need[m] / budget:.2f} | {np.median(tried):.0f} | {np.nanmedian(acc):.4f} | "
-                     f"{np.median(secs):.0f} | {_winners(winners, cut)} |")
+                     f"{np.median(secs):.0f} | {_winners(winners, cut)} |" + (
+                         f" {np.median([r.driver[0] for r in rs]):.1%} / {np.median([r.driver[1] for r in rs]):.1%} |"
+                         if real else ""))
     plot(runs, E, budget, png)
     return "\n".join(lines)
 
