@@ -23,6 +23,7 @@ Safeguards, so that a miscalibrated model cannot starve good trials:
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -87,6 +88,7 @@ class FreezeThaw(Described):
         self._ladder = ladder(min_epochs, max_epochs, growth)
         self._floors = tuple(s for k in range(64) if (s := min_epochs * eta**k) < max_epochs) + (max_epochs,)
         self._model: CurveModel | None = None
+        self.decisions, self.cpu_seconds = 0, 0.0  # promote calls that fitted the model, and their CPU time
 
     @property
     def model(self) -> CurveModel:
@@ -159,7 +161,9 @@ class FreezeThaw(Described):
         paused = [r for r in peers if r.status is Status.PAUSED and r.reports]
         if not paused:
             return {}
+        began = time.process_time()
         p = self.chances(peers)
+        self.decisions, self.cpu_seconds = self.decisions + 1, self.cpu_seconds + time.process_time() - began
         E = self.max_epochs
         p_new = sum(p.values()) / len(p)
         rate = {r.number: p.get(r.number, 0.0) / (E - max(r.reports)) for r in paused}
@@ -168,9 +172,9 @@ class FreezeThaw(Described):
         if drain:
             chosen = [r for r in order if p.get(r.number, 0.0) >= self.prune_below]
         else:
-            chosen = [r for r in order if rate[r.number] >= p_new / E]
+            chosen = [r for r in order if rate[r.number] > 0 and rate[r.number] >= p_new / E]
             last = max((r.attrs.get("thawed", -1) for r in peers), default=-1)
-            waiting = [r for r in order if p.get(r.number, 0.0) >= p_new]
+            waiting = [r for r in order if p.get(r.number, 0.0) > 0 and p.get(r.number, 0.0) >= p_new]
             if not chosen and waiting and len(peers) - 1 - last >= self.max_new:
                 chosen = waiting[:1]
         for r in chosen:
