@@ -2,7 +2,8 @@
 
 ``base`` holds the contract (``Scheduler``, ``BudgetScheduler``, ``RungScheduler``), ``rungs`` the rung schedulers
 (``SuccessiveHalving``, ``Hyperband``, ``ASHA``), ``stopping`` the rules without rungs (``MedianStopping``,
-``Patience``), ``freezethaw`` the model-based ``FreezeThaw`` (its curve model in ``curve_model``); this module combines them (``Schedulers``) and builds them by name (``make_scheduler``).
+``Patience``), ``freezethaw`` the model-based ``FreezeThaw`` (its curve model in ``curve_model``); this module
+combines them (``Schedulers``) and builds them by name (``make_scheduler``).
 """
 
 from __future__ import annotations

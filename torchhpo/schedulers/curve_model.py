@@ -6,10 +6,11 @@ Freeze-thaw BO's model (Swersky et al., 2014): trial ``n``'s score after ``t`` e
 
 where ``f`` is a GP over configs (a scaled Matern-5/2 with one lengthscale per dimension: what the config is worth
 once trained) and each ``g_n`` an independent GP over epochs with BoTorch's ``ExponentialDecayKernel`` (curves that
-flatten out, the offset term a per-trial constant). Scores are first warped to normal scores of their ranks
-(a Gaussian copula), so a few diverged runs do not flatten every other difference: on the digits CNN table this
-lifts the rank correlation of the predicted and the true 27-epoch scores of 1-epoch curves from 0.72 to 0.84. The kernel over (config, epoch) is not stationary in the epoch,
-so a curve that has flattened predicts its own end, while a short curve borrows its asymptote from similar configs.
+flatten out, the offset term a per-trial constant). The kernel over (config, epoch) is not stationary in the
+epoch, so a curve that has flattened predicts its own end, while a short curve borrows its asymptote from similar configs. Scores
+are first warped to normal scores of their ranks (a Gaussian copula), so that a few diverged runs do not flatten
+every other difference: on the digits CNN table (200 random configs, curves cut at 1-27 epochs) this lifts the rank
+correlation between the predicted and the true 27-epoch scores of the 1-epoch curves from 0.72 to 0.84.
 
 The structure makes inference cost ``O(N^3 + N L^3)`` for ``N`` trials with at most ``L`` reports each instead of
 ``O((N L)^3)``: the curves are padded into one ``N x L`` batch (a batched Cholesky), and the configs' GP sees
@@ -115,7 +116,7 @@ class CurveModel:
         for _ in range(self.refit_steps if warm else self.fit_steps):
             optimizer.zero_grad()
             loss = self._solve(kx, kt, mean, log_noise, X, t, z, mask)["nll"]
-            loss.backward()  # type: ignore[no-untyped-call]
+            loss.backward()
             optimizer.step()
         self._params = {**{f"kx.{k}": v.detach().clone() for k, v in kx.state_dict().items()},
                         **{f"kt.{k}": v.detach().clone() for k, v in kt.state_dict().items()},
@@ -137,9 +138,8 @@ class CurveModel:
                t: torch.Tensor, z: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """The posterior of ``f`` at the trials' configs and what prediction needs; ``nll``: the negative log
         marginal likelihood per observation."""
-        N, L = z.shape
+        N = z.shape[0]
         m = mask.to(z.dtype)
-        eye = torch.eye(L, dtype=z.dtype, device=z.device)
         Kt = kt(t.unsqueeze(-1)).to_dense()  # N x L x L
         diagonal = (log_noise.exp() + JITTER) * m + (1.0 - m)  # padding: rows of the identity, no likelihood
         Kn = Kt * (m.unsqueeze(-1) * m.unsqueeze(-2)) + torch.diag_embed(diagonal)

@@ -25,9 +25,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -86,7 +84,7 @@ class FreezeThaw(Described):
         self.min_epochs, self.max_epochs, self.growth, self.eta = min_epochs, max_epochs, growth, eta
         self.floor, self.max_new, self.prune_below, self.device = floor, max_new, prune_below, device
         self._ladder = ladder(min_epochs, max_epochs, growth)
-        self._floors = tuple(s for k in range(64) if (s := min_epochs * eta**k) < max_epochs) + (max_epochs,)
+        self._floors = (*(s for k in range(64) if (s := min_epochs * eta**k) < max_epochs), max_epochs)
         self._model: CurveModel | None = None
         self.decisions, self.cpu_seconds = 0, 0.0  # promote calls that fitted the model, and their CPU time
 
