@@ -7,6 +7,7 @@ from __future__ import annotations
 import pickle
 
 import pytest
+from support import ROOT
 
 import torchhpo as th
 from torchhpo.schedulers import FreezeThaw, make_scheduler
@@ -105,3 +106,10 @@ def _best_after(scheduler, budget: int) -> float:
 def test_beats_random_search_at_equal_epochs():
     budget = 8 * 27
     assert _best_after(FreezeThaw(1, 27), budget) < _best_after(None, budget)
+
+
+def test_recipe_runs_tiny(load_script):
+    study = load_script(ROOT / "recipes" / "freeze_thaw_cnn_digits.py").main(max_epochs=3, n_trials=4,
+                                                                             searcher="random")
+    assert len(study.trials) == 4 and all(t.status.is_final for t in study.trials)
+    assert study.best.reports[3] == study.best.value  # the best was trained to max_epochs
