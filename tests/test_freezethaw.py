@@ -4,6 +4,7 @@ random search at equal epochs."""
 
 from __future__ import annotations
 
+import math
 import pickle
 
 import pytest
@@ -67,8 +68,9 @@ def _paused(scores: list[float], step: int = 1) -> list[th.TrialRecord]:
 
 def test_the_floor_promotes_the_best_whatever_the_model_says(monkeypatch):
     losses = [1.0 + i / 10 for i in range(18)]  # trial 0 is the best at epoch 1
-    inverted = {i: i / 18 for i in range(18)}  # a model that thinks the worst is the most promising
-    monkeypatch.setattr(FreezeThaw, "chances", lambda self, peers: {i: 0.0 for i in range(18)})
+    # chances are log-probabilities of beating the incumbent; this model thinks the worst is the most promising
+    inverted = {i: math.log(i / 18) if i else -math.inf for i in range(18)}
+    monkeypatch.setattr(FreezeThaw, "chances", lambda self, peers: {i: -math.inf for i in range(18)})
     peers = _paused(losses)
     assert FreezeThaw(1, 27).promote(peers) == {0: th.Decision.CONTINUE, 1: th.Decision.CONTINUE}  # 18 // 9
     assert peers[0].attrs["until"] == 3  # on to the next floor rung
@@ -89,7 +91,7 @@ def test_never_pauses_or_stops_before_min_epochs():
 
 
 def test_drain_decides_every_paused_trial(monkeypatch):
-    monkeypatch.setattr(FreezeThaw, "chances", lambda self, peers: {0: 0.5, 1: 0.001, 2: 0.2})
+    monkeypatch.setattr(FreezeThaw, "chances", lambda self, peers: {0: math.log(0.5), 1: math.log(0.001), 2: math.log(0.2)})
     decided = FreezeThaw(1, 27, floor=None).promote(_paused([1.0, 2.0, 1.5]), drain=True)
     assert decided == {0: th.Decision.CONTINUE, 2: th.Decision.CONTINUE, 1: th.Decision.STOP}
 

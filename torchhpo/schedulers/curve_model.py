@@ -38,6 +38,14 @@ __all__ = ["CurveModel", "features"]
 LOG_RANGE = 20.0  # a positive numeric parameter spanning this ratio or more is seen on a log scale
 GPU_MIN_POINTS = 2000  # with device="auto", reports from which the GPU (when there is one) fits the model
 JITTER = 1e-6
+MEAN_START = (0.0, -1.0, math.log(0.1), 0.0)  # the shared mean curve's (level, shift, log rate, log power)
+
+
+def _curve(mean: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The mean curve every trial shares, ``level + shift (1 + t / rate)^-power``: freeze-thaw's curves have mean
+    zero, which makes a 1-epoch curve predict no gain at all; this learns how much a typical curve still gains."""
+    level, shift, log_rate, log_power = mean.unbind()
+    return level + shift * (1 + t / log_rate.exp()).pow(-log_power.exp())
 
 
 def features(configs: Sequence[Mapping[str, Any]]) -> torch.Tensor:
@@ -83,7 +91,7 @@ class CurveModel:
     def _modules(self, d: int, device: torch.device) -> tuple[ScaleKernel, ScaleKernel, torch.Tensor, torch.Tensor]:
         kx = ScaleKernel(MaternKernel(nu=2.5, ard_num_dims=d)).to(device=device, dtype=torch.float64)
         kt = ScaleKernel(ExponentialDecayKernel()).to(device=device, dtype=torch.float64)
-        mean = torch.zeros((), dtype=torch.float64, device=device, requires_grad=True)
+        mean = torch.tensor(MEAN_START, dtype=torch.float64, device=device, requires_grad=True)
         log_noise = torch.tensor(math.log(1e-2), dtype=torch.float64, device=device, requires_grad=True)
         warm = self._params is not None and self._dims == d
         if warm:
@@ -144,7 +152,7 @@ class CurveModel:
         diagonal = (log_noise.exp() + JITTER) * m + (1.0 - m)  # padding: rows of the identity, no likelihood
         Kn = Kt * (m.unsqueeze(-1) * m.unsqueeze(-2)) + torch.diag_embed(diagonal)
         Ln = torch.linalg.cholesky(Kn)
-        r = (z - mean) * m
+        r = (z - _curve(mean, t)) * m
         both = torch.cholesky_solve(torch.stack([r, m], dim=-1), Ln)  # N x L x 2: K^-1 r, K^-1 1
         a, b = both[..., 0], both[..., 1]
         gamma, lam = (a * m).sum(-1), (b * m).sum(-1)
@@ -174,6 +182,6 @@ class CurveModel:
             k_ss = self._kt(at.reshape(-1, 1, 1), at.reshape(-1, 1, 1)).to_dense().reshape(-1)
             c = torch.cholesky_solve(k_star.unsqueeze(-1), s["Ln"]).squeeze(-1)
             omega = 1.0 - (k_star * s["b"]).sum(-1)
-            mean = self._mean + (k_star * s["a"]).sum(-1) + omega * s["mu_f"]
+            mean = _curve(self._mean, at) + (k_star * s["a"]).sum(-1) + omega * s["mu_f"]
             var = (k_ss - (k_star * c).sum(-1)).clamp_min(0) + omega**2 * s["var_f"]
         return mean.cpu(), var.sqrt().cpu()

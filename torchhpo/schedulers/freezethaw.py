@@ -129,8 +129,9 @@ class FreezeThaw(Described):
         return out
 
     def chances(self, peers: Sequence[TrialRecord]) -> dict[int, float]:
-        """For every trial that reported: the model's probability that its score at ``max_epochs`` beats the
-        incumbent (the best fully trained score, else the best score reported)."""
+        """For every trial that reported: the log of the model's probability that its score at ``max_epochs``
+        beats the incumbent (the best fully trained score, else the best score reported). Logs, because these
+        are tail probabilities: most underflow to 0 while their ranks still matter."""
         fitted = [r for r in peers if r.reports]
         E = self.max_epochs
         t = torch.arange(1, E + 1, dtype=torch.float64).expand(len(fitted), E) / E
@@ -150,7 +151,7 @@ class FreezeThaw(Described):
         self.model.fit(features([r.config for r in fitted]), t[keep], y[keep], mask[keep])
         mean, sd = self.model.predict(torch.ones(len(fitted), dtype=torch.float64))
         bar = self.model.warp(torch.tensor([incumbent], dtype=torch.float64)).cpu()
-        p = torch.special.ndtr((mean - bar) / sd.clamp_min(1e-9))
+        p = torch.special.log_ndtr((mean - bar) / sd.clamp_min(1e-9))
         return {r.number: float(q) for r, q in zip(fitted, p.tolist(), strict=True)}
 
     def promote(self, peers: Sequence[TrialRecord], drain: bool = False) -> dict[int, Decision]:
@@ -160,19 +161,20 @@ class FreezeThaw(Described):
         if not paused:
             return {}
         began = time.process_time()
-        p = self.chances(peers)
+        log_p = self.chances(peers)
         self.decisions, self.cpu_seconds = self.decisions + 1, self.cpu_seconds + time.process_time() - began
-        E = self.max_epochs
-        p_new = sum(p.values()) / len(p)
-        rate = {r.number: p.get(r.number, 0.0) / (E - max(r.reports)) for r in paused}
+        E, never = self.max_epochs, -math.inf
+        values = torch.tensor(list(log_p.values()), dtype=torch.float64)
+        log_new = float(values.logsumexp(0) - math.log(len(values))) if len(values) else never  # mean p
+        rate = {r.number: log_p.get(r.number, never) - math.log(E - max(r.reports)) for r in paused}
         order = sorted(paused, key=lambda r: (-rate[r.number], r.number))
         goes: dict[int, int] = self._floor(peers, paused)
         if drain:
-            chosen = [r for r in order if p.get(r.number, 0.0) >= self.prune_below]
+            chosen = [r for r in order if log_p.get(r.number, never) >= math.log(self.prune_below)]
         else:
-            chosen = [r for r in order if rate[r.number] > 0 and rate[r.number] >= p_new / E]
+            chosen = [r for r in order if rate[r.number] > never and rate[r.number] >= log_new - math.log(E)]
             last = max((r.attrs.get("thawed", -1) for r in peers), default=-1)
-            waiting = [r for r in order if p.get(r.number, 0.0) > 0 and p.get(r.number, 0.0) >= p_new]
+            waiting = [r for r in order if never < log_p.get(r.number, never) >= log_new]
             if not chosen and waiting and len(peers) - 1 - last >= self.max_new:
                 chosen = waiting[:1]
         for r in chosen:
