@@ -1,13 +1,14 @@
-"""Multi-fidelity benchmark: pruning schedulers x searchers on tabulated curves (digits CNN, digits MLP), one epoch budget.
+"""Multi-fidelity benchmark: pruning schedulers x searchers on tabulated curves (digits CNN / MLP, signals), one budget.
 
 On a shipped table of learning curves (``--table digits_cnn``, the default: 1,000 Sobol configs of the digits CNN x
-27 epochs; ``--table digits_mlp``: 1,000 configs of the digits MLP; or a file made by ``make_curves.py``) replayed
-with a simulated clock, every method gets the same budget of epochs (40 full runs by default) and many seeds:
+27 epochs; ``--table digits_mlp``: 1,000 configs of the digits MLP; ``--table signals_cnn``: 200 configs of a 1-D
+CNN on generated signals x 81 epochs; or a file made by ``make_curves.py``) replayed with a simulated clock, every
+method gets the same budget of epochs (40 full runs by default, 10 on signals_cnn) and many seeds:
 random search at full budget; random search + SuccessiveHalving / Hyperband / ASHA / MedianStopping / Patience (alone
 and with ASHA); GP +
 Hyperband when ``torchhpo.gp`` is importable; Optuna's TPESampler + HyperbandPruner replaying the same table
-when Optuna is installed. Reported: the best *fully trained* (27-epoch) validation loss against cumulative epochs
-and simulated wall time (PNG), the epochs each method needs to reach full-budget random search's final median
+when Optuna is installed. Reported: the best *fully trained* (27- or 81-epoch) validation loss against cumulative
+epochs and simulated wall time (PNG), the epochs each method needs to reach full-budget random search's final median
 best, configs tried, the test accuracy of the chosen config, and (on tables) the "winners" tried (configs whose
 full training reaches the target) with the share the scheduler cut short. ``--real`` trains for real (smaller
 scale).
@@ -17,6 +18,7 @@ Optuna's TPE keeps the config it suggested (its ask/tell API records its own sug
     python benchmarks/multifidelity.py                  # table, 20 seeds (100..119), 1 simulated worker
     python benchmarks/multifidelity.py --slots 4        # 4 simulated workers (ASHA's setting)
     python benchmarks/multifidelity.py --table digits_mlp --min-epochs 3    # the second task
+    python benchmarks/multifidelity.py --table signals_cnn --min-epochs 3   # the third: 10 full runs, rungs 3..81
     python benchmarks/multifidelity.py --real           # real training: 9 epochs, budget 12 full runs, 2 seeds
     python benchmarks/multifidelity.py --ask-tell       # every method through ask/tell: the same numbers
     python benchmarks/multifidelity.py --quick          # smoke run: 2 seeds, small budget, no GP/Optuna
@@ -89,6 +91,8 @@ class Run:
     cost: float | None = None  # the scheduler's model: CPU seconds per decision (FreezeThaw's cpu_seconds)
 
 
+BUDGET = 40  # full runs
+BUDGETS = {"signals_cnn": 10}  # its 200 rows: pruning methods would use them all up within 40 full runs of 81 epochs
 REFERENCE = "random (full budget)"  # its final median best is the target every method is timed to
 SCREENED = 100  # the top-k baseline's cohort: configs trained one epoch before the top 1/max_epochs train fully
 
@@ -383,11 +387,13 @@ def plot(runs: dict[str, list[Run]], E: int, budget: int, path: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=20)
-    p.add_argument("--budget", type=int, default=40, help="total epochs, in full runs")
+    p.add_argument("--budget", type=int, default=None,
+                   help=f"total epochs, in full runs (default {BUDGET}; "
+                   + "; ".join(f"{n} on {t}" for t, n in BUDGETS.items()) + ")")
     p.add_argument("--slots", type=int, default=1, help="simulated workers")
     p.add_argument("--min-epochs", type=int, default=1, help="epochs at the first rung")
     p.add_argument("--real", action="store_true", help="real training (9 epochs, 2 seeds, budget 12 full runs)")
-    p.add_argument("--table", default="digits_cnn", help="a shipped table (digits_cnn, digits_mlp) or a curves file")
+    p.add_argument("--table", default="digits_cnn", help="a shipped table (digits_cnn, digits_mlp, signals_cnn) or a curves file")
     p.add_argument("--methods", default=None, help="comma-separated subset of the methods (default: all)")
     p.add_argument("--tag", default="", help="suffix of the result files, for a partial run")
     p.add_argument("--ask-tell", action="store_true", help="drive every method through ask/tell (1 worker, tables)")
@@ -416,7 +422,7 @@ def main() -> None:
     else:
         curves = Curves.load(a.table)
         E = curves.epochs
-        budget = (6 if a.quick else a.budget) * E
+        budget = (6 if a.quick else a.budget or BUDGETS.get(a.table, BUDGET)) * E
         for m, (searcher, sched) in chosen(methods(E, a.min_epochs, with_gp=not a.quick)).items():
             if a.ask_tell:
                 runs[m] = [run_table_ask_tell(curves, searcher(s), sched(s), s, budget) for s in seeds]
