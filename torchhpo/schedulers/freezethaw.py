@@ -164,8 +164,11 @@ class FreezeThaw(Described):
         log_p = self.chances(peers)
         self.decisions, self.cpu_seconds = self.decisions + 1, self.cpu_seconds + time.process_time() - began
         E, never = self.max_epochs, -math.inf
-        values = torch.tensor(list(log_p.values()), dtype=torch.float64)
-        log_new = float(values.logsumexp(0) - math.log(len(values))) if len(values) else never  # mean p
+        # a new config's chance: the mean over the trials so far, leaving out the running ones, which run because
+        # they were the most promising (with several workers they would set the bar for every paused trial)
+        settled = [q for n, q in log_p.items() if peers[n].status is not Status.RUNNING]
+        values = torch.tensor(settled, dtype=torch.float64)
+        log_new = float(values.logsumexp(0) - math.log(len(values))) if settled else never
         rate = {r.number: log_p.get(r.number, never) - math.log(E - max(r.reports)) for r in paused}
         order = sorted(paused, key=lambda r: (-rate[r.number], r.number))
         goes: dict[int, int] = self._floor(peers, paused)
