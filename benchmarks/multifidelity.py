@@ -89,11 +89,13 @@ class Run:
     events: list[Event]
     full: dict[int, tuple[float, float]]  # number -> (val loss after max_epochs, test accuracy)
     driver: tuple[float, float] | None = None  # real training: shares of wall time in searcher asks, outside training
+    cost: float | None = None  # the scheduler's model: CPU seconds per decision (FreezeThaw's cpu_seconds)
 
 
 BUDGET = 40  # full runs
 BUDGETS = {"signals_cnn": 20}  # its 400 rows: pruning methods would use them all up within 40 full runs of 81 epochs
 REFERENCE = "random (full budget)"  # its final median best is the target every method is timed to
+SCREENED = 100  # the top-k baseline's cohort: configs trained one epoch before the top 1/max_epochs train fully
 
 
 def methods(E: int, r: int, with_gp: bool) -> dict[str, tuple[Callable[[int], Any], Callable[[int], Any]]]:
@@ -107,12 +109,17 @@ def methods(E: int, r: int, with_gp: bool) -> dict[str, tuple[Callable[[int], An
         "random + median": (rand, lambda s: th.MedianStopping(warmup_epochs=3, min_trials=5)),
         "random + patience": (rand, lambda s: th.Patience(8)),
         "random + patience + ASHA": (rand, lambda s: th.Schedulers([th.Patience(8), th.ASHA(r, E, seed=s)])),
+        # Egele et al. 2023: train every config r epochs, keep the top k (SCREENED // (E // r) of each cohort)
+        "random + top-k after 1st rung": (rand, lambda s: th.SuccessiveHalving(r, E, eta=max(2, E // r), n=SCREENED)),
+        "random + freeze-thaw": (rand, lambda s: th.FreezeThaw(r, E)),
     }
     out["tpe + Hyperband"] = (lambda s: th.TPE(seed=s), lambda s: th.Hyperband(r, E))
     out["tpe + ASHA"] = (lambda s: th.TPE(seed=s), lambda s: th.ASHA(r, E, seed=s))
+    out["tpe + freeze-thaw"] = (lambda s: th.TPE(seed=s), lambda s: th.FreezeThaw(r, E))
     if with_gp and importlib.util.find_spec("torchhpo.gp") is not None:
         out["gp + Hyperband"] = (lambda s: make_searcher("gp", seed=s), lambda s: th.Hyperband(r, E))
         out["gp + ASHA"] = (lambda s: make_searcher("gp", seed=s), lambda s: th.ASHA(r, E, seed=s))
+        out["gp + freeze-thaw"] = (lambda s: make_searcher("gp", seed=s), lambda s: th.FreezeThaw(r, E))
     return out
 
 
@@ -127,7 +134,14 @@ def run_table(curves: Curves, searcher: Any, scheduler: Any, seed: int, budget: 
     except _Spent:
         pass
     rows = {t.number: curves.row(t.config) for t in study.trials}
-    return Run(ex.events, {n: (float(curves.val_loss[r, -1]), float(curves.test_acc[r, -1])) for n, r in rows.items()})
+    return Run(ex.events, {n: (float(curves.val_loss[r, -1]), float(curves.test_acc[r, -1])) for n, r in rows.items()},
+               _cost(scheduler))
+
+
+def _cost(scheduler: Any) -> float | None:
+    """CPU seconds per decision of a model-based scheduler (``FreezeThaw``), else ``None``."""
+    decisions = getattr(scheduler, "decisions", 0)
+    return scheduler.cpu_seconds / decisions if decisions else None
 
 
 def run_table_ask_tell(curves: Curves, searcher: Any, scheduler: Any, seed: int, budget: int) -> Run:
@@ -334,9 +348,9 @@ def report(runs: dict[str, list[Run]], E: int, budget: int, header: str, png: Pa
     lines += ["",
              "| method | best val loss at 1/5 of the budget, median | final best val loss, median [IQR] | epochs to "
              "target, median (reached) | fraction of the budget | configs tried | test acc of chosen, median | "
-             "simulated/wall s at budget | winners tried, median (share cut short) |" + (
-                 " wall share in searcher asks / outside training, median |" if real else ""),
-             "|---|---|---|---|---|---|---|---|---|" + ("---|" if real else "")]
+             "simulated/wall s at budget | winners tried, median (share cut short) | model CPU s per decision, median |"
+             + (" wall share in searcher asks / outside training, median |" if real else ""),
+             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if real else "")]
     need = {}
     for m, rs in runs.items():
         to, tried, acc, secs, winners, cut = [], [], [], [], [], 0
@@ -354,10 +368,12 @@ def report(runs: dict[str, list[Run]], E: int, budget: int, header: str, png: Pa
         q = np.quantile(finals[m], [0.25, 0.5, 0.75])
         reached = sum(np.isfinite(to))
         fifth = np.median([_last(anytime(r, E, budget // 5)[2]) for r in rs])
+        costs = [r.cost for r in rs if r.cost is not None]
         lines.append(f"| {m} | {fifth:.4f} | {q[1]:.4f} [{q[0]:.4f}, {q[2]:.4f}] | "
                      f"{'>' + str(budget) if not np.isfinite(need[m]) else f'{need[m]:.0f}'} ({reached}/{len(rs)}) | "
                      f"{need[m] / budget:.2f} | {np.median(tried):.0f} | {np.nanmedian(acc):.4f} | "
-                     f"{np.median(secs):.0f} | {_winners(winners, cut)} |" + (
+                     f"{np.median(secs):.0f} | {_winners(winners, cut)} | "
+                     f"{f'{np.median(costs):.3f}' if costs else '-'} |" + (
                          f" {np.median([r.driver[0] for r in rs]):.1%} / {np.median([r.driver[1] for r in rs]):.1%} |"
                          if real else ""))
     plot(runs, E, budget, png)
