@@ -106,9 +106,11 @@ def test_multifidelity_benchmark_runs_on_the_signals_table():
     assert "tabulated signals_cnn curves (400 configs x 81 epochs" in out and "| random + ASHA |" in out
 
 
-def test_a_grown_table_keeps_its_rows_and_trains_the_same_new_ones(tmp_path):
+def test_a_grown_table_keeps_its_rows_and_trains_the_same_new_ones(tmp_path, load_script):
     """``make_curves.py --grow``: the rows of the smaller table stay as they are, the new rows are what training
     them in one go gives, and a table of another sample is refused."""
+    # loaded afresh: its worker pool pickles make_curves._chunk by name, and another test may have re-loaded it
+    make_curves = load_script(ROOT / "benchmarks" / "make_curves.py")
     small = make_curves.make("digits_mlp", 1, 2, 0, 1, tmp_path / "small.npz")
     grown = make_curves.make("digits_mlp", 2, 2, 0, 1, tmp_path / "grown.npz", grow=small)
     assert grown.configs == TASKS["digits_mlp"].space().sobol(2, seed=0) and grown.meta["grown_from"]["n"] == 1
