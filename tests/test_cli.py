@@ -85,3 +85,37 @@ def test_run_errors_name_the_fix(script, capsys):
 def test_python_dash_m_entry_point():
     out = subprocess.run([sys.executable, "-m", "torchhpo", "--help"], capture_output=True, text=True, check=True)
     assert all(cmd in out.stdout for cmd in ("run", "show", "list", "plot", "bench"))
+
+
+FAILING = '''
+def train(config, trial):
+    raise RuntimeError("boom")
+'''
+
+
+def test_every_study_the_cli_opens_is_closed_even_when_it_fails(script, capsys, monkeypatch):
+    """show, plot and a run whose trials all fail (main returns 2) close the studies they open: their SQLite
+    connections and the run's heartbeat thread do not outlive the command in a Python session."""
+    pytest.importorskip("matplotlib")
+    opened, closed = [], []
+    init, close = th.Study.__init__, th.Study.close
+
+    def counting_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        opened.append(self)
+
+    def counting_close(self):
+        closed.append(self)
+        close(self)
+
+    monkeypatch.setattr(th.Study, "__init__", counting_init)
+    monkeypatch.setattr(th.Study, "close", counting_close)
+    (script / "failing.py").write_text(FAILING)
+    common = ["--space", "space.json", "--storage", "runs/s.db", "--no-progress"]
+    assert main(["run", "train.py:train", *common, "--trials", "3", "--max-epochs", "2"]) == 0
+    assert main(["run", "failing.py:train", *common, "--study", "failing", "--trials", "3"]) == 2
+    assert "all failed with the same error" in capsys.readouterr().err
+    assert main(["show", "runs/s.db", "--study", "train"]) == 0
+    assert main(["plot", "runs/s.db", "--study", "train", "--out", "plots"]) == 0
+    assert len(opened) == 4 and all(any(s is c for c in closed) for s in opened)
+    sys.modules.pop("failing", None)

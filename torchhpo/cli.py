@@ -87,18 +87,17 @@ def _run(args: argparse.Namespace) -> int:
     if kwargs["scheduler"] == "none":
         kwargs["scheduler"] = None
     devices = args.devices.split(",") if args.devices and "," in args.devices else args.devices
-    study = Study(searcher=args.searcher, seed=args.seed, **kwargs)
-    study.fail_stale_trials()
-    ran = sum(not (t.status is Status.FAILED and (t.reason or "").startswith("interrupted")) for t in study.trials)
-    if ran:  # re-running resumes to the same total: interrupted trials are run again, nothing more
-        print(f"resuming {kwargs['storage']}: {ran} of {args.trials} trials already ran")
-    executor = make_executor(None, devices, threads=args.threads)  # the per-trial thread rule, or --threads
-    try:
-        study.optimize(fn, n_trials=max(0, args.trials - ran), executor=executor, progress=not args.no_progress)
-    finally:
-        executor.close()
-    _print_best(study, label)
-    study.close()
+    with Study(searcher=args.searcher, seed=args.seed, **kwargs) as study:  # closed when a trial or best raises
+        study.fail_stale_trials()
+        ran = sum(not (t.status is Status.FAILED and (t.reason or "").startswith("interrupted")) for t in study.trials)
+        if ran:  # re-running resumes to the same total: interrupted trials are run again, nothing more
+            print(f"resuming {kwargs['storage']}: {ran} of {args.trials} trials already ran")
+        executor = make_executor(None, devices, threads=args.threads)  # the per-trial thread rule, or --threads
+        try:
+            study.optimize(fn, n_trials=max(0, args.trials - ran), executor=executor, progress=not args.no_progress)
+        finally:
+            executor.close()
+        _print_best(study, label)
     print(f"all trials are in {kwargs['storage']}; see them with: torchhpo show {kwargs['storage']} --study {study.name}")
     return 0
 
@@ -120,16 +119,21 @@ def _cell(value: object) -> str:
 
 
 def _show(args: argparse.Namespace) -> int:
-    study = Study.load(args.path, name=args.name, readonly=True)  # looking never writes
+    with Study.load(args.path, name=args.name, readonly=True) as study:  # looking never writes
+        _show_study(study, args.top)
+    return 0
+
+
+def _show_study(study: Study, top: int) -> None:
     trials = sorted(study.trials, key=lambda t: (t.score is None, -(t.score or 0.0)))
     names = study.space.names
-    extra = sorted({k for t in trials[: args.top] for k in t.user_attrs})  # trial.set_attr's
+    extra = sorted({k for t in trials[:top] for k in t.user_attrs})  # trial.set_attr's
     counts = Counter(t.status.value for t in trials)
     print(f"study '{study.name}' ({study.mode}imize: {'lower' if study.mode == 'min' else 'higher'} is better), "
           f"{len(trials)} trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     print("| # | status | value | epochs | " + " | ".join([*names, *extra]) + " | reason |")
     print("|---" * (5 + len(names) + len(extra)) + "|")
-    for t in trials[: args.top]:
+    for t in trials[:top]:
         value = "" if t.value is None else f"{t.value:.4g}"
         cells = [_cell(t.config.get(n, "")) for n in names] + [_cell(t.user_attrs.get(k, "")) for k in extra]
         reason = (t.reason or "").strip().splitlines()[0] if (t.reason or "").strip() else ""
@@ -137,7 +141,6 @@ def _show(args: argparse.Namespace) -> int:
               + f" | {reason.replace('|', '/')} |")
     if counts["completed"]:
         _print_best(study)
-    return 0
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -163,9 +166,9 @@ def _list(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from torchhpo import plot
 
-    study = Study.load(args.path, name=args.name, readonly=True)
-    for path in plot.save_all(study, Path(args.out)):
-        print(path)
+    with Study.load(args.path, name=args.name, readonly=True) as study:
+        for path in plot.save_all(study, Path(args.out)):
+            print(path)
     return 0
 
 
