@@ -132,3 +132,17 @@ def test_recipe_bo_1d_demo(tmp_path):
 def test_recipe_gp_cnn_digits():
     out = run_script("recipes/gp_cnn_digits.py", "--trials", "3", "--n-initial", "2", "--epochs", "1", "--storage", "")
     assert "best validation loss" in out and "test accuracy" in out
+
+
+def test_cli_bench_gives_the_callers_thread_count_back(tmp_path, capsys):
+    """main(["bench", ...]) in a Python session runs its runs with one torch thread, then restores the caller's."""
+    import torch
+
+    callers = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert main(["bench", "--searchers", "random", "--problems", "branin", "--budget", "3", "--seeds", "1",
+                     "--out", str(tmp_path / "bench"), "--no-progress"]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(callers)

@@ -188,10 +188,13 @@ def _bench(args: argparse.Namespace) -> int:
     if args.list:
         print("searchers: " + ", ".join(SEARCHERS) + "\nproblems: " + ", ".join(PROBLEMS))
         return 0
+    out, callers = Path(args.out), torch.get_num_threads()
     torch.set_num_threads(1)  # as each worker has: the numbers do not depend on --workers
-    out = Path(args.out)
-    res = compare(args.searchers.split(","), args.problems.split(","), args.budget, _seeds(args.seeds),
-                  workers=args.workers, progress=not args.no_progress, out=out)
+    try:
+        res = compare(args.searchers.split(","), args.problems.split(","), args.budget, _seeds(args.seeds),
+                      workers=args.workers, progress=not args.no_progress, out=out)
+    finally:
+        torch.set_num_threads(callers)  # main() may run inside the caller's session
     if res.reused:
         print(f"reused {res.reused} of {len(res.runs)} runs from {out / 'results.json'}")
     (out / "results.md").write_text(res.markdown(f"torchhpo {' '.join(args.argv)}"))
