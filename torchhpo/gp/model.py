@@ -196,7 +196,9 @@ def _fit_exact(model: Any, options: GPOptions) -> float:
     box = [(None if lo is None else float(lo), None if hi is None else float(hi)) for lo, hi in box]
     result = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=box,
                       options={"maxiter": options.fit_maxiter, "ftol": options.fit_ftol})
-    value, _ = loss(result.x)  # leaves the parameters at the optimum
+    # the parameters hold the last point evaluated: usually the optimum, else set them to it
+    last = torch.cat([params[k].detach().reshape(-1) for k in names]).cpu().numpy()
+    value = float(result.fun) if np.array_equal(last, result.x) else loss(result.x)[0]
     for p in params.values():
         p.grad = None
     model.eval()
