@@ -50,7 +50,10 @@ class GP(Described):
         options: a ``GPOptions``.
 
     Warm-started hyperparameters make a suggestion depend slightly on the searcher's own past fits, not only on
-    the history; set ``GPOptions(warm_start=False)`` for suggestions that are a function of the history alone.
+    the history: a fit starts warm only from one on a subset of the current observations (an earlier state of the
+    same history, never another study's), else cold. A searcher that resumes a study without its past fits may
+    therefore propose slightly differently; ``GPOptions(warm_start=False)`` makes suggestions a function of the
+    history alone.
     """
 
     def __init__(self, acquisition: Any = "logei", *, beta: float = 2.0, n_initial: int | None = None,
@@ -70,7 +73,8 @@ class GP(Described):
         self.device = device
         self.seed = fresh_seed(seed)
         self.options = options or GPOptions()
-        self._warm: dict[str, dict[str, torch.Tensor]] = {}  # model key -> hyperparameters of the last fit
+        # model key -> (the observations of the last fit, its hyperparameters)
+        self._warm: dict[str, tuple[frozenset[bytes], dict[str, torch.Tensor]]] = {}
 
     # --- the searcher ---------------------------------------------------------------------------------------
     def ask(self, space: Space, trials: Sequence[TrialRecord], n: int = 1) -> list[Config]:
@@ -133,19 +137,20 @@ class GP(Described):
     def _fit_or_none(self, space: Space, X: torch.Tensor, y: torch.Tensor) -> Any:
         """The fitted model, or ``None`` (and a warning) when every start fails: the caller then proposes randomly.
 
-        Starts: the previous fit's hyperparameters (warm, fast) and BoTorch's defaults (cold); both below
-        ``options.cold_fits_below`` observations, keeping the larger marginal likelihood (with few points a warm
-        start alone can stay in a poor optimum), else warm only.
+        Starts: the previous fit's hyperparameters (warm, fast) when its observations are among the current ones,
+        and BoTorch's defaults (cold); both below ``options.cold_fits_below`` observations, keeping the larger
+        marginal likelihood (with few points a warm start alone can stay in a poor optimum), else warm only.
         """
         key = f"{bool(space.categorical_dims)}/{json.dumps(space.to_dict(), sort_keys=True)}"
-        warm = self.options.warm_start and key in self._warm
+        rows = frozenset(row.tobytes() for row in torch.cat([X, y.unsqueeze(-1)], -1).cpu().numpy())
+        warm = self.options.warm_start and key in self._warm and self._warm[key][0] <= rows
         starts = [True] if warm else []
         if not warm or len(y) < self.options.cold_fits_below:
             starts.append(False)
         fits = []
         for i, start in enumerate(starts):
             try:
-                fits.append(self._fit(space, X, y, self._warm[key] if start else None))
+                fits.append(self._fit(space, X, y, self._warm[key][1] if start else None))
             except Exception as e:
                 last = i == len(starts) - 1
                 if last and start:  # the warm start failed alone: try the defaults
@@ -155,8 +160,8 @@ class GP(Described):
         if not fits:
             return None
         model = max(fits, key=lambda f: f[0])[1]  # the largest marginal likelihood
-        self._warm[key] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()
-                           if "outcome_transform" not in k and "noise" not in k}
+        self._warm[key] = rows, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()
+                                 if "outcome_transform" not in k and "noise" not in k}
         return model
 
     def _fit(self, space: Space, X: torch.Tensor, y: torch.Tensor,
