@@ -209,20 +209,19 @@ class CachedGP(Model):
     """The posterior of a fitted ``supported`` model from its training covariance's Cholesky factor, computed
     once: what the analytic acquisitions need (the marginal mean and variance of each point), for a small
     fraction of GPyTorch's cost per call. ``condition_on_observations`` adds believed points (the kriging
-    believer) by refactoring; the outcome transform's ``Standardize`` is undone as BoTorch's model does.
+    believer) by extending the factor; the outcome transform's ``Standardize`` is undone as BoTorch's model does.
     """
 
     _num_outputs: ClassVar[int] = 1
 
-    def __init__(self, hyper: tuple[Any, ...], X: torch.Tensor, y: torch.Tensor) -> None:
+    def __init__(self, hyper: tuple[Any, ...], X: torch.Tensor, y: torch.Tensor, L: torch.Tensor | None = None
+                 ) -> None:
         super().__init__()
         self._hyper, self.X, self.y = hyper, X, y
         self._scale, self._factors, self._mean, self._noise, self._centre, self._std = hyper
         self.train_inputs = (X,)
         with torch.no_grad():
-            K = _kernel(self._scale, self._factors, X, X) + self._noise * torch.eye(len(X), dtype=X.dtype,
-                                                                                    device=X.device)
-            self._L = psd_safe_cholesky(K)
+            self._L = psd_safe_cholesky(self._covariance(X)) if L is None else L
             self._alpha = torch.cholesky_solve((y - self._mean).unsqueeze(-1), self._L)
 
     @classmethod
@@ -234,6 +233,11 @@ class CachedGP(Model):
             hyper = (scale, factors, model.mean_module.constant.detach(), model.likelihood.noise.detach(),
                      transform.means.detach().reshape(()), transform.stdvs.detach().reshape(()))
         return cls(hyper, model.train_inputs[0], model.train_targets)
+
+    def _covariance(self, X: torch.Tensor) -> torch.Tensor:
+        """The covariance of noisy observations at ``X``."""
+        eye = torch.eye(len(X), dtype=X.dtype, device=X.device)
+        return _kernel(self._scale, self._factors, X, X) + self._noise * eye
 
     @property
     def num_outputs(self) -> int:
@@ -258,9 +262,14 @@ class CachedGP(Model):
         return _Marginal((self._centre + self._std * mean).unsqueeze(-1), (self._std**2 * var).unsqueeze(-1))
 
     def condition_on_observations(self, X: torch.Tensor, Y: torch.Tensor, **kwargs: Any) -> CachedGP:
-        """This posterior with observations ``Y`` (``k x 1``, the objective's units) at ``X`` (``k x d``) added."""
+        """This posterior with observations ``Y`` (``k x 1``, the objective's units) at ``X`` (``k x d``) added:
+        the Cholesky factor grows by ``k`` rows (``O(n^2 k)``), it is not recomputed."""
         y = (Y.reshape(-1) - self._centre) / self._std
-        return CachedGP(self._hyper, torch.cat([self.X, X]), torch.cat([self.y, y]))
+        with torch.no_grad():
+            B = torch.linalg.solve_triangular(self._L, _kernel(self._scale, self._factors, self.X, X), upper=False)
+            C = psd_safe_cholesky(self._covariance(X) - B.T @ B)
+            L = torch.cat([torch.cat([self._L, torch.zeros_like(B)], 1), torch.cat([B.T, C], 1)])
+        return CachedGP(self._hyper, torch.cat([self.X, X]), torch.cat([self.y, y]), L)
 
 
 class _Marginal(Posterior):
