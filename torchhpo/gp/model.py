@@ -195,8 +195,9 @@ def fit(model: Any, options: GPOptions) -> float:
     observation (what ``ExactMarginalLogLikelihood`` computes).
 
     A ``supported`` model is fitted by L-BFGS-B on the same objective as BoTorch's fit, in plain torch and with
-    the gradient from one Cholesky factor: ``d(-log p)/dK = (K^-1 - a a^T) / 2`` with ``a = K^-1 (y - m)``, so
-    autograd only goes through the kernel's elementwise terms, not the factorization. Other models, and a fit
+    the gradient from one Cholesky factor: ``d(-log p)/dK = (K^-1 - a a^T) / 2`` with ``a = K^-1 (y - m)``, and
+    the kernel's derivatives in closed form (``_lengthscale_gradients``), so autograd only goes through the
+    parameters' transforms and priors. Other models, and a fit
     that fails (a covariance that is not positive definite even with jitter), use ``fit_gpytorch_mll``.
     """
     if supported(model):
