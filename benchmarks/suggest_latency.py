@@ -11,7 +11,8 @@ around its ask, alike. Writes benchmarks/results/suggest_latency[-quick].md.
 
 ``--steady`` times the steady state of a real loop instead, on Hartmann6 and the mixed problem: n - 1 Sobol
 points, a first GP ask whose proposal is evaluated and told, then the timed second ask, for torchhpo's GP and
-Optuna's GPSampler alternately on the same histories. Writes benchmarks/results/suggest_latency-steady.md.
+Optuna's GPSampler alternately on the same histories. Its table is the second section of suggest_latency.md;
+each mode rewrites only its own section.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 
 import torch
-from _common import header, save
+from _common import RESULTS, header, save
 from peers import BoTorchLoop, optuna_distributions
 
 import torchhpo as th
@@ -35,6 +36,7 @@ from torchhpo.bench import PROBLEMS
 from torchhpo.trial import Status, TrialRecord
 
 PROBLEM = PROBLEMS["hartmann6"]
+STEADY = "\n## Steady state: the second GP ask after Sobol points (`--steady`)\n\n"
 
 
 def history(n: int, seed: int | None = None) -> list[TrialRecord]:
@@ -102,8 +104,7 @@ def steady_ask(method: str, problem: str, n: int, history: int) -> float:
 def steady(argv: list[str], sizes: list[int], histories: int, repeats: int) -> None:
     """The ``--steady`` table: per problem and n, the median over histories of each method's median CPU time."""
     methods = ["torchhpo", "optuna"]
-    text = header("Cost of a steady-state GP suggestion (benchmarks/suggest_latency.py --steady)",
-                  ["benchmarks/suggest_latency.py", *argv])
+    text = STEADY + header("", ["benchmarks/suggest_latency.py", *argv]).split("\n", 2)[2]
     text += (f"- the second GP ask after n - 1 Sobol points (the first ask's proposal evaluated and told), CPU "
              f"seconds; torchhpo GP (LogEI) and Optuna GPSampler alternate on the same {histories} histories, "
              f"{repeats} repeat(s) each; median over histories of the median over repeats.\n\n"
@@ -123,7 +124,9 @@ def steady(argv: list[str], sizes: list[int], histories: int, repeats: int) -> N
             each = ", ".join(f"{a:.3f}/{b:.3f}" for a, b in zip(cost["torchhpo"], cost["optuna"], strict=True))
             text += f"| {problem} | {n} | {ours:.3f} | {theirs:.3f} | {ours / theirs:.2f}x | {each} |\n"
             print(text.splitlines()[-1], flush=True)
-    save("suggest_latency-steady.md", text)
+    path = RESULTS / "suggest_latency.md"
+    first = path.read_text().split(STEADY)[0] if path.exists() else ""
+    save("suggest_latency.md", first + text)
 
 
 def main(argv: list[str]) -> None:
@@ -172,7 +175,9 @@ def main(argv: list[str]) -> None:
         text += (f"One suggestion at n = {batch_n} over the same histories, CPU s: torchhpo median "
                  f"{statistics.median(single):.3f} ({', '.join(f'{c:.3f}' for c in single)}), Optuna GPSampler median "
                  f"{statistics.median(peer):.3f} ({', '.join(f'{c:.3f}' for c in peer)}).\n")
-    save(f"suggest_latency{'-quick' if args.quick else ''}.md", text)
+    path = RESULTS / "suggest_latency.md"
+    kept = path.read_text().partition(STEADY) if path.exists() and not args.quick else ("", "", "")
+    save(f"suggest_latency{'-quick' if args.quick else ''}.md", text + kept[1] + kept[2])
 
 
 if __name__ == "__main__":
