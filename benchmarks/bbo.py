@@ -7,16 +7,19 @@
     python benchmarks/bbo.py --only gp-logei,gp-ucb --tag gp &
     python benchmarks/bbo.py --only optuna-gp,optuna-tpe,random,sobol,botorch-loop --loop-seeds 0-1 --tag peers
     python benchmarks/bbo.py --merge gp,peers
-    # later parts replace earlier runs of the same optimizer, problem and seed; --only filters a merge
+    # later parts replace earlier runs of the same optimizer, problem and seed; --only filters a merge;
+    # the part "published" is bbo.json, the runs behind the current bbo.md. The current table:
+    python benchmarks/bbo.py --only tpe,optuna-tpe,random,sobol --seeds 0-19 --tag tpe
+    python benchmarks/bbo.py --merge published,tpe
 
-Writes benchmarks/results/bbo[-TAG].md and one regret-curve PNG per problem.
+Writes benchmarks/results/bbo[-TAG].md, its runs as bbo[-TAG].json (a merge: the runs it merged, the data behind
+its table) and one regret-curve PNG per problem.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -28,7 +31,7 @@ from _common import RESULTS, header, save
 from peers import BoTorchLoop, OptunaPeer
 
 import torchhpo as th
-from torchhpo.bench import Results, Run, compare
+from torchhpo.bench import Results, compare
 
 
 def seeds_of(text: str) -> list[int]:
@@ -54,7 +57,7 @@ def main(argv: list[str]) -> None:
     if args.quick:
         seeds, loop_seeds, problems, budget = [0], [0], ["mixed"], 8
     opts: dict = {"gp-logei": th.GP(), "gp-qlognei": th.GP("qlognei"), "gp-ucb": th.GP("ucb", beta=2.0),
-                  "random": th.RandomSearch(), "sobol": th.Sobol()}
+                  "tpe": th.TPE(), "random": th.RandomSearch(), "sobol": th.Sobol()}
     if importlib.util.find_spec("optuna"):
         opts |= {"optuna-gp": OptunaPeer("gp"), "optuna-tpe": OptunaPeer("tpe")}
     slow = {"botorch-loop": BoTorchLoop(n_initial=10 if not args.quick else 4)}
@@ -62,7 +65,8 @@ def main(argv: list[str]) -> None:
         keep = set(args.only.split(","))
         opts, slow = {k: v for k, v in opts.items() if k in keep}, {k: v for k, v in slow.items() if k in keep}
     res = Results()
-    parts = [load(t) for t in args.merge.split(",")] if args.merge else [
+    names = {t: "bbo.json" if t == "published" else f"bbo-{t}.json" for t in args.merge.split(",") if t}
+    parts = [Results.load(RESULTS / name) for name in names.values()] if args.merge else [
         compare(opts, problems, budget, seeds) if opts else None,
         compare(slow, problems, budget, loop_seeds) if slow else None]
     for part in parts:  # later parts replace earlier runs of the same (optimizer, problem, seed)
@@ -71,28 +75,18 @@ def main(argv: list[str]) -> None:
                          if not args.merge or ((not args.only or k[0] in keep) and k[1] in problems)}
             res.optima |= part.optima
     tag = f"-{args.tag}" if args.tag else ("-quick" if args.quick else "")
-    if not args.merge:
-        dump(res, RESULTS / f"bbo{tag}.json")
+    res.save(RESULTS / f"bbo{tag}.json")  # a merge saves the runs it merged: the data behind its table
     problems = list(dict.fromkeys(k[1] for k in res.runs))
     by_opt = {o: sorted({k[2] for k in res.runs if k[0] == o}) for o in dict.fromkeys(k[0] for k in res.runs)}
     text = header("Sample efficiency (benchmarks/bbo.py)", ["benchmarks/bbo.py", *argv])
     text += (f"- budget {budget} evaluations, minimize; seeds: "
              + ", ".join(f"{o} {s[0]}..{s[-1]}" for o, s in by_opt.items()) + "\n"
-             "- cells: median [IQR] of final log10 simple regret (floored at 1e-12); lower is better\n\n")
+             "- cells: median [IQR] of final log10 simple regret (floored at 1e-12); lower is better; mean rank: "
+             "over every (problem, seed), among the optimizers that ran that seed\n\n")
     text += res.table() + "\n"
     for p in problems:
         res.plot(str(RESULTS / f"bbo{tag}-{p}.png"), problem=p)
     save(f"bbo{tag}.md", text)
-
-
-def dump(res: Results, path: Path) -> None:
-    runs = [[*k, r.values, r.seconds] for k, r in res.runs.items()]
-    path.write_text(json.dumps({"optima": res.optima, "runs": runs}))
-
-
-def load(tag: str) -> Results:
-    d = json.loads((RESULTS / f"bbo-{tag}.json").read_text())
-    return Results({(o, p, s): Run(v, t) for o, p, s, v, t in d["runs"]}, d["optima"])
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
-"""Multi-fidelity benchmark: pruning schedulers x searchers on tabulated curves (digits CNN, digits MLP), one epoch budget.
+"""Multi-fidelity benchmark: pruning schedulers x searchers on tabulated curves (digits CNN / MLP, signals), one budget.
 
 On a shipped table of learning curves (``--table digits_cnn``, the default: 1,000 Sobol configs of the digits CNN x
-27 epochs; ``--table digits_mlp``: 1,000 configs of the digits MLP; or a file made by ``make_curves.py``) replayed
-with a simulated clock, every method gets the same budget of epochs (40 full runs by default) and many seeds:
+27 epochs; ``--table digits_mlp``: 1,000 configs of the digits MLP; ``--table signals_cnn``: 400 configs of a 1-D
+CNN on generated signals x 81 epochs; or a file made by ``make_curves.py``) replayed with a simulated clock, every
+method gets the same budget of epochs (40 full runs by default, 20 on signals_cnn) and many seeds:
 random search at full budget; random search + SuccessiveHalving / Hyperband / ASHA / MedianStopping / Patience (alone
 and with ASHA); GP +
 Hyperband when ``torchhpo.gp`` is importable; Optuna's TPESampler + HyperbandPruner replaying the same table
-when Optuna is installed. Reported: the best *fully trained* (27-epoch) validation loss against cumulative epochs
-and simulated wall time (PNG), the epochs each method needs to reach full-budget random search's final median
+when Optuna is installed. Reported: the best *fully trained* (27- or 81-epoch) validation loss against cumulative
+epochs and simulated wall time (PNG), the epochs each method needs to reach full-budget random search's final median
 best, configs tried, the test accuracy of the chosen config, and (on tables) the "winners" tried (configs whose
 full training reaches the target) with the share the scheduler cut short. ``--real`` trains for real (smaller
 scale).
@@ -17,6 +18,7 @@ Optuna's TPE keeps the config it suggested (its ask/tell API records its own sug
     python benchmarks/multifidelity.py                  # table, 20 seeds (100..119), 1 simulated worker
     python benchmarks/multifidelity.py --slots 4        # 4 simulated workers (ASHA's setting)
     python benchmarks/multifidelity.py --table digits_mlp --min-epochs 3    # the second task
+    python benchmarks/multifidelity.py --table signals_cnn --min-epochs 3   # the third: 20 full runs, rungs 3..81
     python benchmarks/multifidelity.py --real           # real training: 9 epochs, budget 12 full runs, 2 seeds
     python benchmarks/multifidelity.py --ask-tell       # every method through ask/tell: the same numbers
     python benchmarks/multifidelity.py --quick          # smoke run: 2 seeds, small budget, no GP/Optuna
@@ -86,9 +88,14 @@ class Run:
 
     events: list[Event]
     full: dict[int, tuple[float, float]]  # number -> (val loss after max_epochs, test accuracy)
+    driver: tuple[float, float] | None = None  # real training: shares of wall time in searcher asks, outside training
+    cost: float | None = None  # the scheduler's model: CPU seconds per decision (FreezeThaw's cpu_seconds)
 
 
+BUDGET = 40  # full runs
+BUDGETS = {"signals_cnn": 20}  # its 400 rows: pruning methods would use them all up within 40 full runs of 81 epochs
 REFERENCE = "random (full budget)"  # its final median best is the target every method is timed to
+SCREENED = 100  # the top-k baseline's cohort: configs trained one epoch before the top 1/max_epochs train fully
 
 
 def methods(E: int, r: int, with_gp: bool) -> dict[str, tuple[Callable[[int], Any], Callable[[int], Any]]]:
@@ -102,12 +109,17 @@ def methods(E: int, r: int, with_gp: bool) -> dict[str, tuple[Callable[[int], An
         "random + median": (rand, lambda s: th.MedianStopping(warmup_epochs=3, min_trials=5)),
         "random + patience": (rand, lambda s: th.Patience(8)),
         "random + patience + ASHA": (rand, lambda s: th.Schedulers([th.Patience(8), th.ASHA(r, E, seed=s)])),
+        # Egele et al. 2023: train every config r epochs, keep the top k (SCREENED // (E // r) of each cohort)
+        "random + top-k after 1st rung": (rand, lambda s: th.SuccessiveHalving(r, E, eta=max(2, E // r), n=SCREENED)),
+        "random + freeze-thaw": (rand, lambda s: th.FreezeThaw(r, E)),
     }
     out["tpe + Hyperband"] = (lambda s: th.TPE(seed=s), lambda s: th.Hyperband(r, E))
     out["tpe + ASHA"] = (lambda s: th.TPE(seed=s), lambda s: th.ASHA(r, E, seed=s))
+    out["tpe + freeze-thaw"] = (lambda s: th.TPE(seed=s), lambda s: th.FreezeThaw(r, E))
     if with_gp and importlib.util.find_spec("torchhpo.gp") is not None:
         out["gp + Hyperband"] = (lambda s: make_searcher("gp", seed=s), lambda s: th.Hyperband(r, E))
         out["gp + ASHA"] = (lambda s: make_searcher("gp", seed=s), lambda s: th.ASHA(r, E, seed=s))
+        out["gp + freeze-thaw"] = (lambda s: make_searcher("gp", seed=s), lambda s: th.FreezeThaw(r, E))
     return out
 
 
@@ -122,7 +134,14 @@ def run_table(curves: Curves, searcher: Any, scheduler: Any, seed: int, budget: 
     except _Spent:
         pass
     rows = {t.number: curves.row(t.config) for t in study.trials}
-    return Run(ex.events, {n: (float(curves.val_loss[r, -1]), float(curves.test_acc[r, -1])) for n, r in rows.items()})
+    return Run(ex.events, {n: (float(curves.val_loss[r, -1]), float(curves.test_acc[r, -1])) for n, r in rows.items()},
+               _cost(scheduler))
+
+
+def _cost(scheduler: Any) -> float | None:
+    """CPU seconds per decision of a model-based scheduler (``FreezeThaw``), else ``None``."""
+    decisions = getattr(scheduler, "decisions", 0)
+    return scheduler.cpu_seconds / decisions if decisions else None
 
 
 def run_table_ask_tell(curves: Curves, searcher: Any, scheduler: Any, seed: int, budget: int) -> Run:
@@ -216,27 +235,49 @@ def _suggest(trial: Any, space: th.Space) -> dict[str, Any]:
     return out
 
 
+class _TimedSearcher:
+    """Searcher wrapper: the seconds spent in its asks (the model's share of a real run's wall time)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.seconds = inner, 0.0
+
+    def ask(self, space: th.Space, trials: Any, n: int = 1) -> list[dict]:
+        begin = time.perf_counter()
+        try:
+            return self.inner.ask(space, trials, n)
+        finally:
+            self.seconds += time.perf_counter() - begin
+
+
 def run_real(searcher: Any, scheduler: Any, seed: int, budget: int, E: int) -> Run:
-    """Real training of the digits CNN (Inline, wall clock); test accuracy from each full trial's checkpoint."""
+    """Real training of the digits CNN (Inline, wall clock); test accuracy from each full trial's checkpoint; the
+    shares of wall time spent in searcher asks and outside the training function (searcher, scheduler, storage)."""
     data = digits_data()
     test: dict[int, tuple[float, float]] = {}
+    training = [0.0]
 
     def train(config: dict, trial: th.Trial) -> float:
-        loss = train_digits_cnn(config, trial)
-        if trial.last_step >= E:  # fully trained: its last checkpoint is the final model
-            model = TASKS["digits_cnn"].model(config)
-            model.load_state_dict(trial.load()["model"])
-            test[trial.number] = (loss, evaluate(model, data.X_test, data.y_test)[1])
+        begin = time.perf_counter()
+        try:  # a pruned or paused trial leaves by an exception: its training counts too
+            loss = train_digits_cnn(config, trial)
+            if trial.last_step >= E:  # fully trained: its last checkpoint is the final model
+                model = TASKS["digits_cnn"].model(config)
+                model.load_state_dict(trial.load()["model"])
+                test[trial.number] = (loss, evaluate(model, data.X_test, data.y_test)[1])
+        finally:
+            training[0] += time.perf_counter() - begin
         return loss
 
     start = time.perf_counter()
     ex = _Budget(th.Inline("cpu"), budget, lambda: time.perf_counter() - start)
-    study = th.Study(digits_space(), mode="min", searcher=searcher, scheduler=scheduler, seed=seed, max_epochs=E)
+    timed = _TimedSearcher(searcher)
+    study = th.Study(digits_space(), mode="min", searcher=timed, scheduler=scheduler, seed=seed, max_epochs=E)
     try:
         study.optimize(train, n_trials=10_000, executor=ex, progress=False)
     except _Spent:
         pass
-    return Run(ex.events, test)
+    wall = time.perf_counter() - start
+    return Run(ex.events, test, (timed.seconds / wall, 1 - training[0] / wall))
 
 
 def anytime(run: Run, E: int, budget: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
@@ -292,6 +333,7 @@ def _winners(counts: list[float], cut: int) -> str:
 def report(runs: dict[str, list[Run]], E: int, budget: int, header: str, png: Path, first_rung: int,
            final_losses: np.ndarray | None = None) -> str:
     ref = REFERENCE
+    real = all(r.driver is not None for rs in runs.values() for r in rs)
     finals = {m: [_last(anytime(run, E, budget)[2]) for run in rs] for m, rs in runs.items()}
     target = float(np.median(finals[ref]))
     lines = [header, "", f"Target: full-budget random search's final median best validation loss = {target:.4f}."]
@@ -306,8 +348,9 @@ def report(runs: dict[str, list[Run]], E: int, budget: int, header: str, png: Pa
     lines += ["",
              "| method | best val loss at 1/5 of the budget, median | final best val loss, median [IQR] | epochs to "
              "target, median (reached) | fraction of the budget | configs tried | test acc of chosen, median | "
-             "simulated/wall s at budget | winners tried, median (share cut short) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "simulated/wall s at budget | winners tried, median (share cut short) | model CPU s per decision, median |"
+             + (" wall share in searcher asks / outside training, median |" if real else ""),
+             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if real else "")]
     need = {}
     for m, rs in runs.items():
         to, tried, acc, secs, winners, cut = [], [], [], [], [], 0
@@ -325,10 +368,14 @@ def report(runs: dict[str, list[Run]], E: int, budget: int, header: str, png: Pa
         q = np.quantile(finals[m], [0.25, 0.5, 0.75])
         reached = sum(np.isfinite(to))
         fifth = np.median([_last(anytime(r, E, budget // 5)[2]) for r in rs])
+        costs = [r.cost for r in rs if r.cost is not None]
         lines.append(f"| {m} | {fifth:.4f} | {q[1]:.4f} [{q[0]:.4f}, {q[2]:.4f}] | "
                      f"{'>' + str(budget) if not np.isfinite(need[m]) else f'{need[m]:.0f}'} ({reached}/{len(rs)}) | "
                      f"{need[m] / budget:.2f} | {np.median(tried):.0f} | {np.nanmedian(acc):.4f} | "
-                     f"{np.median(secs):.0f} | {_winners(winners, cut)} |")
+                     f"{np.median(secs):.0f} | {_winners(winners, cut)} | "
+                     f"{f'{np.median(costs):.3f}' if costs else '-'} |" + (
+                         f" {np.median([r.driver[0] for r in rs]):.1%} / {np.median([r.driver[1] for r in rs]):.1%} |"
+                         if real else ""))
     plot(runs, E, budget, png)
     return "\n".join(lines)
 
@@ -367,11 +414,13 @@ def plot(runs: dict[str, list[Run]], E: int, budget: int, path: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=20)
-    p.add_argument("--budget", type=int, default=40, help="total epochs, in full runs")
+    p.add_argument("--budget", type=int, default=None,
+                   help=f"total epochs, in full runs (default {BUDGET}; "
+                   + "; ".join(f"{n} on {t}" for t, n in BUDGETS.items()) + ")")
     p.add_argument("--slots", type=int, default=1, help="simulated workers")
     p.add_argument("--min-epochs", type=int, default=1, help="epochs at the first rung")
     p.add_argument("--real", action="store_true", help="real training (9 epochs, 2 seeds, budget 12 full runs)")
-    p.add_argument("--table", default="digits_cnn", help="a shipped table (digits_cnn, digits_mlp) or a curves file")
+    p.add_argument("--table", default="digits_cnn", help="a shipped table (digits_cnn, digits_mlp, signals_cnn) or a curves file")
     p.add_argument("--methods", default=None, help="comma-separated subset of the methods (default: all)")
     p.add_argument("--tag", default="", help="suffix of the result files, for a partial run")
     p.add_argument("--ask-tell", action="store_true", help="drive every method through ask/tell (1 worker, tables)")
@@ -400,7 +449,7 @@ def main() -> None:
     else:
         curves = Curves.load(a.table)
         E = curves.epochs
-        budget = (6 if a.quick else a.budget) * E
+        budget = (6 if a.quick else a.budget or BUDGETS.get(a.table, BUDGET)) * E
         for m, (searcher, sched) in chosen(methods(E, a.min_epochs, with_gp=not a.quick)).items():
             if a.ask_tell:
                 runs[m] = [run_table_ask_tell(curves, searcher(s), sched(s), s, budget) for s in seeds]

@@ -1,4 +1,5 @@
-"""Peers that ``torchhpo.bench.compare`` runs beside torchhpo's searchers: Optuna's samplers and a plain BoTorch
+"""Peers that ``torchhpo.bench.compare`` runs beside torchhpo's searchers: Optuna's samplers (``OptunaPeer``,
+which ships in ``torchhpo.bench`` so that ``torchhpo bench --searchers optuna-gp`` has it) and a plain BoTorch
 loop, each with ``run(problem, budget, seed) -> Run`` (CPU seconds timed around each suggestion here)."""
 
 from __future__ import annotations
@@ -6,49 +7,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from torchhpo.bench import Problem, Run
-from torchhpo.space import Float, Int, Space
+from torchhpo.bench import OptunaPeer, Problem, Run, optuna_distributions
+from torchhpo.space import Space
 
-
-class OptunaPeer:
-    """Optuna's ``GPSampler`` (``sampler="gp"``) or ``TPESampler`` (``"tpe"``) through ask-and-tell."""
-
-    def __init__(self, sampler: str = "gp") -> None:
-        if sampler not in ("gp", "tpe"):
-            raise ValueError(f"OptunaPeer: sampler={sampler!r} must be 'gp' or 'tpe'")
-        self.sampler = sampler
-
-    def run(self, problem: Problem, budget: int, seed: int) -> Run:
-        try:
-            import optuna
-        except ImportError as e:
-            raise ImportError("OptunaPeer needs optuna: pip install 'torchhpo[bench]'") from e
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        make = optuna.samplers.GPSampler if self.sampler == "gp" else optuna.samplers.TPESampler
-        study = optuna.create_study(sampler=make(seed=seed), direction="minimize")
-        dists = optuna_distributions(problem.space)
-        values, seconds = [], []
-        for _ in range(budget):
-            t0 = time.process_time()
-            trial = study.ask(dists)
-            seconds.append(time.process_time() - t0)
-            values.append(problem.fn(dict(trial.params)))
-            study.tell(trial, values[-1])
-        return Run(values, seconds)
-
-
-def optuna_distributions(space: Space) -> dict[str, Any]:
-    """Optuna's distribution for each parameter of ``space``."""
-    import optuna.distributions as od
-
-    def one(p: Any) -> Any:
-        if isinstance(p, Float):
-            return od.FloatDistribution(p.low, p.high, log=p.log)
-        if isinstance(p, Int):
-            return od.IntDistribution(p.low, p.high, log=p.log, step=p.step)
-        return od.CategoricalDistribution(p.options)
-
-    return {name: one(p) for name, p in space.params.items()}
+__all__ = ["BoTorchLoop", "OptunaPeer", "optuna_distributions"]
 
 
 class BoTorchLoop:

@@ -3,11 +3,13 @@
     python benchmarks/suggest_latency.py           # n = 50, 100, 200, 400, 800 and a q=8 batch at n=200
     python benchmarks/suggest_latency.py --quick   # smoke run: n = 20, a q=2 batch, one repeat
     python benchmarks/suggest_latency.py --steady  # the second GP ask after n - 1 Sobol points, vs Optuna
+    python benchmarks/suggest_latency.py --tpe     # TPE instead: torchhpo's and Optuna's at n = 100, 1000, 5000
 
 Side by side in one run: torchhpo's GP (default LogEI; warm-started, as in a running study: it asked once at
 n - 1 first), Optuna's GPSampler (likewise asked once before) and the plain BoTorch loop. CPU seconds are the
 figure to quote on a shared machine (one torch thread); wall seconds are shown too. Every method is timed here,
-around its ask, alike. Writes benchmarks/results/suggest_latency[-quick].md.
+around its ask, alike. Writes benchmarks/results/suggest_latency[-quick].md (with ``--tpe``: suggest_latency_tpe.md,
+torchhpo's TPE against Optuna's TPESampler, both asked once before at n - 1 like a running study).
 
 ``--steady`` times the steady state of a real loop instead, on Hartmann6 and the mixed problem: n - 1 Sobol
 points, a first GP ask whose proposal is evaluated and told, then the timed second ask, for torchhpo's GP and
@@ -58,11 +60,16 @@ def torchhpo_gp(trials: list[TrialRecord], q: int) -> dict[str, float]:
 
 
 def optuna_gp(trials: list[TrialRecord], q: int) -> dict[str, float]:
+    return optuna_peer(trials, q, "gp")
+
+
+def optuna_peer(trials: list[TrialRecord], q: int, kind: str) -> dict[str, float]:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     dists = optuna_distributions(PROBLEM.space)
-    study = optuna.create_study(sampler=optuna.samplers.GPSampler(seed=0), direction="minimize")
+    sampler = optuna.samplers.GPSampler(seed=0) if kind == "gp" else optuna.samplers.TPESampler(seed=0)
+    study = optuna.create_study(sampler=sampler, direction="minimize")
     study.add_trials([optuna.trial.create_trial(params=t.config, distributions=dists, value=t.value)
                       for t in trials[:-1]])
     study.ask(dists)  # warms its kernel-parameter cache like a running study
@@ -70,6 +77,17 @@ def optuna_gp(trials: list[TrialRecord], q: int) -> dict[str, float]:
     study.add_trial(optuna.trial.create_trial(params=last.config, distributions=dists, value=last.value))
     wall, cpu = timed(lambda: [study.ask(dists) for _ in range(q)])
     return {"wall": wall, "cpu": cpu}
+
+
+def torchhpo_tpe(trials: list[TrialRecord], q: int) -> dict[str, float]:
+    tpe = th.TPE(seed=0)
+    tpe.ask(PROBLEM.space, trials[:-1], 1)
+    wall, cpu = timed(lambda: tpe.ask(PROBLEM.space, trials, q))
+    return {"wall": wall, "cpu": cpu}
+
+
+def optuna_tpe(trials: list[TrialRecord], q: int) -> dict[str, float]:
+    return optuna_peer(trials, q, "tpe")
 
 
 def botorch_loop(trials: list[TrialRecord], q: int) -> dict[str, float]:
@@ -134,11 +152,14 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--histories", type=int, default=5, help="histories the batch/single cost ratio is taken over")
-    ap.add_argument("--steady", action="store_true", help="the second ask after Sobol points, vs Optuna")
+    ap.add_argument("--tpe", action="store_true", help="time TPE (torchhpo's and Optuna's) instead of the GPs")
+    ap.add_argument("--steady", action="store_true", help="the second GP ask after Sobol points, vs Optuna")
     ap.add_argument("--sizes", default="50,200,800", help="the n of --steady")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
+    if args.tpe:
+        return tpe_latency(argv, [100] if args.quick else [100, 1000, 5000], 1 if args.quick else args.repeats)
     if args.steady:
         return steady(argv, [int(n) for n in args.sizes.split(",")], args.histories, args.repeats)
     sizes, repeats, batch_n, q = ([20], 1, 20, 2) if args.quick else ([50, 100, 200, 400, 800], args.repeats, 200, 8)
@@ -178,6 +199,24 @@ def main(argv: list[str]) -> None:
     path = RESULTS / "suggest_latency.md"
     kept = path.read_text().partition(STEADY) if path.exists() and not args.quick else ("", "", "")
     save(f"suggest_latency{'-quick' if args.quick else ''}.md", text + kept[1] + kept[2])
+
+
+def tpe_latency(argv: list[str], sizes: list[int], repeats: int) -> None:
+    methods = {"torchhpo TPE": torchhpo_tpe}
+    if importlib.util.find_spec("optuna"):
+        methods["Optuna TPESampler"] = optuna_tpe
+    text = header("Cost of a TPE suggestion (benchmarks/suggest_latency.py --tpe)",
+                  ["benchmarks/suggest_latency.py", *argv])
+    text += (f"- Hartmann6, n random observations; one suggestion, median of {repeats} repeats; seconds; both "
+             "samplers asked once at n - 1 first, as in a running study. Defaults of both (Optuna's is multivariate)."
+             "\n\n| method | n | CPU s | wall s |\n|---|---|---|---|\n")
+    for n in sizes:
+        trials = history(n)
+        for name, fn in methods.items():
+            runs = [fn(trials, 1) for _ in range(repeats)]
+            med = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+            text += f"| {name} | {n} | {med['cpu']:.4f} | {med['wall']:.4f} |\n"
+    save("suggest_latency_tpe.md", text)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,6 @@ import argparse
 import math
 from pathlib import Path
 
-import torch
-
 import torchhpo as th
 
 # --- configuration --------------------------------------------------------------------------------------------
@@ -66,7 +64,6 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--out", default=OUT)
     args = ap.parse_args()
-    torch.set_num_threads(1)
     space = th.Space({"x": th.Float(-10.0, 10.0)})
     searcher = th.GP("ucb", beta=BETA, n_initial=N_INITIAL, seed=args.seed)
     study = th.Study(space, mode="max", searcher=searcher)

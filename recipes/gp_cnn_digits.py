@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import tempfile
 
-import torch
-
 import torchhpo as th
 from torchhpo.problems import DigitsCNN, digits_data, evaluate, train_digits_cnn
 
@@ -44,7 +42,6 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--n-initial", type=int, default=N_INITIAL, help="Sobol points before the GP")
     args = ap.parse_args()
-    torch.set_num_threads(1)
     if args.storage:
         from pathlib import Path
 

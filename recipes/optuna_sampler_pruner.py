@@ -12,7 +12,7 @@ once with Optuna's TPESampler and HyperbandPruner and once with ``TorchHPOSample
 
 from __future__ import annotations
 
-import sys
+import argparse
 
 import optuna
 import torch
@@ -88,6 +88,18 @@ def main(**overrides: object) -> None:
 
 CONFIG = {k: v for k, v in dict(globals()).items() if not k.startswith("_") and isinstance(v, (int, float, str))}
 
+
+
+def parse(argv: list[str] | None = None) -> dict[str, object]:
+    """The settings given on the command line (``--name=value``), over ``SMOKE``'s with ``--smoke``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name, value in CONFIG.items():
+        parser.add_argument(f"--{name}", type=type(value), default=None, help=f"default: {value!r}")
+    parser.add_argument("--smoke", action="store_true", help=f"a seconds-long run: {SMOKE}")
+    args = vars(parser.parse_args(argv))
+    given = {k: v for k, v in args.items() if k != "smoke" and v is not None}
+    return {**SMOKE, **given} if args["smoke"] else given
+
+
 if __name__ == "__main__":
-    args = dict(arg.removeprefix("--").partition("=")[::2] for arg in sys.argv[1:])
-    main(**({**SMOKE, **{k: v for k, v in args.items() if k != "smoke"}} if "smoke" in args else args))
+    main(**parse())

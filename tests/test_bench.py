@@ -1,10 +1,14 @@
+import json
+import logging
 import math
+import warnings
 
 import pytest
 from support import run_script
 
 import torchhpo as th
-from torchhpo.bench import PROBLEMS, Problem, Results, Run, compare
+from torchhpo.bench import PROBLEMS, SEARCHERS, Problem, Results, Run, compare
+from torchhpo.cli import main
 
 FAST = th.GPOptions(num_restarts=2, raw_samples=32, maxiter=10, fit_maxiter=15)
 
@@ -64,7 +68,59 @@ def test_compare_times_each_ask_and_th_bench_is_the_module():
     run = res.runs[("random", "mixed", 0)]
     assert len(run.seconds) == 3 and all(s >= 0.0 for s in run.seconds)
     with pytest.raises(AttributeError, match=r"benchmarks/peers\.py"):
-        th.bench.OptunaPeer  # noqa: B018 (the peers are benchmark code, outside the package)
+        th.bench.BoTorchLoop  # noqa: B018 (the plain BoTorch loop is benchmark code, outside the package)
+
+
+def _noisy_sphere(config):
+    warnings.warn("ill-conditioned", RuntimeWarning, stacklevel=1)
+    logging.getLogger("torchhpo.gp").warning("acquisition optimization failed")
+    return config["x"] ** 2
+
+
+def test_compare_counts_warnings_and_resumes_from_out(tmp_path, capfd):
+    noisy = Problem("noisy", th.Space({"x": th.Float(-1.0, 1.0)}), _noisy_sphere, 0.0)
+    res = compare(["random", "sobol"], problems=[noisy], budget=3, seeds=2, out=tmp_path)
+    assert res.reused == 0 and sorted(res.runs) == [(o, "noisy", s) for o in ("random", "sobol") for s in (0, 1)]
+    assert all(r.warnings == {"RuntimeWarning": 3, "logged by torchhpo.gp": 3} for r in res.runs.values())
+    assert res.warning_summary() == ["RuntimeWarning: 12 in 4 of 4 runs", "logged by torchhpo.gp: 12 in 4 of 4 runs"]
+    assert "ill-conditioned" not in capfd.readouterr().err  # counted, not printed
+    again = compare({"random": th.RandomSearch(), "tpe": th.TPE()}, problems=[noisy], budget=3, seeds=2, out=tmp_path)
+    assert again.reused == 2 and again.runs[("random", "noisy", 1)].values == res.runs[("random", "noisy", 1)].values
+    stored = Results.load(tmp_path / "results.json")  # the file keeps every run it got, sobol's too
+    assert len(stored.runs) == 6 and stored.optima == {"noisy": 0.0}
+    longer = compare(["random"], problems=[noisy], budget=4, seeds=1, out=tmp_path)  # another budget: run again
+    assert longer.reused == 0 and len(longer.runs[("random", "noisy", 0)].values) == 4
+
+
+def test_searcher_registry():
+    assert {"gp-logei", "gp-qlognei", "gp-ucb", "gp-ts", "tpe", "random", "sobol", "optuna-tpe"} <= set(SEARCHERS)
+    made = th.bench.searchers(["gp-ucb", "gp-ts", "tpe"])
+    assert (made["gp-ucb"].acquisition, made["gp-ucb"].beta, made["gp-ts"].acquisition) == ("ucb", 2.0, "ts")
+    assert isinstance(made["tpe"], th.TPE)
+    with pytest.raises(ValueError, match="unknown searcher 'gp-pi'; choose from"):
+        compare(["gp-pi"], problems=["branin"], budget=2, seeds=1)
+
+
+def test_cli_bench_writes_table_plots_and_resumes(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "bench"
+    argv = ["bench", "--searchers", "sobol,random", "--problems", "branin,mixed", "--budget", "6", "--out", str(out),
+            "--no-progress"]
+    assert main([*argv, "--seeds", "2", "--workers", "2"]) == 0
+    first = capsys.readouterr().out
+    assert "reused" not in first and "| sobol |" in first and "warnings (counted, not printed):" in first
+    rows = json.loads((out / "results.json").read_text())["runs"]
+    assert len(rows) == 8 and all(len(r[3]) == 6 for r in rows)
+    for p in ("branin", "mixed"):
+        assert (out / f"regret-{p}.png").read_bytes()[:4] == b"\x89PNG"
+    md = (out / "results.md").read_text()
+    assert "| optimizer | branin | mixed | mean rank |" in md and "## Warnings (counted, not printed)" in md
+    assert "seeds: sobol 0..1, random 0..1" in md
+    assert main([*argv, "--seeds", "3"]) == 0  # seed 2 is new: run here, the rest reused
+    again = capsys.readouterr().out
+    assert f"reused 8 of 12 runs from {out / 'results.json'}" in again
+    assert main(["bench", "--list"]) == 0 and "gp-ts" in capsys.readouterr().out
+    assert main([*argv, "--seeds", "0-x"]) == 2 and "must be a count" in capsys.readouterr().err
 
 
 def test_recipe_bo_1d_demo(tmp_path):

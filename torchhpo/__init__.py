@@ -17,6 +17,7 @@ from torchhpo.executors import Inline, Processes, Ray
 from torchhpo.schedulers import (
     ASHA,
     BudgetScheduler,
+    FreezeThaw,
     Hyperband,
     MedianStopping,
     Patience,
@@ -41,6 +42,7 @@ __all__ = [
     "Decision",
     "FailingTrials",
     "Float",
+    "FreezeThaw",
     "GP",
     "GPOptions",
     "GridSearch",

@@ -1,8 +1,11 @@
-"""Benchmark problems with known optima and ``compare``: searchers side by side, with a table and a plot.
+"""Benchmark problems with known optima and ``compare``: searchers side by side, with a table and plots.
 
 Every problem is **minimized**; the metric is the simple regret ``best value found - optimum``, floored at
-1e-12 and shown as log10 (lower is better). Peers from other libraries (Optuna's samplers, a plain BoTorch loop)
-plug in as objects with ``run(problem, budget, seed) -> Run``; the repository's ``benchmarks/peers.py`` has them.
+1e-12 and shown as log10 (lower is better). ``SEARCHERS`` names the searchers a benchmark usually compares
+(``"gp-logei"``, ``"tpe"``, ``"optuna-gp"``, ...); peers from other libraries plug in as objects with
+``run(problem, budget, seed) -> Run`` (``OptunaPeer`` here, a plain BoTorch loop in ``benchmarks/peers.py``).
+``compare`` runs them in worker processes (``workers=``), with a progress bar, and keeps every finished run in a
+JSON file (``out=``) that a rerun resumes; ``torchhpo bench`` is its command line (docs/benchmarking.md).
 
 Example:
     >>> import torchhpo as th
@@ -13,11 +16,21 @@ Example:
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import copy
+import datetime
+import logging
 import math
+import multiprocessing as mp
+import os
+import platform
 import time
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,10 +39,11 @@ from torchhpo.checks import integer
 from torchhpo.space import Choice, Config, Float, Int, Space
 from torchhpo.trial import Status, TrialRecord
 
-__all__ = ["PROBLEMS", "Problem", "Results", "Run", "compare"]
+__all__ = ["OptunaPeer", "PROBLEMS", "Problem", "Results", "Run", "SEARCHERS", "compare", "optuna_distributions", "searchers"]
 
 FLOOR = 1e-12
 SKIP = 10  # suggestions left out of the timing column, so that it times the model, not the (free) initial design
+RESULTS_FILE = "results.json"  # what compare(out=...) keeps in its folder, rewritten after each run
 
 
 @dataclass(frozen=True)
@@ -91,10 +105,12 @@ PROBLEMS: dict[str, Problem] = {
 
 @dataclass
 class Run:
-    """One optimizer on one problem and seed: the values in evaluation order and CPU seconds per suggestion."""
+    """One optimizer on one problem and seed: the values in evaluation order, CPU seconds per suggestion, and how
+    many warnings of each category the run raised or logged (counted by ``compare``, not printed)."""
 
     values: list[float]
     seconds: list[float]
+    warnings: dict[str, int] = field(default_factory=dict)
 
 
 def run_searcher(searcher: Any, problem: Problem, budget: int) -> Run:
@@ -111,14 +127,19 @@ def run_searcher(searcher: Any, problem: Problem, budget: int) -> Run:
     return Run(values, seconds)
 
 
+Key = tuple[str, str, int]  # (optimizer, problem, seed)
+
+
 @dataclass
 class Results:
-    """Runs by ``(optimizer, problem, seed)``, with optima; ``table()`` and ``plot()`` report them."""
+    """Runs by ``(optimizer, problem, seed)``, with optima; ``table()``, ``plot()`` and ``markdown()`` report them,
+    ``save``/``load`` keep them as JSON. ``reused``: how many runs ``compare(out=...)`` took from its file."""
 
-    runs: dict[tuple[str, str, int], Run] = field(default_factory=dict)
+    runs: dict[Key, Run] = field(default_factory=dict)
     optima: dict[str, float] = field(default_factory=dict)
+    reused: int = 0
 
-    def regret(self, key: tuple[str, str, int]) -> np.ndarray:
+    def regret(self, key: Key) -> np.ndarray:
         """log10 simple regret after each evaluation (floored at 1e-12)."""
         best = np.minimum.accumulate(np.asarray(self.runs[key].values, dtype=float))
         return np.log10(np.maximum(best - self.optima[key[1]], FLOOR))
@@ -160,7 +181,33 @@ class Results:
             lines.append(f"| {o} | " + " | ".join(cells) + f" | {ranks[o]:.2f} | {np.median(secs):.3f} | {seeds} |")
         return "\n".join(lines)
 
-    def plot(self, path: str, problem: str | None = None) -> None:
+    def warning_summary(self) -> list[str]:
+        """One line per warning category the runs raised or logged: its count and in how many runs."""
+        total: Counter[str] = Counter()
+        runs: Counter[str] = Counter()
+        for r in self.runs.values():
+            total.update(r.warnings)
+            runs.update(r.warnings.keys())
+        order = sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))  # most first; ties by name, as stable text
+        return [f"{name}: {n} in {runs[name]} of {len(self.runs)} runs" for name, n in order]
+
+    def markdown(self, command: str) -> str:
+        """A report page: what ran (``command``, date, versions, budget, seeds), the table, the warnings."""
+        import torch
+
+        by_opt = {o: sorted({k[2] for k in self.runs if k[0] == o}) for o in self._names()[0]}
+        budgets = sorted({len(r.values) for r in self.runs.values()})
+        lines = self.warning_summary() or ["none"]
+        return (f"# Benchmark\n\n- command: `{command}`\n"
+                f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: "
+                f"{platform.machine()}, {os.cpu_count()} CPUs; python {platform.python_version()}, torch "
+                f"{torch.__version__}\n"
+                f"- budget {', '.join(map(str, budgets))} evaluations, minimize; seeds: "
+                + ", ".join(f"{o} {s[0]}..{s[-1]}" for o, s in by_opt.items()) + "\n"
+                "- cells: median [IQR] of final log10 simple regret (floored at 1e-12); lower is better\n\n"
+                + self.table() + "\n\n## Warnings (counted, not printed)\n\n" + "".join(f"- {w}\n" for w in lines))
+
+    def plot(self, path: str | Path, problem: str | None = None) -> None:
         """Median log10 regret against evaluations (IQR shaded), one panel per problem, saved as a PNG."""
         try:
             import matplotlib
@@ -187,49 +234,235 @@ class Results:
         fig.savefig(path, dpi=110)
         plt.close(fig)
 
+    def save(self, path: str | Path) -> None:
+        """Write the runs as JSON (``{"optima": ..., "runs": [[optimizer, problem, seed, values, seconds,
+        warnings], ...]}``), replacing the file in one step so that an interrupted write never leaves half of it."""
+        import json
 
-def compare(optimizers: Mapping[str, Any], problems: Sequence[str | Problem] = ("branin", "hartmann6"),
-            budget: int = 50, seeds: int | Sequence[int] = 10) -> Results:
+        rows = [[*k, r.values, r.seconds, r.warnings] for k, r in self.runs.items()]
+        tmp = Path(f"{path}.tmp")
+        tmp.write_text(json.dumps({"optima": self.optima, "runs": rows}))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Results:
+        """The runs ``save`` wrote (rows without warning counts, as older files have, count none)."""
+        import json
+
+        d = json.loads(Path(path).read_text())
+        runs = {(o, p, int(s)): Run(v, t, rest[0] if rest else {}) for o, p, s, v, t, *rest in d["runs"]}
+        return cls(runs, d["optima"])
+
+
+class OptunaPeer:
+    """Optuna's ``GPSampler`` (``sampler="gp"``) or ``TPESampler`` (``"tpe"``) through ask-and-tell; the CPU
+    seconds of each ``ask`` are timed as ``run_searcher`` times torchhpo's searchers."""
+
+    def __init__(self, sampler: str = "gp") -> None:
+        if sampler not in ("gp", "tpe"):
+            raise ValueError(f"OptunaPeer: sampler={sampler!r} must be 'gp' or 'tpe'")
+        self.sampler = sampler
+
+    def run(self, problem: Problem, budget: int, seed: int) -> Run:
+        try:
+            import optuna
+        except ImportError as e:
+            raise ImportError("OptunaPeer needs optuna: pip install 'torchhpo[bench]'") from e
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        make = optuna.samplers.GPSampler if self.sampler == "gp" else optuna.samplers.TPESampler
+        study = optuna.create_study(sampler=make(seed=seed), direction="minimize")
+        dists = optuna_distributions(problem.space)
+        values, seconds = [], []
+        for _ in range(budget):
+            t0 = time.process_time()
+            trial = study.ask(dists)
+            seconds.append(time.process_time() - t0)
+            values.append(problem.fn(dict(trial.params)))
+            study.tell(trial, values[-1])
+        return Run(values, seconds)
+
+
+def optuna_distributions(space: Space) -> dict[str, Any]:
+    """Optuna's distribution for each parameter of ``space``."""
+    import optuna.distributions as od
+
+    def one(p: Any) -> Any:
+        if isinstance(p, Float):
+            return od.FloatDistribution(p.low, p.high, log=p.log)
+        if isinstance(p, Int):
+            return od.IntDistribution(p.low, p.high, log=p.log, step=p.step)
+        return od.CategoricalDistribution(p.options)
+
+    return {name: one(p) for name, p in space.params.items()}
+
+
+def _named(name: str, **options: Any) -> Callable[[], Any]:
+    """A maker of torchhpo's searcher ``name`` (imported when made: BoTorch loads only for a GP)."""
+    def make() -> Any:
+        from torchhpo.searchers import make_searcher
+
+        return make_searcher(name, **options)
+
+    return make
+
+
+# name -> a fresh searcher or peer (``compare`` sets each run's seed); the GP rows are benchmarks/bbo.py's
+SEARCHERS: dict[str, Callable[[], Any]] = {
+    "gp-logei": _named("gp", acquisition="logei"),
+    "gp-qlognei": _named("gp", acquisition="qlognei"),
+    "gp-ucb": _named("gp", acquisition="ucb", beta=2.0),
+    "gp-ts": _named("gp", acquisition="ts"),
+    "tpe": _named("tpe"),
+    "random": _named("random"),
+    "sobol": _named("sobol"),
+    "optuna-tpe": lambda: OptunaPeer("tpe"),
+    "optuna-gp": lambda: OptunaPeer("gp"),
+}
+
+
+def searchers(names: Sequence[str]) -> dict[str, Any]:
+    """``{name: searcher}`` for names in ``SEARCHERS`` (``ValueError`` naming the known ones otherwise)."""
+    unknown = [n for n in names if n not in SEARCHERS]
+    if unknown:
+        raise ValueError(f"unknown searcher {unknown[0]!r}; choose from {list(SEARCHERS)}")
+    return {n: SEARCHERS[n]() for n in names}
+
+
+def compare(optimizers: Mapping[str, Any] | Sequence[str], problems: Sequence[str | Problem] = ("branin", "hartmann6"),
+            budget: int = 50, seeds: int | Sequence[int] = 10, *, workers: int = 1, progress: bool = False,
+            out: str | Path | None = None) -> Results:
     """Run each optimizer on each problem for each seed.
 
     Args:
-        optimizers: name -> a searcher (copied for each run, its ``seed`` set to the run's), a peer with
-            ``run(problem, budget, seed) -> Run`` (e.g. ``benchmarks/peers.py``'s Optuna samplers), or a callable
+        optimizers: names in ``SEARCHERS``, or name -> a searcher (copied for each run, its ``seed`` set to the
+            run's), a peer with ``run(problem, budget, seed) -> Run`` (e.g. ``OptunaPeer``), or a callable
             ``seed -> searcher``.
         problems: names in ``PROBLEMS`` or ``Problem`` objects.
         budget: evaluations per run.
         seeds: a count (seeds ``0 .. seeds - 1``) or the seeds themselves.
+        workers: worker processes that run the ``(optimizer, problem, seed)`` runs side by side, each with one
+            torch thread (they are started with ``spawn``: a script calling this needs an
+            ``if __name__ == "__main__":`` guard); 1 runs them here, one after another.
+        progress: one progress bar over all runs.
+        out: a folder: every finished run goes to its ``results.json`` as it finishes, and runs already there
+            (same optimizer name, problem, seed and budget) are reused instead of run again (``Results.reused``
+            counts them). The file keeps the runs of other optimizers and problems it holds.
+
+    Warnings (BoTorch's numerical and input-data warnings, linear_operator's jitter, logged ones) are counted per
+    run in ``Run.warnings`` instead of printed; ``Results.warning_summary()`` sums them.
     """
     integer("compare: budget", budget)
+    integer("compare: workers", workers)
     seed_list = list(range(integer("compare: seeds", seeds))) if isinstance(seeds, int) else list(seeds)
-    res = Results()
+    opts = searchers(optimizers) if not isinstance(optimizers, Mapping) else dict(optimizers)
+    for name, opt in opts.items():
+        if not any(callable(getattr(opt, a, None)) for a in ("run", "ask")) and not callable(opt):
+            raise TypeError(f"compare: optimizer {name!r} must be a searcher, a peer with run() or a callable, "
+                            f"got {opt!r}")
+    probs = []
     for spec in problems:
         if isinstance(spec, str) and spec not in PROBLEMS:
             raise ValueError(f"compare: problem {spec!r} is unknown; choose from {sorted(PROBLEMS)}")
-        problem = PROBLEMS[spec] if isinstance(spec, str) else spec
-        res.optima[problem.name] = problem.optimum
-        for name, opt in optimizers.items():
-            for seed in seed_list:
-                res.runs[(name, problem.name, seed)] = _run_one(opt, problem, budget, seed)
-    return res
+        probs.append(PROBLEMS[spec] if isinstance(spec, str) else spec)
+    path = None if out is None else Path(out) / RESULTS_FILE
+    kept = Results.load(path) if path is not None and path.exists() else Results()
+    kept.optima |= {p.name: p.optimum for p in probs}
+    keys = [(o, p.name, s) for p in probs for o in opts for s in seed_list]
+    todo = [k for k in keys if k not in kept.runs or len(kept.runs[k].values) != budget]
+    problem_of = {p.name: p for p in probs}
+    jobs = {k: (opts[k[0]], problem_of[k[1]], budget, k[2]) for k in todo}
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(keys), initial=len(keys) - len(todo), desc="runs", unit="run", disable=not progress,
+              dynamic_ncols=True) as bar:
+        for key, run in _runs(jobs, workers):
+            kept.runs[key] = run
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                kept.save(path)
+            bar.update()
+    return Results({k: kept.runs[k] for k in keys}, {p.name: p.optimum for p in probs}, len(keys) - len(todo))
+
+
+def _runs(jobs: dict[Key, tuple[Any, Problem, int, int]], workers: int) -> Iterator[tuple[Key, Run]]:
+    """Each job's run as it finishes: here in order with one worker, else in ``workers`` spawned processes (the
+    jobs travel with cloudpickle, so lambdas and local problems do too)."""
+    if workers == 1 or not jobs:
+        for key, job in jobs.items():
+            yield key, _run_one(*job)
+        return
+    import cloudpickle
+
+    pool = cf.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("spawn"),
+                                  initializer=_one_thread)
+    try:
+        futures = {pool.submit(_run_pickled, cloudpickle.dumps(job)): key for key, job in jobs.items()}
+        for future in cf.as_completed(futures):
+            yield futures[future], future.result()
+    finally:
+        pool.shutdown(cancel_futures=True)  # an error or an interrupt: the queued runs never start
+
+
+def _one_thread() -> None:
+    """A worker's torch threads: one, since the workers already share the cores."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _run_pickled(blob: bytes) -> Run:
+    import cloudpickle
+
+    return _run_one(*cloudpickle.loads(blob))
 
 
 def _run_one(opt: Any, problem: Problem, budget: int, seed: int) -> Run:
-    if callable(getattr(opt, "run", None)):
-        return opt.run(problem, budget, seed)
-    if callable(getattr(opt, "ask", None)):
-        searcher = copy.deepcopy(opt)
-        if hasattr(searcher, "seed"):
-            searcher.seed = seed
-        return run_searcher(searcher, problem, budget)
-    if callable(opt):
-        return run_searcher(opt(seed), problem, budget)
-    raise TypeError(f"compare: an optimizer must be a searcher, a peer with run() or a callable, got {opt!r}")
+    counts: Counter[str] = Counter()
+    with _counting(counts):
+        if callable(getattr(opt, "run", None)):
+            run = opt.run(problem, budget, seed)
+        elif callable(getattr(opt, "ask", None)):
+            searcher = copy.deepcopy(opt)
+            if hasattr(searcher, "seed"):
+                searcher.seed = seed
+            run = run_searcher(searcher, problem, budget)
+        else:
+            run = run_searcher(opt(seed), problem, budget)
+    run.warnings = dict(counts)
+    return run
+
+
+class _CountLogged(logging.Handler):
+    def __init__(self, counts: Counter[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.counts = counts
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.counts[f"logged by {record.name}"] += 1
+
+
+@contextmanager
+def _counting(counts: Counter[str]) -> Iterator[None]:
+    """Count the warnings raised and logged inside (by category: ``"NumericalWarning (linear_operator)"``)
+    instead of letting the same few print hundreds of times over a benchmark. Handlers the user configured still
+    get the logged ones; Python's last-resort printing to stderr does not."""
+    handler = _CountLogged(counts)
+    root = logging.getLogger()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        root.addHandler(handler)
+        try:
+            yield
+        finally:
+            root.removeHandler(handler)
+    for w in caught:
+        package = w.category.__module__.split(".")[0]
+        counts[w.category.__name__ if package == "builtins" else f"{w.category.__name__} ({package})"] += 1
 
 
 def __getattr__(name: str) -> Any:
-    """Name where the peers went: they are benchmark code, so they live beside the benchmark scripts."""
-    if name in ("OptunaPeer", "BoTorchLoop"):
-        raise AttributeError(f"torchhpo.bench.{name} moved to benchmarks/peers.py in the torchhpo repository "
+    """Name where the plain BoTorch loop went: it is benchmark code, so it lives beside the benchmark scripts."""
+    if name == "BoTorchLoop":
+        raise AttributeError("torchhpo.bench.BoTorchLoop moved to benchmarks/peers.py in the torchhpo repository "
                              "(benchmark code, not part of the installed package)")
     raise AttributeError(f"module 'torchhpo.bench' has no attribute {name!r}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from torchhpo.checks import integer, number
 from torchhpo.driver import Driver, headline
 from torchhpo.executors import Executor, Outcome, TrainFn, make_executor
+from torchhpo.observations import config_key
 from torchhpo.searchers import GridSearch, Searcher
 from torchhpo.space import Config, Space
 from torchhpo.storage import INTERRUPTED
@@ -29,6 +31,10 @@ Study = Any  # torchhpo.study.Study, which imports this module: named, not impor
 __all__ = ["Callback", "FailingTrials", "run"]
 
 Callback = Callable[[Study, TrialRecord], Any]
+
+AHEAD_PER_SLOT = 4  # prefetched configs per slot at most: more would be proposed on an ever staler snapshot
+ASK_MARGIN = 1.5  # an ask may take this much longer than the last one (its batch is larger, the cores busier)
+RATE_WINDOW = 2  # the rate of new configs is measured over the last RATE_WINDOW x slots of them
 
 
 class FailingTrials(RuntimeError):
@@ -59,7 +65,7 @@ def run(study: Study, driver: Driver, fn: TrainFn, n_trials: int | None, timeout
     call = Call(study, driver, n_trials, timeout, fail_fast, callbacks, max_epochs_total, target, retries, progress)
     driver.stopping, driver.on_end = False, call.ended
     per_trial = None if timeout_per_trial is None else float(timeout_per_trial)
-    prefetch = _Prefetch() if not batch and executor.concurrent else None
+    prefetch = _Prefetch(executor.slots) if not batch and executor.concurrent else None
     running: set[int] = set()
     before = set(driver.live)  # trials of the user's own (ask without tell): not this call's to fail
 
@@ -79,13 +85,15 @@ def run(study: Study, driver: Driver, fn: TrainFn, n_trials: int | None, timeout
                 if not running:  # nothing new may start: settle the paused ones with the peers there are
                     start(study.settle(executor.slots))
                 if prefetch is not None and len(running) >= executor.slots and call.room > 0 and not call.exhausted:
-                    prefetch.start(driver.searcher, driver.space, driver.records)  # computed while workers train
+                    prefetch.start(driver.searcher, driver.space, driver.records, call.room)  # while workers train
             if not running:
                 break
             left = call.deadline - time.monotonic()  # past the deadline, just wait for the running trials
             for outcome in executor.wait(timeout=left if 0 < left < math.inf else None):
                 running.discard(outcome.number)
                 call.finish(outcome)
+                if prefetch is not None:
+                    prefetch.arrived()
             call.show()
     except BaseException:  # Ctrl-C, an error in a scheduler or the storage, FailingTrials: leave storage consistent
         for n in sorted(running | (set(driver.live) - before)):  # started here, submitted or not yet
@@ -136,7 +144,8 @@ class Call:
                   for config, number, attempt in self.retry[:free]]
         del self.retry[: len(trials)]
         k = int(min(free - len(trials), self.room))
-        fresh = self.driver.ask_new(k, None if prefetch is None else prefetch.take) if k > 0 and not self.exhausted else []
+        take = None if prefetch is None else lambda: prefetch.take(k, self.driver.records)
+        fresh = self.driver.ask_new(k, take) if k > 0 and not self.exhausted else []
         self.exhausted = len(fresh) < k
         self.room -= len(fresh)
         self.new.update(t.number for t in fresh)
@@ -205,25 +214,77 @@ class Call:
 
 
 class _Prefetch:
-    """Asks the searcher for the next config in a background thread while every worker is busy, so a freed slot
-    refills at once instead of idling through a model fit. The proposal sees the running trials as pending; it
-    misses only results that arrive while it is computed. It works on a snapshot of the records, and the driver
-    takes (waits for) it before asking anything else, so the searcher never runs twice at once and the outcome
-    does not depend on timing."""
+    """Keeps proposals ready for the workers that free next, so that a freed slot refills at once instead of
+    idling through a model fit.
 
-    def __init__(self) -> None:
+    While every worker is busy, a background thread asks the searcher for as many configs as slots are likely to
+    free before its next ask returns (``want``), on a snapshot of the records (running trials pending). A newer
+    ask starts as soon as a result arrives, and its batch replaces what is left of the previous one: freed slots
+    take from the latest fit. The driver takes (waits for) an ask in flight before asking the searcher itself,
+    so the searcher never runs twice at once. A proposal misses the results that arrived while it was computed
+    and those that arrive before it is taken; configs equal to one started after its snapshot are dropped."""
+
+    def __init__(self, slots: int) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torchhpo-prefetch")
-        self._future: Any = None
+        self._slots = slots
+        self._future: Any = None  # the ask in flight
+        self._ready: list[Config] = []  # the latest batch's configs not taken yet
+        self._since = 0  # how many trials its snapshot held: later ones may repeat its configs
+        self._fresh = False  # no result arrived since the last ask's snapshot
+        self._seconds = 0.0  # how long the last ask took
+        self._starts: deque[float] = deque(maxlen=RATE_WINDOW * slots)  # when the latest new configs were taken
 
-    def start(self, searcher: Searcher, space: Space, records: list[TrialRecord]) -> None:
-        if self._future is None:
-            self._future = self._pool.submit(searcher.ask, space, [r.copy() for r in records], 1)
+    def want(self) -> int:
+        """How many configs the next ask proposes: the new configs the slots will take while it runs (at the rate
+        of the latest ones, over ``ASK_MARGIN`` times the last ask's duration), one more for the slot that frees as
+        it returns; at least one per slot (all may free at once), at most ``AHEAD_PER_SLOT`` per slot."""
+        n, first, last = len(self._starts), self._starts[0] if self._starts else 0.0, self._starts[-1] if self._starts else 0.0
+        rate = (n - 1) / (last - first) if last > first else 0.0
+        need = 1 + math.ceil(rate * ASK_MARGIN * self._seconds)
+        return max(self._slots, min(AHEAD_PER_SLOT * self._slots, need))
 
-    def take(self) -> list[Config] | None:
-        """The proposed configs (empty: the searcher is exhausted), or ``None`` when nothing was prefetched."""
-        future, self._future = self._future, None
-        return None if future is None else future.result()
+    def arrived(self) -> None:
+        """A result arrived (a trial ended or paused): the next ``start`` asks again, on records that hold it."""
+        self._fresh = False
+
+    def start(self, searcher: Searcher, space: Space, records: list[TrialRecord], room: float) -> None:
+        """Ask in the background unless an ask is in flight, or the ready configs cover ``want`` and no result
+        arrived since their snapshot (``room``: how many new configs the call may still start)."""
+        want = int(min(self.want(), room))
+        if self._future is not None or (self._fresh and len(self._ready) >= want):
+            return
+        self._fresh = True
+        self._future = self._pool.submit(_timed_ask, searcher, space, [r.copy() for r in records], want)
+
+    def take(self, k: int, records: Sequence[TrialRecord]) -> list[Config] | None:
+        """Up to ``k`` configs from the latest batch, none equal to a trial started after its snapshot (fewer: the
+        caller asks the searcher for the rest); ``None`` when nothing was prefetched. Waits for the ask in flight
+        when the ready configs are fewer than ``k``, so that no ask is in flight when the caller asks itself."""
+        self._ready = _unstarted(self._ready, records[self._since:])
+        if self._future is not None and (self._future.done() or len(self._ready) < k):
+            future, self._future = self._future, None
+            configs, self._since, self._seconds = future.result()
+            self._ready = _unstarted(configs, records[self._since:])
+        elif not self._ready:
+            return None
+        out, self._ready = self._ready[:k], self._ready[k:]
+        now = time.monotonic()
+        self._starts.extend(now for _ in out)
+        return out
 
     def close(self) -> None:
         self._future = None
         self._pool.shutdown(wait=True)
+
+
+def _timed_ask(searcher: Searcher, space: Space, snapshot: list[TrialRecord], n: int) -> tuple[list[Config], int, float]:
+    """``searcher.ask`` on ``snapshot``, with the snapshot's length and the seconds the ask took."""
+    begin = time.monotonic()
+    configs = searcher.ask(space, snapshot, n)
+    return configs, len(snapshot), time.monotonic() - begin
+
+
+def _unstarted(configs: list[Config], later: Sequence[TrialRecord]) -> list[Config]:
+    """``configs`` without those of the trials ``later`` (started after the snapshot they were proposed on)."""
+    keys = {config_key(r.config) for r in later}
+    return [c for c in configs if config_key(c) not in keys]

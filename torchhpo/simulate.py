@@ -2,7 +2,8 @@
 
 ``Curves`` is a table of configs and their per-epoch metrics (shipped, made by ``benchmarks/make_curves.py``:
 ``Curves.load("digits_cnn")``, the default, 1,000 Sobol configs of the digits CNN x 27 epochs, and
-``Curves.load("digits_mlp")``, 1,000 configs of the digits MLP x 27 epochs). ``Simulated`` follows the Executor
+``Curves.load("digits_mlp")``, 1,000 configs of the digits MLP x 27 epochs, and ``Curves.load("signals_cnn")``, 400
+configs of a 1-D CNN on generated signals x 81 epochs). ``Simulated`` follows the Executor
 protocol: instead of training, it replays a trial's row, advancing a virtual clock by the recorded seconds per
 epoch, with ``slots`` trials in flight at once (Syne Tune's simulator backend). ``Tabulated`` wraps a searcher so
 that it proposes table rows (the nearest unused one), so any searcher runs on the table.
@@ -78,7 +79,7 @@ class Curves:
     @classmethod
     def load(cls, path: str | Path = "digits_cnn") -> Curves:
         """Read a table saved by ``save``: a file, or the name of a shipped table (``"digits_cnn"``,
-        ``"digits_mlp"``)."""
+        ``"digits_mlp"``, ``"signals_cnn"``)."""
         if str(path) in SHIPPED:
             path = SHIPPED[str(path)]
         elif not Path(path).is_file():

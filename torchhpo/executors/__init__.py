@@ -12,7 +12,7 @@ One file per executor, and what they share:
 
 from __future__ import annotations
 
-from torchhpo.executors.base import Executor, Outcome, TrainFn, require_executor, resolve_devices, run_trial
+from torchhpo.executors.base import Executor, Outcome, Threads, TrainFn, require_executor, resolve_devices, run_trial
 from torchhpo.executors.inline import INLINE_TIMEOUT, Inline
 from torchhpo.executors.processes import Processes, refuse_rerun
 from torchhpo.executors.ray import Ray
@@ -22,10 +22,11 @@ __all__ = ["Executor", "Inline", "Outcome", "Processes", "Ray", "TrainFn", "make
 
 
 def make_executor(executor: Executor | None, devices: str | list[str] | None = None, *,
-                  timeout_per_trial: float | None = None) -> Executor:
+                  timeout_per_trial: float | None = None, threads: Threads = "auto") -> Executor:
     """The executor to use: as given (``TypeError`` naming what it lacks when it does not follow the ``Executor``
     protocol); else ``Processes`` over ``devices`` when they are several (or when ``timeout_per_trial`` needs a
-    worker that can be killed), else ``Inline`` on the one device.
+    worker that can be killed), else ``Inline`` on the one device; ``threads`` goes to the one built (torch threads
+    per trial, see ``torchhpo.executors.base.trial_threads``).
 
     A process re-running a script without a ``__main__`` guard is stopped here, before its study starts a trial."""
     if executor is not None:
@@ -40,5 +41,5 @@ def make_executor(executor: Executor | None, devices: str | list[str] | None = N
     found = resolve_devices(devices)
     if len(found) > 1 or timeout_per_trial is not None:
         refuse_rerun()
-        return Processes(found)
-    return Inline(found[0])
+        return Processes(found, threads=threads)
+    return Inline(found[0], threads=threads)

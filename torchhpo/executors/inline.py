@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import torch
 
-from torchhpo.executors.base import Outcome, TrainFn, answer_report, decided, resolve_devices, run_trial
+from torchhpo.executors.base import (
+    DRIVER_CPUS,
+    Outcome,
+    Threads,
+    TrainFn,
+    answer_report,
+    decided,
+    resolve_devices,
+    run_trial,
+    trial_threads,
+    usable_cpus,
+)
 from torchhpo.trial import Trial
 
 __all__ = ["INLINE_TIMEOUT", "Inline"]
@@ -18,13 +29,17 @@ class Inline:
 
     Args:
         device: the device trials see as ``trial.device`` (``"auto"``: the first GPU if any, else the CPU).
+        threads: ``torch.set_num_threads`` while a trial runs; the caller's count comes back after it.
+            ``"auto"``: ``$TORCHHPO_THREADS`` if set, else every usable CPU but one (left to the driver), at least
+            1, at most ``$OMP_NUM_THREADS`` if set (``torchhpo.executors.base.trial_threads``).
     """
 
     slots = 1
     concurrent = False  # the trial runs inside submit: nothing runs while the driver waits
 
-    def __init__(self, device: str | torch.device = "auto") -> None:
+    def __init__(self, device: str | torch.device = "auto", *, threads: Threads = "auto") -> None:
         self.device = resolve_devices(device)[0]
+        self.threads = trial_threads("Inline", threads, usable_cpus() - DRIVER_CPUS)
         self._done: list[Outcome] = []
 
     def submit(self, fn: TrainFn, trial: Trial, *, timeout: float | None = None) -> None:
@@ -33,10 +48,16 @@ class Inline:
         reporter = trial.reporter
         trial.device = torch.device(self.device)
         trial.reporter = lambda number, step, value: decided(answer_report(reporter, number, step, value))
+        callers = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
         try:
             self._done.append(run_trial(fn, trial))
         finally:
+            torch.set_num_threads(callers)
             trial.reporter = reporter
+
+    def __repr__(self) -> str:
+        return f"Inline(device={self.device!r}, threads={self.threads})"
 
     def wait(self, timeout: float | None = None) -> list[Outcome]:
         done, self._done = self._done, []

@@ -25,8 +25,10 @@ import torch
 
 from torchhpo.checks import integer
 from torchhpo.executors.base import (
+    DRIVER_CPUS,
     Outcome,
     Refusal,
+    Threads,
     TrainFn,
     answer_report,
     decided,
@@ -34,6 +36,8 @@ from torchhpo.executors.base import (
     release_memory,
     resolve_devices,
     run_trial,
+    trial_threads,
+    usable_cpus,
 )
 from torchhpo.trial import Decision, Reporter, Status, Trial
 
@@ -225,7 +229,9 @@ class Processes:
         devices: one device per worker group (``["cuda:0", "cuda:1"]``, ``["cpu"] * 2``) or ``"auto"`` (every
             visible GPU, else one CPU).
         per_device: how many workers share each device.
-        threads: ``torch.set_num_threads`` in each worker; default: the machine's cores divided among workers.
+        threads: ``torch.set_num_threads`` in each worker, before its first trial. ``"auto"``:
+            ``$TORCHHPO_THREADS`` if set, else the usable CPUs but one (left to the driver) divided among the
+            workers, at least 1, at most ``$OMP_NUM_THREADS`` if set (``torchhpo.executors.base.trial_threads``).
 
     Example:
         >>> import torchhpo as th
@@ -236,14 +242,13 @@ class Processes:
 
     concurrent = True  # trials run while the driver waits: the study prefetches the next config meanwhile
 
-    def __init__(self, devices: str | list[str] = "auto", per_device: int = 1, threads: int | None = None) -> None:
+    def __init__(self, devices: str | list[str] = "auto", per_device: int = 1, threads: Threads = "auto") -> None:
         integer("Processes: per_device", per_device)
-        integer("Processes: threads", threads, none=True)
         self.devices = resolve_devices(devices)
         for device in self.devices:
             _pin(device)  # an invisible GPU is refused here, not when the first trial starts
         self.slots = len(self.devices) * per_device
-        self.threads = threads or max(1, (os.cpu_count() or 1) // self.slots)
+        self.threads = trial_threads("Processes", threads, (usable_cpus() - DRIVER_CPUS) / self.slots)
         self._slots = [d for d in self.devices for _ in range(per_device)]
         self._ctx = mp.get_context("spawn")
         self._workers: list[_Worker | None] = [None] * self.slots
@@ -257,7 +262,7 @@ class Processes:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Processes(devices={self.devices}, slots={self.slots})"
+        return f"Processes(devices={self.devices}, slots={self.slots}, threads={self.threads})"
 
     def submit(self, fn: TrainFn, trial: Trial, *, timeout: float | None = None) -> None:
         i = next((i for i, w in enumerate(self._workers) if w is None or w.trial is None), None)

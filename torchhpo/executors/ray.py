@@ -21,7 +21,18 @@ from typing import Any
 import torch
 
 from torchhpo.checks import integer, number
-from torchhpo.executors.base import Outcome, Refusal, TrainFn, answer_report, decided, error_text, release_memory, run_trial
+from torchhpo.executors.base import (
+    Outcome,
+    Refusal,
+    Threads,
+    TrainFn,
+    answer_report,
+    decided,
+    error_text,
+    release_memory,
+    run_trial,
+    trial_threads,
+)
 from torchhpo.trial import Decision, Reporter, Status, Trial, checkpoint_file
 
 CHECKPOINTS = ("auto", "ship", "shared")
@@ -122,7 +133,9 @@ class Ray:
         resources_per_trial: Ray resources of one trial, e.g. ``{"cpu": 1, "gpu": 1}`` (fractions allowed); a
             ``ValueError`` when no node of the cluster has that much.
         slots: trials at once; default: as many as the cluster's CPUs and GPUs hold.
-        threads: ``torch.set_num_threads`` in each trial (default: its CPUs, at least 1).
+        threads: ``torch.set_num_threads`` in each trial, before it starts. ``"auto"``: ``$TORCHHPO_THREADS`` (in
+            the driver's environment) if set, else the trial's ``resources_per_trial["cpu"]`` rounded down, at
+            least 1, at most ``$OMP_NUM_THREADS`` if set (``torchhpo.executors.base.trial_threads``).
         checkpoints: how ``trial.save``/``trial.load`` reach the study's checkpoint folder. ``"ship"``: through
             Ray's object store with each task (any node can resume any paused trial; the folder is only on the
             driver's machine); ``"shared"``: directly, for a folder every node mounts at the same path (NFS, a
@@ -137,14 +150,15 @@ class Ray:
     concurrent = True  # trials run while the driver waits: the study prefetches the next config meanwhile
 
     def __init__(self, address: str | None = None, resources_per_trial: dict[str, float] | None = None, *,
-                 slots: int | None = None, threads: int | None = None, checkpoints: str = "auto") -> None:
+                 slots: int | None = None, threads: Threads = "auto",
+                 checkpoints: str = "auto") -> None:
         res = {"cpu": 1.0, "gpu": 0.0, **(resources_per_trial or {})}
         if set(res) - {"cpu", "gpu"} or res["cpu"] == res["gpu"] == 0:
             raise ValueError(f"Ray: resources_per_trial must be like {{'cpu': 1, 'gpu': 0}} with non-negative numbers, "
                              f"not all zero; got {resources_per_trial!r}")
         res = {key: number(f"Ray: resources_per_trial[{key!r}]", value) for key, value in res.items()}
         integer("Ray: slots", slots, none=True)
-        integer("Ray: threads", threads, none=True)
+        self.threads = trial_threads("Ray", threads, res["cpu"])  # checked before a Ray starts
         if checkpoints not in CHECKPOINTS:
             raise ValueError(f"Ray: checkpoints must be one of {list(CHECKPOINTS)}, got {checkpoints!r}")
         ray = _import_ray()
@@ -161,7 +175,6 @@ class Ray:
         self.ship = checkpoints == "ship" or (checkpoints == "auto" and len(_node_resources(ray)) > 1)
         fits = [total.get(k.upper(), 0.0) / v for k, v in res.items() if v > 0]
         self.slots = slots or max(1, int(min(fits) + 1e-9))
-        self.threads = threads or max(1, int(res["cpu"]))
         self._task = ray.remote(_ray_trial).options(num_cpus=res["cpu"], num_gpus=res["gpu"], max_retries=0)
         # on the driver's node: a mailbox on a worker node would die with it and take every trial's reports along
         here = ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
@@ -179,7 +192,7 @@ class Ray:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"Ray(resources_per_trial={self.resources}, slots={self.slots}, "
+        return (f"Ray(resources_per_trial={self.resources}, slots={self.slots}, threads={self.threads}, "
                 f"checkpoints={'ship' if self.ship else 'shared'!r})")
 
     def submit(self, fn: TrainFn, trial: Trial, *, timeout: float | None = None) -> None:

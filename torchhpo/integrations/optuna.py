@@ -9,9 +9,10 @@ An existing Optuna study switches in one line; the objective and the rest of the
 for one config and hands it back to Optuna; parameters outside the relative space are drawn by Optuna's
 ``RandomSampler``. ``TorchHPOPruner`` answers ``trial.should_prune()`` with the scheduler's decision on the newest
 report, keeping what the scheduler notes about a trial (its bracket) in Optuna's storage, so that every process of
-a distributed study decides from the same records. Optuna cannot resume a trial: a scheduler's PAUSE (wait at a
-rung) prunes the trial, and so does COMPLETE (a plateau), as Optuna's own ``PatientPruner`` does. docs/optuna.md
-says what that means for Hyperband.
+a distributed study decides from the same records. Optuna cannot resume a trial, so a scheduler's PAUSE (wait at a
+rung) is decided at once: the trial goes on if it leads every trial that reported at that step (the one a rung
+always promotes), else it is pruned; COMPLETE (a plateau) prunes, as Optuna's own ``PatientPruner`` does.
+docs/optuna.md says what that means for Hyperband.
 
 Example:
     >>> import optuna, torchhpo as th
@@ -242,11 +243,12 @@ class TorchHPOPruner(BasePruner):
     At each ``trial.should_prune()`` the study's trials become ``TrialRecord``s with their reports; the first time
     the pruner sees a trial it calls the scheduler's ``on_start`` (a bracket), and it keeps the record's attrs in the
     trial's system attrs, so decisions replay from storage and agree across the processes of an RDB study. The
-    answer to the newest report decides: CONTINUE goes on; STOP prunes; PAUSE prunes too, since Optuna cannot
-    resume a trial (a synchronous Hyperband then prunes each early arrival at a rung: prefer ``th.ASHA``, see
-    docs/optuna.md); COMPLETE (a plateau) prunes, as Optuna's ``PatientPruner`` does. A NaN or infinite report
-    prunes the trial. A trial that reports past its budget (the scheduler's ``max_epochs``) is no longer judged:
-    it trained fully, so it goes on (with a warning: train for the scheduler's budget).
+    answer to the newest report decides: CONTINUE goes on; STOP prunes; PAUSE is decided at once, since Optuna cannot
+    resume a trial: it goes on if it leads every trial that reported at that step, else it is pruned (so a
+    synchronous Hyperband prunes more early arrivals than in torchhpo: prefer ``th.ASHA``, see docs/optuna.md);
+    COMPLETE (a plateau) prunes, as Optuna's ``PatientPruner`` does. A NaN or infinite report prunes the trial. A
+    trial that reports past its budget (the scheduler's ``max_epochs``) is no longer judged: it trained fully, so it
+    goes on (with a warning: train for the scheduler's budget).
 
     Args:
         scheduler: a torchhpo scheduler, a list of them, or a name (``"median"``, ``"patience"``).

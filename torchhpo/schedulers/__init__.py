@@ -2,7 +2,8 @@
 
 ``base`` holds the contract (``Scheduler``, ``BudgetScheduler``, ``RungScheduler``), ``rungs`` the rung schedulers
 (``SuccessiveHalving``, ``Hyperband``, ``ASHA``), ``stopping`` the rules without rungs (``MedianStopping``,
-``Patience``); this module combines them (``Schedulers``) and builds them by name (``make_scheduler``).
+``Patience``), ``freezethaw`` the model-based ``FreezeThaw`` (its curve model in ``curve_model``); this module
+combines them (``Schedulers``) and builds them by name (``make_scheduler``).
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from torchhpo.schedulers.base import Bracket, BudgetScheduler, RungScheduler, Scheduler
+from torchhpo.schedulers.freezethaw import FreezeThaw
 from torchhpo.schedulers.rungs import ASHA, Hyperband, SuccessiveHalving
 from torchhpo.schedulers.stopping import MedianStopping, Patience
 from torchhpo.settings import Described
 from torchhpo.trial import Decision, TrialRecord
 
-__all__ = ["ASHA", "Bracket", "BudgetScheduler", "Hyperband", "MedianStopping", "Patience", "RungScheduler",
+__all__ = ["ASHA", "Bracket", "BudgetScheduler", "FreezeThaw", "Hyperband", "MedianStopping", "Patience", "RungScheduler",
            "Scheduler", "Schedulers", "SuccessiveHalving", "make_scheduler"]
 
 
@@ -87,7 +89,8 @@ class _RungSchedulers(_BudgetSchedulers):
 
 def make_scheduler(spec: Any, *, seed: int | None = None, max_epochs: int | None = None,
                    **options: Any) -> Scheduler | None:
-    """A scheduler from its name (``"sha"``, ``"hyperband"``, ``"asha"``, ``"median"``, ``"patience"``), ``None``,
+    """A scheduler from its name (``"sha"``, ``"hyperband"``, ``"asha"``, ``"freeze-thaw"``, ``"median"``,
+    ``"patience"``), ``None``,
     an object, or a list of these (``Schedulers``: a trial stops when any of them says so).
 
     ``max_epochs`` (the study's or decorator's) is the rung schedulers' default budget; ``options`` go to the
@@ -109,7 +112,7 @@ def make_scheduler(spec: Any, *, seed: int | None = None, max_epochs: int | None
     simple = {"median": MedianStopping, "patience": Patience}
     if spec in simple:
         return simple[spec](**options)
-    rung = {"sha": SuccessiveHalving, "hyperband": Hyperband, "asha": ASHA}
+    rung = {"sha": SuccessiveHalving, "hyperband": Hyperband, "asha": ASHA, "freeze-thaw": FreezeThaw}
     if spec not in rung:
         raise ValueError(f"scheduler '{spec}' is unknown; choose one of {sorted([*rung, *simple])}, None, "
                          "or pass an object with on_report(...)")

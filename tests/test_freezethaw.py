@@ -1,0 +1,117 @@
+"""FreezeThaw: the scheduler contract, pause and resume from checkpoints through a real study, its safeguards
+(never before min_epochs; the rung floor against a mispredicting model; drain), and a simulated study that beats
+random search at equal epochs."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import pytest
+from support import ROOT
+
+import torchhpo as th
+from torchhpo.schedulers import FreezeThaw, make_scheduler
+from torchhpo.simulate import Curves, Simulated, Tabulated
+from torchhpo.testing import check_scheduler
+
+SPACE = th.Space({"x": th.Float(0.0, 1.0)})
+
+
+def test_contract():
+    check_scheduler(lambda seed: FreezeThaw(1, 9))
+
+
+def test_by_name_and_arguments():
+    assert isinstance(make_scheduler("freeze-thaw", max_epochs=27), FreezeThaw)
+    assert FreezeThaw(1, 27).rungs(None) == (1, 2, 3, 5, 8, 12, 18, 27)
+    assert FreezeThaw(3, 9, growth=1).rungs(None) == (3, 4, 5, 6, 7, 8, 9)
+    with pytest.raises(ValueError, match="max_epochs"):
+        FreezeThaw(1)
+    with pytest.raises(ValueError, match="growth"):
+        FreezeThaw(1, 9, growth=0.5)
+    restored = pickle.loads(pickle.dumps(FreezeThaw(1, 9)))
+    assert restored.rungs(None) == (1, 2, 3, 5, 8, 9)
+
+
+def _train(config, trial):
+    """Counts its epochs in a checkpoint: a resumed trial goes on where it paused."""
+    state = trial.load() or {"epochs": []}
+    loss = None
+    for epoch in trial.epochs():
+        state["epochs"].append(epoch)
+        trial.save(state)
+        loss = (config["x"] - 0.3) ** 2 + 1.0 / (epoch + 1)
+        trial.report(loss)
+    trial.set_attr("epochs", state["epochs"])
+    return loss
+
+
+def test_pauses_and_resumes_from_checkpoints_in_a_real_study(tmp_path):
+    study = th.Study(SPACE, mode="min", scheduler=FreezeThaw(2, 9), storage=tmp_path / "s.db", max_epochs=9,
+                     searcher=th.RandomSearch(seed=0))
+    study.optimize(_train, n_trials=12, executor=th.Inline("cpu"), progress=False)
+    trials = study.trials
+    assert all(t.status in (th.Status.COMPLETED, th.Status.PRUNED) for t in trials)
+    done = [t for t in trials if t.status is th.Status.COMPLETED]
+    assert done and all(t.user_attrs["epochs"] == list(range(9)) for t in done)  # each epoch once, in order
+    assert any("thawed" in t.attrs for t in trials)  # some trial was resumed after a pause
+    assert all(max(t.reports) >= 2 for t in trials)  # none ended before min_epochs
+
+
+def _paused(scores: list[float], step: int = 1) -> list[th.TrialRecord]:
+    """Trials paused after ``step`` epochs with these losses (trial ``i`` has ``scores[i]``)."""
+    return [th.TrialRecord(i, {"x": i / len(scores)}, th.Status.PAUSED, reports={s: v for s in range(1, step + 1)},
+                           sign=-1)
+            for i, v in enumerate(scores)]
+
+
+def test_the_floor_promotes_the_best_whatever_the_model_says(monkeypatch):
+    losses = [1.0 + i / 10 for i in range(18)]  # trial 0 is the best at epoch 1
+    # chances are log-probabilities of beating the incumbent; this model thinks the worst is the most promising
+    inverted = {i: math.log(i / 18) if i else -math.inf for i in range(18)}
+    monkeypatch.setattr(FreezeThaw, "chances", lambda self, peers: {i: -math.inf for i in range(18)})
+    peers = _paused(losses)
+    assert FreezeThaw(1, 27).promote(peers) == {0: th.Decision.CONTINUE, 1: th.Decision.CONTINUE}  # 18 // 9
+    assert peers[0].attrs["until"] == 3  # on to the next floor rung
+    assert FreezeThaw(1, 27, floor=None).promote(_paused(losses)) == {}  # the hopeless model alone: new configs
+    monkeypatch.setattr(FreezeThaw, "chances", lambda self, peers: inverted)
+    decided = list(FreezeThaw(1, 27).promote(_paused(losses)))
+    assert decided[:2] == [0, 1] and 17 in decided  # the floor first, then the model's choice
+
+
+def test_never_pauses_or_stops_before_min_epochs():
+    ft = FreezeThaw(3, 9)
+    record = th.TrialRecord(0, {"x": 0.5}, reports={1: 1.0, 2: 0.9, 3: 0.8}, sign=-1)
+    assert [ft.on_report(record, s, -record.reports[s], [record]) for s in (1, 2)] == [th.Decision.CONTINUE] * 2
+    assert ft.on_report(record, 3, -0.8, [record]) is th.Decision.PAUSE
+    record.attrs["until"] = 5  # resumed up to step 5
+    assert ft.on_report(record, 4, -0.7, [record]) is th.Decision.CONTINUE
+    assert ft.on_report(record, 5, -0.6, [record]) is th.Decision.PAUSE
+
+
+def test_drain_decides_every_paused_trial(monkeypatch):
+    monkeypatch.setattr(FreezeThaw, "chances", lambda self, peers: {0: math.log(0.5), 1: math.log(0.001), 2: math.log(0.2)})
+    decided = FreezeThaw(1, 27, floor=None).promote(_paused([1.0, 2.0, 1.5]), drain=True)
+    assert decided == {0: th.Decision.CONTINUE, 2: th.Decision.CONTINUE, 1: th.Decision.STOP}
+
+
+def _best_after(scheduler, budget: int) -> float:
+    curves = Curves.load("digits_cnn")
+    study = th.Study(curves.space, mode="min", searcher=Tabulated(curves, th.RandomSearch(seed=3)),
+                     scheduler=scheduler, seed=3, max_epochs=curves.epochs)
+    study.optimize(None, n_trials=len(curves.configs), executor=Simulated(curves), max_epochs_total=budget,
+                   progress=False)
+    return min(t.reports[curves.epochs] for t in study.trials if curves.epochs in t.reports)
+
+
+def test_beats_random_search_at_equal_epochs():
+    budget = 8 * 27
+    assert _best_after(FreezeThaw(1, 27), budget) < _best_after(None, budget)
+
+
+def test_recipe_runs_tiny(load_script):
+    study = load_script(ROOT / "recipes" / "freeze_thaw_cnn_digits.py").main(max_epochs=3, n_trials=4,
+                                                                             searcher="random")
+    assert len(study.trials) == 4 and all(t.status.is_final for t in study.trials)
+    assert study.best.reports[3] == study.best.value  # the best was trained to max_epochs
