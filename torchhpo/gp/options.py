@@ -48,7 +48,8 @@ class GPOptions:
         ts_perturbations, ts_perturbation_scale: Gaussian perturbations of each observation added to them
             (how many per observation, their standard deviation), so samples can be maximized near the data.
         ts_joint_share: the share of them sampled jointly without pathwise features (choices): that costs their cube.
-        warm_start: start each hyperparameter fit from the previous one (faster).
+        warm_start: start each hyperparameter fit from the previous one when its observations are all among the
+            current ones (faster).
         cold_fits_below: below this many observations, also fit from the defaults; the larger likelihood wins.
         min_rung_points: least observations at a step for the rung-aware rule (with ``d + 2``).
         default_initial: ``(low, high)``: with ``n_initial=None``, ``d + 2`` Sobol points clipped to this range.
