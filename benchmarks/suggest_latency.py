@@ -2,6 +2,7 @@
 
     python benchmarks/suggest_latency.py           # n = 50, 100, 200, 400, 800 and a q=8 batch at n=200
     python benchmarks/suggest_latency.py --quick   # smoke run: n = 20, a q=2 batch, one repeat
+    python benchmarks/suggest_latency.py --steady  # the second GP ask after n - 1 Sobol points, vs Optuna
     python benchmarks/suggest_latency.py --tpe     # TPE instead: torchhpo's and Optuna's at n = 100, 1000, 5000
 
 Side by side in one run: torchhpo's GP (default LogEI; warm-started, as in a running study: it asked once at
@@ -9,6 +10,11 @@ n - 1 first), Optuna's GPSampler (likewise asked once before) and the plain BoTo
 figure to quote on a shared machine (one torch thread); wall seconds are shown too. Every method is timed here,
 around its ask, alike. Writes benchmarks/results/suggest_latency[-quick].md (with ``--tpe``: suggest_latency_tpe.md,
 torchhpo's TPE against Optuna's TPESampler, both asked once before at n - 1 like a running study).
+
+``--steady`` times the steady state of a real loop instead, on Hartmann6 and the mixed problem: n - 1 Sobol
+points, a first GP ask whose proposal is evaluated and told, then the timed second ask, for torchhpo's GP and
+Optuna's GPSampler alternately on the same histories. Its table is the second section of suggest_latency.md;
+each mode rewrites only its own section.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from pathlib import Path
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 
 import torch
-from _common import header, save
+from _common import RESULTS, header, save
 from peers import BoTorchLoop, optuna_distributions
 
 import torchhpo as th
@@ -32,6 +38,7 @@ from torchhpo.bench import PROBLEMS
 from torchhpo.trial import Status, TrialRecord
 
 PROBLEM = PROBLEMS["hartmann6"]
+STEADY = "\n## Steady state: the second GP ask after Sobol points (`--steady`)\n\n"
 
 
 def history(n: int, seed: int | None = None) -> list[TrialRecord]:
@@ -91,17 +98,70 @@ def botorch_loop(trials: list[TrialRecord], q: int) -> dict[str, float]:
     return {"wall": wall, "cpu": cpu}
 
 
+def steady_ask(method: str, problem: str, n: int, history: int) -> float:
+    """CPU seconds of the second GP ask after ``n - 1`` Sobol points (the first ask's proposal evaluated)."""
+    P = PROBLEMS[problem]
+    configs = P.space.sobol(n - 1, seed=history)
+    if method == "torchhpo":
+        gp = th.GP(seed=history, n_initial=1)
+        trials = [TrialRecord(i, c, Status.COMPLETED, P.fn(c), sign=-1) for i, c in enumerate(configs)]
+        first = gp.ask(P.space, trials, 1)[0]
+        trials.append(TrialRecord(n - 1, first, Status.COMPLETED, P.fn(first), sign=-1))
+        return timed(lambda: gp.ask(P.space, trials, 1))[1]
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    dists = optuna_distributions(P.space)
+    study = optuna.create_study(sampler=optuna.samplers.GPSampler(seed=history), direction="minimize")
+    study.add_trials([optuna.trial.create_trial(params=c, distributions=dists, value=P.fn(c)) for c in configs])
+    trial = study.ask(dists)
+    study.tell(trial, P.fn(dict(trial.params)))
+    return timed(lambda: study.ask(dists))[1]
+
+
+def steady(argv: list[str], sizes: list[int], histories: int, repeats: int) -> None:
+    """The ``--steady`` table: per problem and n, the median over histories of each method's median CPU time."""
+    methods = ["torchhpo", "optuna"]
+    text = STEADY + header("", ["benchmarks/suggest_latency.py", *argv]).split("\n", 2)[2]
+    text += (f"- the second GP ask after n - 1 Sobol points (the first ask's proposal evaluated and told), CPU "
+             f"seconds; torchhpo GP (LogEI) and Optuna GPSampler alternate on the same {histories} histories, "
+             f"{repeats} repeat(s) each; median over histories of the median over repeats.\n\n"
+             "| problem | n | torchhpo CPU s | Optuna CPU s | ratio | per history (torchhpo / Optuna) |\n"
+             "|---|---|---|---|---|---|\n")
+    for problem in ("hartmann6", "mixed"):
+        for n in sizes:
+            cost: dict[str, list[float]] = {m: [] for m in methods}
+            for h in range(histories):
+                runs: dict[str, list[float]] = {m: [] for m in methods}
+                for r in range(repeats):  # alternate which goes first: the machine's load drifts
+                    for m in methods if (h + r) % 2 == 0 else methods[::-1]:
+                        runs[m].append(steady_ask(m, problem, n, h))
+                for m in methods:
+                    cost[m].append(statistics.median(runs[m]))
+            ours, theirs = statistics.median(cost["torchhpo"]), statistics.median(cost["optuna"])
+            each = ", ".join(f"{a:.3f}/{b:.3f}" for a, b in zip(cost["torchhpo"], cost["optuna"], strict=True))
+            text += f"| {problem} | {n} | {ours:.3f} | {theirs:.3f} | {ours / theirs:.2f}x | {each} |\n"
+            print(text.splitlines()[-1], flush=True)
+    path = RESULTS / "suggest_latency.md"
+    first = path.read_text().split(STEADY)[0] if path.exists() else ""
+    save("suggest_latency.md", first + text)
+
+
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--histories", type=int, default=5, help="histories the batch/single cost ratio is taken over")
     ap.add_argument("--tpe", action="store_true", help="time TPE (torchhpo's and Optuna's) instead of the GPs")
+    ap.add_argument("--steady", action="store_true", help="the second GP ask after Sobol points, vs Optuna")
+    ap.add_argument("--sizes", default="50,200,800", help="the n of --steady")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
     if args.tpe:
         return tpe_latency(argv, [100] if args.quick else [100, 1000, 5000], 1 if args.quick else args.repeats)
+    if args.steady:
+        return steady(argv, [int(n) for n in args.sizes.split(",")], args.histories, args.repeats)
     sizes, repeats, batch_n, q = ([20], 1, 20, 2) if args.quick else ([50, 100, 200, 400, 800], args.repeats, 200, 8)
     methods = {"torchhpo GP (LogEI)": torchhpo_gp, "BoTorch loop": botorch_loop}
     if importlib.util.find_spec("optuna"):
@@ -136,7 +196,9 @@ def main(argv: list[str]) -> None:
         text += (f"One suggestion at n = {batch_n} over the same histories, CPU s: torchhpo median "
                  f"{statistics.median(single):.3f} ({', '.join(f'{c:.3f}' for c in single)}), Optuna GPSampler median "
                  f"{statistics.median(peer):.3f} ({', '.join(f'{c:.3f}' for c in peer)}).\n")
-    save(f"suggest_latency{'-quick' if args.quick else ''}.md", text)
+    path = RESULTS / "suggest_latency.md"
+    kept = path.read_text().partition(STEADY) if path.exists() and not args.quick else ("", "", "")
+    save(f"suggest_latency{'-quick' if args.quick else ''}.md", text + kept[1] + kept[2])
 
 
 def tpe_latency(argv: list[str], sizes: list[int], repeats: int) -> None:

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import logging
 import math
@@ -258,3 +259,37 @@ def test_cuda_paths():
     assert len(gp.ask(space, trials, 3)) == 3 and gp._tkwargs(10)["device"].type == "cuda"
     auto = th.GP(options=th.GPOptions(gpu_min_points=5))
     assert auto._tkwargs(10)["device"].type == "cuda" and auto._tkwargs(4)["device"].type == "cpu"
+
+
+@pytest.mark.parametrize("name", ["continuous", "mixed"])
+def test_plain_torch_fit_and_cached_posterior_match_botorch(name, tkwargs):
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+
+    from torchhpo.gp import CachedGP, build_model
+    from torchhpo.gp.model import fit
+
+    space = th.testing.CONTRACT_SPACES[name]
+    X = space.encode(space.sobol(12, seed=0), **tkwargs)
+    model = build_model(space, X, torch.sin(6 * X).sum(-1))
+    value = fit(model, th.GPOptions())
+    mll = ExactMarginalLogLikelihood(model.likelihood, model).train()
+    with torch.no_grad():
+        assert value == pytest.approx(float(mll(model(X), model.train_targets)), abs=1e-9)
+    mll.eval()
+    cached, test = CachedGP.of(model), space.encode(space.sobol(16, seed=9), **tkwargs).unsqueeze(-2)
+    P = space.encode(space.sobol(2, seed=5), **tkwargs)
+    for ours, theirs in ((cached, model),
+                         (cached.condition_on_observations(P, cached.posterior(P).mean),
+                          model.condition_on_observations(P, model.posterior(P).mean))):
+        a, b = ours.posterior(test), theirs.posterior(test)
+        assert torch.allclose(a.mean, b.mean, atol=1e-8) and torch.allclose(a.variance, b.variance, atol=1e-8)
+
+
+def test_a_fit_starts_warm_only_from_an_earlier_state_of_the_same_history():
+    space = th.testing.CONTRACT_SPACES["continuous"]
+    first = [_done(i, c, -float(i % 3)) for i, c in enumerate(space.sobol(8, seed=1))]
+    other = [_done(i, c, float(i % 4)) for i, c in enumerate(space.sobol(8, seed=2))]
+    options = dataclasses.replace(FAST, cold_fits_below=0)  # a warm start, when there is one, is the only start
+    reused = th.GP(n_initial=2, seed=0, options=options)
+    reused.ask(space, first, 1)  # a fit on observations the next history does not contain: no warm start
+    assert reused.ask(space, other, 2) == th.GP(n_initial=2, seed=0, options=options).ask(space, other, 2)
