@@ -81,8 +81,10 @@ def main(argv: list[str]) -> None:
     text = header("Sample efficiency (benchmarks/bbo.py)", ["benchmarks/bbo.py", *argv])
     text += (f"- budget {budget} evaluations, minimize; seeds: "
              + ", ".join(f"{o} {s[0]}..{s[-1]}" for o, s in by_opt.items()) + "\n"
-             "- cells: median [IQR] of final log10 simple regret (floored at 1e-12); lower is better; mean rank: "
-             "over every (problem, seed), among the optimizers that ran that seed\n\n")
+             "- cells: median [IQR] of final log10 simple regret (floored at 1e-12); lower is better; mean rank: 1 + "
+             "for each other optimizer, the share of the (problem, seed) runs both made where it ended lower (the "
+             "plain mean rank when all ran the same seeds; rows with more seeds meet the others on the common "
+             "ones)\n\n")
     text += res.table() + "\n"
     for p in problems:
         res.plot(str(RESULTS / f"bbo{tag}-{p}.png"), problem=p)

@@ -34,6 +34,21 @@ class _Corner:
         return Run([problem.fn(corner)] * budget, [0.0] * budget)
 
 
+def test_mean_rank_compares_each_pair_on_the_seeds_both_ran():
+    """An optimizer run on fewer seeds (c: 0..1, where it beats a and b) is ranked by the pairs it met, and a and b
+    are not credited with a smaller field on seeds 2..9: per-seed pools would give a 1.2 and c 1.0."""
+    from torchhpo.bench import Results, Run
+
+    final = {"a": 1.0, "b": 2.0, "c": 0.5}
+    runs = {(o, "p", s): Run([v + 10.0, v], [0.0, 0.0]) for o, v in final.items() for s in range(10)
+            if o != "c" or s < 2}
+    assert Results(runs, {"p": 0.0}).ranks() == {"a": 2.0, "b": 3.0, "c": 1.0}
+    full = {k: r for k, r in runs.items() if k[2] < 2}  # every optimizer on every seed: the plain mean rank
+    assert Results(full, {"p": 0.0}).ranks() == {"a": 2.0, "b": 3.0, "c": 1.0}
+    ties = Results({("a", "p", 0): Run([1.0], [0.0]), ("b", "p", 0): Run([1.0], [0.0])}, {"p": 0.0}).ranks()
+    assert ties == {"a": 1.5, "b": 1.5}
+
+
 def test_compare_table_ranks_and_plot(tmp_path):
     res = compare({"random": th.RandomSearch(), "sobol": th.Sobol(), "corner": _Corner(),
                    "gp": lambda seed: th.GP(n_initial=4, seed=seed, options=FAST)}, problems=["branin"], budget=5,
