@@ -2,9 +2,10 @@
 
 A searcher proposes a batch of configs from the whole history (running trials included, as pending points). It
 is correct from history alone: the same seed and the same history give the same configs, so a resumed study
-goes on where it stopped. ``make_searcher`` imports a model-based searcher (``tpe``, ``gp``) by its path in
-``SEARCHERS`` on first use; those modules build on ``torchhpo.observations`` (whose ``observations`` is
-re-exported here), never on this one.
+goes on where it stopped (the GP's default warm-started fits are the one exception: after a resume its fits start
+cold once, so its proposals may differ slightly; ``GPOptions(warm_start=False)`` restores the rule).
+``make_searcher`` imports a model-based searcher (``tpe``, ``gp``) by its path in ``SEARCHERS`` on first use;
+those modules build on ``torchhpo.observations`` (whose ``observations`` is re-exported here), never on this one.
 """
 
 from __future__ import annotations
