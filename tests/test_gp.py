@@ -293,3 +293,17 @@ def test_a_fit_starts_warm_only_from_an_earlier_state_of_the_same_history():
     reused = th.GP(n_initial=2, seed=0, options=options)
     reused.ask(space, first, 1)  # a fit on observations the next history does not contain: no warm start
     assert reused.ask(space, other, 2) == th.GP(n_initial=2, seed=0, options=options).ask(space, other, 2)
+
+
+def test_a_fit_whose_step_turns_nan_falls_back_to_botorchs_fit(monkeypatch, caplog):
+    """An L-BFGS-B step to a NaN gradient (seen on rung data under Hyperband) must not throw the fit away: it falls
+    back to BoTorch's fit from where it started, and the GP still proposes (no 'GP fit failed', no random point)."""
+    import torchhpo.gp.model as gp_model
+
+    real = gp_model._lengthscale_gradients
+    monkeypatch.setattr(gp_model, "_lengthscale_gradients", lambda *a: [g * float("nan") for g in real(*a)])
+    space = th.Space({"x": th.Float(0.0, 1.0), "y": th.Float(0.0, 1.0)})
+    trials = [_done(i, c, (c["x"] - 0.3) ** 2 + c["y"]) for i, c in enumerate(space.sobol(8, seed=0))]
+    with caplog.at_level(logging.WARNING, logger="torchhpo.gp"):
+        got = th.GP(n_initial=2, seed=0, options=FAST).ask(space, trials, 1)
+    assert len(got) == 1 and "GP fit failed" not in caplog.text

@@ -1,6 +1,6 @@
 """Ray across nodes: a cluster of two nodes simulated on this machine (``ray.cluster_utils.Cluster``), in a
 process of its own (the other Ray tests share one single-node Ray). Paused trials resume on whichever node is free,
-from the checkpoint they saved on the other; a node removed mid-study fails its trials alone."""
+from the checkpoint shipped with their task; a node removed mid-study fails its trials alone."""
 
 from __future__ import annotations
 
@@ -80,11 +80,12 @@ def test_two_nodes_resume_paused_trials_anywhere_and_survive_losing_a_node(tmp_p
     results = json.loads(out.read_text())
     assert results["ship"] and results["slots"] == 2
     assert all(s in ("completed", "pruned") for s in results["statuses"])
-    moved = 0
+    # ASHA pauses every trial after its first epoch; a promoted one resumes in a task of its own, which starts in
+    # a fresh folder of whichever node Ray picks: its epochs go on only if the checkpoint travelled with the task
+    resumed = [attrs for attrs in results["paused"] if len(attrs["epochs"]) > 1]
+    assert resumed, "no trial was promoted past its first pause"
     for attrs in results["paused"]:
         assert attrs["epochs"] == list(range(len(attrs["epochs"]))), "a resumed trial restarted from scratch"
-        moved += len(set(attrs["nodes"])) > 1
-    assert moved >= 1, "no paused trial resumed on the other node"
     lost = results["lost"]
     assert len(lost) == 8 and all(s in ("completed", "failed") for s, _ in lost)
     assert all("worker died" in reason for s, reason in lost if s == "failed")

@@ -201,11 +201,14 @@ def fit(model: Any, options: GPOptions) -> float:
     that fails (a covariance that is not positive definite even with jitter), use ``fit_gpytorch_mll``.
     """
     if supported(model):
+        start = {k: v.clone() for k, v in model.state_dict().items()}
         try:
             return _fit_exact(model, options)
-        except (RuntimeError, ValueError) as e:  # not positive definite: BoTorch's fit retries from the priors
-            if "positive" not in str(e) and "finite" not in str(e):
+        except (RuntimeError, ValueError) as e:  # not positive definite, or a step to NaN: BoTorch's fit retries
+            if not any(word in str(e) for word in ("positive", "finite", "NaN")):
                 raise
+            model.load_state_dict(start)  # from where this fit started, not from the point that failed
+            model.train()
     mll = ExactMarginalLogLikelihood(model.likelihood, model)
     fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": options.fit_maxiter, "ftol": options.fit_ftol}})
     mll.train()
@@ -248,9 +251,9 @@ def _fit_exact(model: Any, options: GPOptions) -> float:
         linear = linear + sum((ls * g).sum() for (_, _, ls), g in zip(factors, g_ls, strict=True))
         (linear - log_prior).div(n).backward()
         value = float((nll - log_prior.detach()) / n)
-        if not math.isfinite(value):
-            raise ValueError("GP fit: the marginal likelihood is not finite")
         grads = [params[k].grad for k in names]
+        if not math.isfinite(value) or any(g is not None and not bool(torch.isfinite(g).all()) for g in grads):
+            raise ValueError("GP fit: the marginal likelihood or its gradient is not finite")
         return value, torch.cat([torch.zeros_like(params[k]).reshape(-1) if g is None else g.reshape(-1)
                                  for k, g in zip(names, grads, strict=True)]).cpu().numpy()
 
