@@ -8,11 +8,11 @@
     python benchmarks/bbo.py --only optuna-gp,optuna-tpe,random,sobol,botorch-loop --loop-seeds 0-1 --tag peers
     python benchmarks/bbo.py --merge gp,peers
     # later parts replace earlier runs of the same optimizer, problem and seed; --only filters a merge;
-    # the part "published" is bbo.json, the runs behind the current bbo.md. The current table:
+    # the part "published" is bbo.json.gz, the runs behind the current bbo.md. The current table:
     python benchmarks/bbo.py --only tpe,optuna-tpe,random,sobol --seeds 0-19 --tag tpe
     python benchmarks/bbo.py --merge published,tpe
 
-Writes benchmarks/results/bbo[-TAG].md, its runs as bbo[-TAG].json (a merge: the runs it merged, the data behind
+Writes benchmarks/results/bbo[-TAG].md, its runs as bbo[-TAG].json.gz (a merge: the runs it merged, the data behind
 its table) and one regret-curve PNG per problem.
 """
 
@@ -65,7 +65,7 @@ def main(argv: list[str]) -> None:
         keep = set(args.only.split(","))
         opts, slow = {k: v for k, v in opts.items() if k in keep}, {k: v for k, v in slow.items() if k in keep}
     res = Results()
-    names = {t: "bbo.json" if t == "published" else f"bbo-{t}.json" for t in args.merge.split(",") if t}
+    names = {t: "bbo.json.gz" if t == "published" else f"bbo-{t}.json.gz" for t in args.merge.split(",") if t}
     parts = [Results.load(RESULTS / name) for name in names.values()] if args.merge else [
         compare(opts, problems, budget, seeds) if opts else None,
         compare(slow, problems, budget, loop_seeds) if slow else None]
@@ -75,7 +75,7 @@ def main(argv: list[str]) -> None:
                          if not args.merge or ((not args.only or k[0] in keep) and k[1] in problems)}
             res.optima |= part.optima
     tag = f"-{args.tag}" if args.tag else ("-quick" if args.quick else "")
-    res.save(RESULTS / f"bbo{tag}.json")  # a merge saves the runs it merged: the data behind its table
+    res.save(RESULTS / f"bbo{tag}.json.gz")  # a merge saves the runs it merged: the data behind its table
     problems = list(dict.fromkeys(k[1] for k in res.runs))
     by_opt = {o: sorted({k[2] for k in res.runs if k[0] == o}) for o in dict.fromkeys(k[0] for k in res.runs)}
     text = header("Sample efficiency (benchmarks/bbo.py)", ["benchmarks/bbo.py", *argv])

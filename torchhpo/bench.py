@@ -19,6 +19,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import copy
 import datetime
+import gzip
 import logging
 import math
 import multiprocessing as mp
@@ -240,12 +241,14 @@ class Results:
 
     def save(self, path: str | Path) -> None:
         """Write the runs as JSON (``{"optima": ..., "runs": [[optimizer, problem, seed, values, seconds,
-        warnings], ...]}``), replacing the file in one step so that an interrupted write never leaves half of it."""
+        warnings], ...]}``), gzipped when ``path`` ends in ``.gz`` (thousands of runs), replacing the file in one
+        step so that an interrupted write never leaves half of it."""
         import json
 
         rows = [[*k, r.values, r.seconds, r.warnings] for k, r in self.runs.items()]
         tmp = Path(f"{path}.tmp")
-        tmp.write_text(json.dumps({"optima": self.optima, "runs": rows}))
+        text = json.dumps({"optima": self.optima, "runs": rows}).encode()
+        tmp.write_bytes(gzip.compress(text, mtime=0) if str(path).endswith(".gz") else text)
         os.replace(tmp, path)
 
     @classmethod
@@ -253,7 +256,8 @@ class Results:
         """The runs ``save`` wrote (rows without warning counts, as older files have, count none)."""
         import json
 
-        d = json.loads(Path(path).read_text())
+        data = Path(path).read_bytes()
+        d = json.loads(gzip.decompress(data) if str(path).endswith(".gz") else data)
         runs = {(o, p, int(s)): Run(v, t, rest[0] if rest else {}) for o, p, s, v, t, *rest in d["runs"]}
         return cls(runs, d["optima"])
 
