@@ -249,35 +249,48 @@ class _TimedSearcher:
             self.seconds += time.perf_counter() - begin
 
 
-def run_real(searcher: Any, scheduler: Any, seed: int, budget: int, E: int) -> Run:
-    """Real training of the digits CNN (Inline, wall clock); test accuracy from each full trial's checkpoint; the
-    shares of wall time spent in searcher asks and outside the training function (searcher, scheduler, storage)."""
-    data = digits_data()
-    test: dict[int, tuple[float, float]] = {}
-    training = [0.0]
+def train_real(config: dict, trial: th.Trial) -> float:
+    """The digits CNN trained for real (``train_digits_cnn``); a fully trained trial stores its final validation
+    loss and test accuracy (``trial.set_attr``), which reach the driver from a worker process too."""
+    loss = train_digits_cnn(config, trial)
+    if trial.max_epochs is not None and trial.last_step >= trial.max_epochs:  # its last checkpoint: the final model
+        data = digits_data()
+        model = TASKS["digits_cnn"].model(config)
+        model.load_state_dict(trial.load()["model"])
+        trial.set_attr("final", [loss, evaluate(model, data.X_test, data.y_test)[1]])
+    return loss
 
-    def train(config: dict, trial: th.Trial) -> float:
-        begin = time.perf_counter()
-        try:  # a pruned or paused trial leaves by an exception: its training counts too
-            loss = train_digits_cnn(config, trial)
-            if trial.last_step >= E:  # fully trained: its last checkpoint is the final model
-                model = TASKS["digits_cnn"].model(config)
-                model.load_state_dict(trial.load()["model"])
-                test[trial.number] = (loss, evaluate(model, data.X_test, data.y_test)[1])
-        finally:
-            training[0] += time.perf_counter() - begin
-        return loss
 
+class _Trained(_Budget):
+    """``_Budget`` that also sums the seconds trials spent inside the training function (``Outcome.seconds``; a
+    pruned or paused trial leaves by an exception, and its training counts too)."""
+
+    def __init__(self, inner: Any, budget: int, clock: Callable[[], float]) -> None:
+        super().__init__(inner, budget, clock)
+        self.training = 0.0
+
+    def wait(self, timeout: float | None = None) -> list[Any]:
+        done = super().wait(timeout)
+        self.training += sum(o.seconds for o in done)
+        return done
+
+
+def run_real(searcher: Any, scheduler: Any, seed: int, budget: int, E: int, executor: Any) -> Run:
+    """Real training of the digits CNN on ``executor`` (``Inline``, or one ``Processes`` worker whose start is
+    not timed), wall clock; test accuracy of each fully trained trial; the shares of wall time spent in searcher
+    asks (in the background, overlapping training, when the executor runs trials in a worker) and with no trial
+    training (the driver's own time: searcher, scheduler, storage, and with a worker the round trips to it)."""
     start = time.perf_counter()
-    ex = _Budget(th.Inline("cpu"), budget, lambda: time.perf_counter() - start)
+    ex = _Trained(executor, budget, lambda: time.perf_counter() - start)
     timed = _TimedSearcher(searcher)
     study = th.Study(digits_space(), mode="min", searcher=timed, scheduler=scheduler, seed=seed, max_epochs=E)
     try:
-        study.optimize(train, n_trials=10_000, executor=ex, progress=False)
+        study.optimize(train_real, n_trials=10_000, executor=ex, progress=False)
     except _Spent:
         pass
     wall = time.perf_counter() - start
-    return Run(ex.events, test, (timed.seconds / wall, 1 - training[0] / wall))
+    test = {t.number: tuple(t.user_attrs["final"]) for t in study.trials if "final" in t.user_attrs}
+    return Run(ex.events, test, (timed.seconds / wall, 1 - ex.training / wall))
 
 
 def anytime(run: Run, E: int, budget: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
@@ -349,7 +362,7 @@ def report(runs: dict[str, list[Run]], E: int, budget: int, header: str, png: Pa
              "| method | best val loss at 1/5 of the budget, median | final best val loss, median [IQR] | epochs to "
              "target, median (reached) | fraction of the budget | configs tried | test acc of chosen, median | "
              "simulated/wall s at budget | winners tried, median (share cut short) | model CPU s per decision, median |"
-             + (" wall share in searcher asks / outside training, median |" if real else ""),
+             + (" wall share in searcher asks / with no trial training, median |" if real else ""),
              "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if real else "")]
     need = {}
     for m, rs in runs.items():
@@ -413,13 +426,15 @@ def plot(runs: dict[str, list[Run]], E: int, budget: int, path: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, default=20)
+    p.add_argument("--seeds", type=int, default=None, help="seeds 100.. (default 20; 2 with --real)")
     p.add_argument("--budget", type=int, default=None,
                    help=f"total epochs, in full runs (default {BUDGET}; "
                    + "; ".join(f"{n} on {t}" for t, n in BUDGETS.items()) + ")")
     p.add_argument("--slots", type=int, default=1, help="simulated workers")
     p.add_argument("--min-epochs", type=int, default=1, help="epochs at the first rung")
-    p.add_argument("--real", action="store_true", help="real training (9 epochs, 2 seeds, budget 12 full runs)")
+    p.add_argument("--real", action="store_true", help="real training (9 epochs, budget 12 full runs)")
+    p.add_argument("--worker", action="store_true",
+                   help="with --real: train in one worker process (Processes), the searcher asks meanwhile")
     p.add_argument("--table", default="digits_cnn", help="a shipped table (digits_cnn, digits_mlp, signals_cnn) or a curves file")
     p.add_argument("--methods", default=None, help="comma-separated subset of the methods (default: all)")
     p.add_argument("--tag", default="", help="suffix of the result files, for a partial run")
@@ -428,24 +443,30 @@ def main() -> None:
     a = p.parse_args()
     if a.ask_tell and (a.real or a.slots != 1):
         p.error("--ask-tell drives one simulated worker on a table: drop --real and --slots")
+    if a.worker and not a.real:
+        p.error("--worker is for --real: simulated runs have no wall time to overlap")
     keep = None if a.methods is None else {m.strip() for m in a.methods.split(",")}
 
     def chosen(table: dict[str, Any]) -> dict[str, Any]:  # the reference method always runs: it sets the target
         return {m: v for m, v in table.items() if keep is None or m in keep or m == REFERENCE}
 
     torch.set_num_threads(1)
-    seeds = list(range(100, 100 + (2 if a.quick or a.real else a.seeds)))
+    seeds = list(range(100, 100 + (2 if a.quick else a.seeds or (2 if a.real else 20))))
     start = time.time()
     meta = (f"torch {torch.__version__}, numpy {np.__version__}, python {platform.python_version()}, "
             f"{platform.platform()}, seeds {seeds[0]}..{seeds[-1]}")
     runs: dict[str, list[Run]] = {}
     if a.real:
         E, budget = (3, 4 * 3) if a.quick else (9, 12 * 9)
-        for m, (searcher, sched) in chosen(methods(E, a.min_epochs, with_gp=not a.quick)).items():
-            runs[m] = [run_real(searcher(s), sched(s), s, budget, E) for s in seeds]
-        name = "multifidelity_real" + ("_quick" if a.quick else "")
+        executor = th.Processes(devices=["cpu"]) if a.worker else th.Inline("cpu")
+        try:
+            for m, (searcher, sched) in chosen(methods(E, a.min_epochs, with_gp=not a.quick)).items():
+                runs[m] = [run_real(searcher(s), sched(s), s, budget, E, executor) for s in seeds]
+        finally:
+            executor.close()
+        name = "multifidelity_real" + ("_worker" if a.worker else "") + a.tag + ("_quick" if a.quick else "")
         header = (f"## Multi-fidelity, real training of the digits CNN ({E} epochs max, budget {budget} epochs "
-                  f"= {budget // E} full runs, Inline, wall clock)\n\n{meta}")
+                  f"= {budget // E} full runs, {executor!r}, wall clock)\n\n{meta}")
     else:
         curves = Curves.load(a.table)
         E = curves.epochs

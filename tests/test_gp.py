@@ -295,6 +295,36 @@ def test_a_fit_starts_warm_only_from_an_earlier_state_of_the_same_history():
     assert reused.ask(space, other, 2) == th.GP(n_initial=2, seed=0, options=options).ask(space, other, 2)
 
 
+def test_an_ask_on_the_observations_of_the_last_fit_reuses_it(monkeypatch):
+    """Under a rung scheduler most asks bring no new observation of the rung the GP is fitted on: they reuse the
+    last fit (no new fit), while a new observation, or warm_start=False, fits again."""
+    import pickle
+
+    import torchhpo.gp.searcher as gp_searcher
+
+    fits = []
+    real = gp_searcher.fit
+    monkeypatch.setattr(gp_searcher, "fit", lambda model, options: fits.append(len(model.train_targets)) or
+                        real(model, options))
+    space = th.Space({"x": th.Float(0.0, 1.0), "y": th.Float(0.0, 1.0)})
+    done = [_done(i, c, -(c["x"] - 0.3) ** 2 - c["y"]) for i, c in enumerate(space.sobol(8, seed=0))]
+    options = dataclasses.replace(FAST, cold_fits_below=0)  # one start per fit
+    gp = th.GP(n_initial=2, seed=0, options=options)
+    first = gp.ask(space, done, 1)
+    running = th.TrialRecord(len(done), first[0])  # pending: no new observation
+    again = gp.ask(space, [*done, running], 1)
+    assert len(fits) == 1 and again != first  # the same fit; the pending point moves the proposal
+    gp.ask(space, [*done, _done(len(done), first[0], -1.0)], 1)
+    assert fits[1:] == [9]
+    shipped = pickle.loads(pickle.dumps(gp))
+    shipped.ask(space, [*done, _done(len(done), first[0], -1.0)], 1)
+    assert len(fits) == 3  # the cache does not travel: a fresh copy fits (warm, from the shipped hyperparameters)
+    fits.clear()
+    cold = th.GP(n_initial=2, seed=0, options=dataclasses.replace(options, warm_start=False))
+    cold.ask(space, done, 1), cold.ask(space, [*done, running], 1)
+    assert len(fits) == 2
+
+
 def test_a_fit_whose_step_turns_nan_falls_back_to_botorchs_fit(monkeypatch, caplog):
     """An L-BFGS-B step to a NaN gradient (seen on rung data under Hyperband) must not throw the fit away: it falls
     back to BoTorch's fit from where it started, and the GP still proposes (no 'GP fit failed', no random point)."""

@@ -38,6 +38,22 @@ def test_multifidelity_benchmark_quick(table):
     assert f"tabulated {table} curves" in out.stdout
 
 
+@pytest.mark.parametrize("worker", [False, True])
+def test_multifidelity_real_training_reports_the_drivers_share(worker):
+    """--real trains the digits CNN (Inline, or one worker process whose trials send their final test accuracy
+    back through trial attrs) and reports the wall-time shares of the searcher and of the driver's own time."""
+    args = ["--real", "--quick", "--methods", "random + Hyperband", *(["--worker"] if worker else [])]
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "multifidelity.py"), *args],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert ("Processes(" if worker else "Inline(") in out.stdout
+    row = next(line for line in out.stdout.splitlines() if line.startswith("| random + Hyperband |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert float(cells[6]) > 0.5  # the test accuracy of the chosen config: fully trained trials sent theirs
+    asks, idle = (float(x.strip().rstrip("%")) for x in cells[-1].split("/"))
+    assert 0 <= asks <= 100 and 0 < idle < 100
+
+
 def test_multifidelity_counts_winners_the_scheduler_cut_short(load_script):
     mf = load_script(ROOT / "benchmarks" / "multifidelity.py")
     # trial 0: a winner trained to the end; 1: a winner stopped after one epoch; 2: a loser; 3: a winner started

@@ -75,6 +75,7 @@ class GP(Described):
         self.options = options or GPOptions()
         # model key -> (the observations of the last fit, its hyperparameters)
         self._warm: dict[str, tuple[frozenset[bytes], dict[str, torch.Tensor]]] = {}
+        self._last: dict[str, Any] = {}  # model key -> the last fitted model (its observations: _warm's)
 
     # --- the searcher ---------------------------------------------------------------------------------------
     def ask(self, space: Space, trials: Sequence[TrialRecord], n: int = 1) -> list[Config]:
@@ -140,9 +141,15 @@ class GP(Described):
         Starts: the previous fit's hyperparameters (warm, fast) when its observations are among the current ones,
         and BoTorch's defaults (cold); both below ``options.cold_fits_below`` observations, keeping the larger
         marginal likelihood (with few points a warm start alone can stay in a poor optimum), else warm only.
+
+        With ``options.warm_start``, observations identical to the last fit's reuse that fit as it is: under a rung
+        scheduler most asks see no new observation of the rung the model is fitted on (the results that arrived
+        were at lower rungs), and refitting the same data would cost a full fit for nothing.
         """
         key = f"{bool(space.categorical_dims)}/{json.dumps(space.to_dict(), sort_keys=True)}"
         rows = frozenset(row.tobytes() for row in torch.cat([X, y.unsqueeze(-1)], -1).cpu().numpy())
+        if self.options.warm_start and key in self._last and self._warm[key][0] == rows:
+            return self._last[key]
         warm = self.options.warm_start and key in self._warm and self._warm[key][0] <= rows
         starts = [True] if warm else []
         if not warm or len(y) < self.options.cold_fits_below:
@@ -162,6 +169,7 @@ class GP(Described):
         model = max(fits, key=lambda f: f[0])[1]  # the largest marginal likelihood
         self._warm[key] = rows, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()
                                  if "outcome_transform" not in k and "noise" not in k}
+        self._last[key] = model
         return model
 
     def _fit(self, space: Space, X: torch.Tensor, y: torch.Tensor,
@@ -278,6 +286,9 @@ class GP(Described):
                 acqf = self._acqf(model, Xo, y.max(), None) if self.acquisition != "ts" else None
                 a = acqf(X.unsqueeze(-2)) if acqf is not None else post.mean.squeeze(-1)
         return user_values(trials, post.mean.squeeze(-1)), post.variance.clamp_min(0).sqrt().squeeze(-1), a
+
+    def __getstate__(self) -> dict[str, Any]:  # the last model is a cache of the last fit: not shipped
+        return {**self.__dict__, "_last": {}}
 
     def __repr__(self) -> str:
         return f"GP(acquisition={self.acquisition!r}, beta={self.beta}, n_initial={self.n_initial}, seed={self.seed})"
