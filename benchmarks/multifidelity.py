@@ -275,17 +275,19 @@ class _Trained(_Budget):
         return done
 
 
-def run_real(searcher: Any, scheduler: Any, seed: int, budget: int, E: int, executor: Any) -> Run:
+def run_real(searcher: Any, scheduler: Any, seed: int, budget: int, E: int, executor: Any,
+             prefetch: str = "auto") -> Run:
     """Real training of the digits CNN on ``executor`` (``Inline``, or one ``Processes`` worker whose start is
-    not timed), wall clock; test accuracy of each fully trained trial; the shares of wall time spent in searcher
-    asks (in the background, overlapping training, when the executor runs trials in a worker) and with no trial
-    training (the driver's own time: searcher, scheduler, storage, and with a worker the round trips to it)."""
+    not timed) with ``optimize(prefetch=...)``, wall clock; test accuracy of each fully trained trial; the shares
+    of wall time spent in the driver's searcher asks (those in a model process are not counted: they overlap
+    training) and with no trial training (the driver's own time: searcher, scheduler, storage, and with a worker
+    the round trips to it)."""
     start = time.perf_counter()
     ex = _Trained(executor, budget, lambda: time.perf_counter() - start)
     timed = _TimedSearcher(searcher)
     study = th.Study(digits_space(), mode="min", searcher=timed, scheduler=scheduler, seed=seed, max_epochs=E)
     try:
-        study.optimize(train_real, n_trials=10_000, executor=ex, progress=False)
+        study.optimize(train_real, n_trials=10_000, executor=ex, progress=False, prefetch=prefetch)
     except _Spent:
         pass
     wall = time.perf_counter() - start
@@ -435,6 +437,8 @@ def main() -> None:
     p.add_argument("--real", action="store_true", help="real training (9 epochs, budget 12 full runs)")
     p.add_argument("--worker", action="store_true",
                    help="with --real: train in one worker process (Processes), the searcher asks meanwhile")
+    p.add_argument("--prefetch", default="auto", choices=["auto", "thread", "process", "off"],
+                   help="with --real: optimize(prefetch=...), where the next configs are proposed during training")
     p.add_argument("--table", default="digits_cnn", help="a shipped table (digits_cnn, digits_mlp, signals_cnn) or a curves file")
     p.add_argument("--methods", default=None, help="comma-separated subset of the methods (default: all)")
     p.add_argument("--tag", default="", help="suffix of the result files, for a partial run")
@@ -443,8 +447,8 @@ def main() -> None:
     a = p.parse_args()
     if a.ask_tell and (a.real or a.slots != 1):
         p.error("--ask-tell drives one simulated worker on a table: drop --real and --slots")
-    if a.worker and not a.real:
-        p.error("--worker is for --real: simulated runs have no wall time to overlap")
+    if (a.worker or a.prefetch != "auto") and not a.real:
+        p.error("--worker and --prefetch are for --real: simulated runs have no wall time to overlap")
     keep = None if a.methods is None else {m.strip() for m in a.methods.split(",")}
 
     def chosen(table: dict[str, Any]) -> dict[str, Any]:  # the reference method always runs: it sets the target
@@ -461,12 +465,13 @@ def main() -> None:
         executor = th.Processes(devices=["cpu"]) if a.worker else th.Inline("cpu")
         try:
             for m, (searcher, sched) in chosen(methods(E, a.min_epochs, with_gp=not a.quick)).items():
-                runs[m] = [run_real(searcher(s), sched(s), s, budget, E, executor) for s in seeds]
+                runs[m] = [run_real(searcher(s), sched(s), s, budget, E, executor, a.prefetch) for s in seeds]
         finally:
             executor.close()
-        name = "multifidelity_real" + ("_worker" if a.worker else "") + a.tag + ("_quick" if a.quick else "")
+        name = ("multifidelity_real" + ("_worker" if a.worker else "")
+                + ("" if a.prefetch == "auto" else f"_prefetch_{a.prefetch}") + a.tag + ("_quick" if a.quick else ""))
         header = (f"## Multi-fidelity, real training of the digits CNN ({E} epochs max, budget {budget} epochs "
-                  f"= {budget // E} full runs, {executor!r}, wall clock)\n\n{meta}")
+                  f"= {budget // E} full runs, {executor!r}, prefetch={a.prefetch!r}, wall clock)\n\n{meta}")
     else:
         curves = Curves.load(a.table)
         E = curves.epochs

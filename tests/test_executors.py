@@ -73,6 +73,75 @@ def test_inline_asks_after_each_result_without_prefetching():
     assert study.searcher.asks == [(1, 0)] * 4 and set(study.searcher.threads) == {threading.current_thread().name}
 
 
+def test_inline_prefetch_thread_asks_while_the_trial_trains():
+    """``prefetch="thread"`` with ``Inline``: after the first config, each ask runs in the prefetch thread with
+    the training trial pending, and the trials still run in the caller's thread."""
+    seen = []
+
+    def train(config, trial):
+        seen.append(threading.current_thread().name)
+        return curve(config, trial)
+
+    study = th.Study(SPACE, searcher=Recorder(), seed=0)
+    study.optimize(train, n_trials=5, prefetch="thread", progress=False)
+    asks = study.searcher.asks
+    assert asks[0] == (1, 0) and all(pending == 1 for n, pending in asks[1:]), asks
+    assert all(name.startswith("torchhpo-prefetch") for name in study.searcher.threads[1:])
+    assert seen == [threading.current_thread().name] * 5 and len({t.config["x"] for t in study.trials}) == 5
+
+
+class MarksItsProcess:
+    """A picklable searcher (Sobol inside) that creates ``marker`` when it is asked outside the process that built
+    it, and counts the asks it answered itself."""
+
+    def __init__(self, marker):
+        self.inner, self.marker, self.pid, self.asks = th.Sobol(seed=0), marker, os.getpid(), 0
+
+    def ask(self, space, trials, n=1):
+        if os.getpid() != self.pid:
+            self.marker.touch()
+        else:
+            self.asks += 1
+        return self.inner.ask(space, trials, n)
+
+
+def test_prefetch_process_asks_in_a_process_of_its_own(tmp_path):
+    """``prefetch="process"``: once the model process is up (the driver asks itself until then), proposals come
+    from a copy of the searcher there, while an Inline trial trains in the driver; nothing repeats or is lost."""
+    marker = tmp_path / "asked-elsewhere"
+    after = []
+
+    def train(config, trial):
+        time.sleep(0.1)
+        return config["x"]
+
+    def stop_soon(study, record):  # a few trials after the first remote proposal, or at the timeout
+        after.append(marker.exists())
+        if after.count(True) >= 4:
+            study.stop()
+
+    study = th.Study(SPACE, searcher=MarksItsProcess(marker), storage=tmp_path / "s.db", seed=0)
+    study.optimize(train, n_trials=2000, timeout=120, prefetch="process", callbacks=[stop_soon], progress=False)
+    assert marker.exists(), "no ask ran in the model process"
+    assert all(t.status is th.Status.COMPLETED for t in study.trials)
+    assert len({t.config["x"] for t in study.trials}) == len(study.trials)
+    assert study.searcher.asks < len(study.trials)  # the others were proposed by the copy in the model process
+
+
+def test_prefetch_process_refuses_a_searcher_it_cannot_send():
+    class Local(Recorder):
+        pass
+
+    searcher = Local()
+    searcher.lock = threading.Lock()  # cannot be pickled
+    study = th.Study(SPACE, searcher=searcher, seed=0)
+    with pytest.raises(TypeError, match=r"prefetch='process'.*cannot be pickled.*prefetch='thread'"):
+        study.optimize(curve, n_trials=2, prefetch="process", progress=False)
+    with pytest.raises(ValueError, match=r"prefetch='sometimes' must be one of"):
+        study.optimize(curve, n_trials=2, prefetch="sometimes", progress=False)
+    assert study.trials == []
+
+
 # --- the study loop with workers --------------------------------------------------------------------------------
 def test_async_refill_passes_running_trials_as_pending_and_never_repeats(procs):
     offset = 0.5  # a closure: captured and shipped to the workers with cloudpickle

@@ -14,12 +14,14 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor as Pool
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
 from torchhpo.checks import integer, number
 from torchhpo.driver import Driver, headline
 from torchhpo.executors import Executor, Outcome, TrainFn, make_executor
+from torchhpo.executors.processes import refuse_rerun
 from torchhpo.observations import config_key
 from torchhpo.searchers import GridSearch, Searcher
 from torchhpo.space import Config, Space
@@ -35,6 +37,7 @@ Callback = Callable[[Study, TrialRecord], Any]
 AHEAD_PER_SLOT = 4  # prefetched configs per slot at most: more would be proposed on an ever staler snapshot
 ASK_MARGIN = 1.5  # an ask may take this much longer than the last one (its batch is larger, the cores busier)
 RATE_WINDOW = 2  # the rate of new configs is measured over the last RATE_WINDOW x slots of them
+PREFETCH = ("auto", "thread", "process", "off")
 
 
 class FailingTrials(RuntimeError):
@@ -45,8 +48,10 @@ class FailingTrials(RuntimeError):
 def run(study: Study, driver: Driver, fn: TrainFn, n_trials: int | None, timeout: float | None, *, executor: Executor | None,
         devices: str | list[str] | None, batch: bool, retries: int, timeout_per_trial: float | None,
         progress: bool, fail_fast: int | None, callbacks: Sequence[Callback], max_epochs_total: int | None,
-        target: float | None) -> None:
+        target: float | None, prefetch: str = "auto") -> None:
     """``Study.optimize``'s loop (its docstring says what each argument does)."""
+    if prefetch not in PREFETCH:
+        raise ValueError(f"optimize: prefetch={prefetch!r} must be one of {list(PREFETCH)}")
     if n_trials is None and timeout is None and max_epochs_total is None and not isinstance(study.searcher, GridSearch):
         raise ValueError("optimize: give n_trials, timeout or max_epochs_total (only a grid search ends by itself)")
     integer("optimize: n_trials", n_trials, low=0, none=True)
@@ -60,12 +65,20 @@ def run(study: Study, driver: Driver, fn: TrainFn, n_trials: int | None, timeout
         raise TypeError("optimize: callbacks must be a list of functions callback(study, record)")
     driver.fail_stale()
     driver.drop_checkpoints()
+    if prefetch == "process":
+        refuse_rerun()  # a spawned process re-running a script without a __main__ guard stops here
     own = executor is None
     executor = make_executor(executor, devices, timeout_per_trial=timeout_per_trial)
+    mode = ("thread" if executor.concurrent else "off") if prefetch == "auto" else prefetch
+    try:
+        ahead = None if batch or mode == "off" else _Prefetch(executor.slots, driver.searcher, mode == "process")
+    except BaseException:
+        if own:
+            executor.close()
+        raise
     call = Call(study, driver, n_trials, timeout, fail_fast, callbacks, max_epochs_total, target, retries, progress)
     driver.stopping, driver.on_end = False, call.ended
     per_trial = None if timeout_per_trial is None else float(timeout_per_trial)
-    prefetch = _Prefetch(executor.slots) if not batch and executor.concurrent else None
     running: set[int] = set()
     before = set(driver.live)  # trials of the user's own (ask without tell): not this call's to fail
 
@@ -81,19 +94,19 @@ def run(study: Study, driver: Driver, fn: TrainFn, n_trials: int | None, timeout
                 promoted = driver.promote(free, drain=False)  # promoted PAUSED trials go before new configs
                 start(promoted)
                 if free > len(promoted):
-                    start(call.next(free - len(promoted), prefetch))
+                    start(call.next(free - len(promoted), ahead))
                 if not running:  # nothing new may start: settle the paused ones with the peers there are
                     start(study.settle(executor.slots))
-                if prefetch is not None and len(running) >= executor.slots and call.room > 0 and not call.exhausted:
-                    prefetch.start(driver.searcher, driver.space, driver.records, call.room)  # while workers train
+                if ahead is not None and len(running) >= executor.slots and call.room > 0 and not call.exhausted:
+                    ahead.start(driver.space, driver.records, call.room)  # while the trials train
             if not running:
                 break
             left = call.deadline - time.monotonic()  # past the deadline, just wait for the running trials
             for outcome in executor.wait(timeout=left if 0 < left < math.inf else None):
                 running.discard(outcome.number)
                 call.finish(outcome)
-                if prefetch is not None:
-                    prefetch.arrived()
+                if ahead is not None:
+                    ahead.arrived()
             call.show()
     except BaseException:  # Ctrl-C, an error in a scheduler or the storage, FailingTrials: leave storage consistent
         for n in sorted(running | (set(driver.live) - before)):  # started here, submitted or not yet
@@ -103,8 +116,8 @@ def run(study: Study, driver: Driver, fn: TrainFn, n_trials: int | None, timeout
             executor.close()  # its workers still run the abandoned trials
         raise
     finally:
-        if prefetch is not None:
-            prefetch.close()
+        if ahead is not None:
+            ahead.close()
         if own:
             executor.close()
         call.close()
@@ -139,7 +152,8 @@ class Call:
                 or (self.max_epochs_total is not None and self.driver.epochs >= self.max_epochs_total))
 
     def next(self, free: int, prefetch: _Prefetch | None) -> list[Trial]:
-        """Up to ``free`` trials to start: failed configs to retry first, then up to ``room`` new ones."""
+        """Up to ``free`` trials to start: failed configs to retry first, then up to ``room`` new ones (the
+        prefetched configs first)."""
         trials = [self.driver.start(config, source="retry", retry_of=number, attempt=attempt)
                   for config, number, attempt in self.retry[:free]]
         del self.retry[: len(trials)]
@@ -214,19 +228,41 @@ class Call:
 
 
 class _Prefetch:
-    """Keeps proposals ready for the workers that free next, so that a freed slot refills at once instead of
+    """Keeps proposals ready for the slots that free next, so that a freed slot refills at once instead of
     idling through a model fit.
 
-    While every worker is busy, a background thread asks the searcher for as many configs as slots are likely to
-    free before its next ask returns (``want``), on a snapshot of the records (running trials pending). A newer
-    ask starts as soon as a result arrives, and its batch replaces what is left of the previous one: freed slots
-    take from the latest fit. The driver takes (waits for) an ask in flight before asking the searcher itself,
-    so the searcher never runs twice at once. A proposal misses the results that arrived while it was computed
-    and those that arrive before it is taken; configs equal to one started after its snapshot are dropped."""
+    While every slot is busy, a background ask proposes as many configs as slots are likely to free before it
+    returns (``want``), on a snapshot of the records (running trials pending). A newer ask starts as soon as a
+    result arrives, and its batch replaces what is left of the previous one: freed slots take from the latest fit.
+    The driver takes (waits for) an ask in flight before asking the searcher itself. A proposal misses the
+    results that arrived while it was computed and those that arrive before it is taken; configs equal to one
+    started after its snapshot are dropped.
 
-    def __init__(self, slots: int) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torchhpo-prefetch")
-        self._slots = slots
+    The background ask runs in a thread of the driver, on the study's searcher (so the searcher never runs twice
+    at once), or with ``process`` in a process of its own, on a copy of the searcher sent there once: a model
+    fitted there does not hold the driver's interpreter lock, so the driver keeps answering reports and a trial
+    training in the driver's own thread (``Inline``) keeps its speed. The copy's state (warm starts, caches) stays
+    in that process; the process starts in the background, and until it is ready the driver asks itself."""
+
+    def __init__(self, slots: int, searcher: Searcher, process: bool) -> None:
+        self._slots, self._searcher, self._process = slots, searcher, process
+        self._pool: Pool
+        self._up: Any = None  # process: the start-up, done once the copy of the searcher is ready there
+        if process:
+            import multiprocessing as mp
+
+            import cloudpickle
+            try:
+                blob = cloudpickle.dumps(searcher)
+            except Exception as e:
+                raise TypeError(f"optimize: prefetch='process' sends the searcher to a process of its own, but "
+                                f"{type(searcher).__name__} cannot be pickled ({type(e).__name__}: {e}); use "
+                                "prefetch='thread'") from e
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"),
+                                             initializer=_receive, initargs=(blob,))
+            self._up = self._pool.submit(_ready)
+        else:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torchhpo-prefetch")
         self._future: Any = None  # the ask in flight
         self._ready: list[Config] = []  # the latest batch's configs not taken yet
         self._since = 0  # how many trials its snapshot held: later ones may repeat its configs
@@ -247,14 +283,21 @@ class _Prefetch:
         """A result arrived (a trial ended or paused): the next ``start`` asks again, on records that hold it."""
         self._fresh = False
 
-    def start(self, searcher: Searcher, space: Space, records: list[TrialRecord], room: float) -> None:
-        """Ask in the background unless an ask is in flight, or the ready configs cover ``want`` and no result
-        arrived since their snapshot (``room``: how many new configs the call may still start)."""
+    def start(self, space: Space, records: list[TrialRecord], room: float) -> None:
+        """Ask in the background unless an ask is in flight, the process is still starting, or the ready configs
+        cover ``want`` and no result arrived since their snapshot (``room``: how many new configs the call may
+        still start)."""
         want = int(min(self.want(), room))
         if self._future is not None or (self._fresh and len(self._ready) >= want):
             return
+        if self._up is not None:
+            if not self._up.done():
+                return
+            self._up.result()  # a process that could not start raises here
         self._fresh = True
-        self._future = self._pool.submit(_timed_ask, searcher, space, [r.copy() for r in records], want)
+        snapshot = [r.copy() for r in records]
+        self._future = (self._pool.submit(_remote_ask, space, snapshot, want) if self._process
+                        else self._pool.submit(_timed_ask, self._searcher, space, snapshot, want))
 
     def take(self, k: int, records: Sequence[TrialRecord]) -> list[Config] | None:
         """Up to ``k`` configs from the latest batch, none equal to a trial started after its snapshot (fewer: the
@@ -274,7 +317,30 @@ class _Prefetch:
 
     def close(self) -> None:
         self._future = None
-        self._pool.shutdown(wait=True)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+_remote: Searcher | None = None  # the searcher of a model process (prefetch="process")
+
+
+def _receive(blob: bytes) -> None:
+    """A model process's start: one torch thread (the driver's core), the searcher it asks."""
+    global _remote
+    import pickle
+
+    import torch
+    torch.set_num_threads(1)
+    _remote = pickle.loads(blob)
+
+
+def _ready() -> bool:
+    return _remote is not None
+
+
+def _remote_ask(space: Space, snapshot: list[TrialRecord], n: int) -> tuple[list[Config], int, float]:
+    """``_timed_ask`` on the model process's searcher."""
+    assert _remote is not None
+    return _timed_ask(_remote, space, snapshot, n)
 
 
 def _timed_ask(searcher: Searcher, space: Space, snapshot: list[TrialRecord], n: int) -> tuple[list[Config], int, float]:

@@ -222,7 +222,7 @@ class Study:
                  executor: Executor | None = None, devices: str | list[str] | None = None, batch: bool = False,
                  retries: int = 0, timeout_per_trial: float | None = None, progress: bool = True,
                  fail_fast: int | None = 3, callbacks: Sequence[Callback] = (), max_epochs_total: int | None = None,
-                 target: float | None = None) -> Study:
+                 target: float | None = None, prefetch: str = "auto") -> Study:
         """Run trials of ``fn(config, trial)`` until ``n_trials`` have started, ``timeout`` seconds pass,
         ``max_epochs_total`` epochs have been reported, a trial reaches ``target``, ``study.stop()`` is called, or
         the searcher is exhausted. Failed trials are recorded and the study goes on. PAUSED trials that the
@@ -253,13 +253,20 @@ class Study:
             max_epochs_total: an epoch budget: no trial starts or resumes once the study's trials have reported
                 this many epochs in all (each trial counts the highest step it reported).
             target: stop once a completed trial's value is this good (``<=`` when minimizing, ``>=`` maximizing).
+            prefetch: where the next configs are proposed while trials train, so that a freed slot does not wait
+                for the model. ``"auto"``: in a thread of the driver when trials run elsewhere (``Processes``,
+                ``Ray``), not at all with ``Inline`` (every ask then sees every result, and seeded runs repeat);
+                ``"thread"``: in a thread, with any executor (``Inline`` too); ``"process"``: in a process of its
+                own, with a copy of the searcher (it must pickle; its state stays there): the model then holds
+                neither the driver's interpreter lock nor a small model's training in ``Inline``; ``"off"``:
+                asks in the driver only. Proposed ahead, a config misses the results that arrive meanwhile.
 
         Raises:
             FailingTrials: see ``fail_fast``.
         """
         run(self, self._driver, fn, n_trials, timeout, executor=executor, devices=devices, batch=batch, retries=retries,
             timeout_per_trial=timeout_per_trial, progress=progress, fail_fast=fail_fast, callbacks=callbacks,
-            max_epochs_total=max_epochs_total, target=target)
+            max_epochs_total=max_epochs_total, target=target, prefetch=prefetch)
         return self
 
     def stop(self) -> None:

@@ -54,8 +54,10 @@ class Executor(Protocol):
 
     concurrent: bool
     """Whether trials run while the driver waits (worker processes, a cluster): the driver then asks the searcher
-    for the next config meanwhile. ``False`` when trials run inside ``submit`` or ``wait`` (in the driver's process,
-    or on a simulated clock): there is nothing to overlap, and asking after each result sees every result."""
+    for the next config meanwhile (``optimize(prefetch="auto")``). ``False`` when trials run inside ``submit`` or
+    ``wait`` (in the driver's process, or on a simulated clock): by default nothing overlaps them, and asking after
+    each result sees every result; ``Inline`` runs its trial inside ``wait``, so ``prefetch="thread"`` or
+    ``"process"`` overlaps it with the next ask."""
 
     def submit(self, fn: TrainFn, trial: Trial, *, timeout: float | None = None) -> None:
         """Start ``fn(trial.config, trial)`` on a free slot; its reports go to the driver-side ``trial.reporter``

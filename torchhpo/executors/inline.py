@@ -35,23 +35,29 @@ class Inline:
     """
 
     slots = 1
-    concurrent = False  # the trial runs inside submit: nothing runs while the driver waits
+    # the trial runs inside wait, in the driver's thread: by default the study does not ask in the background
+    # meanwhile, so that every ask sees every result (optimize(prefetch=...) overlaps them)
+    concurrent = False
 
     def __init__(self, device: str | torch.device = "auto", *, threads: Threads = "auto") -> None:
         self.device = resolve_devices(device)[0]
         self.threads = trial_threads("Inline", threads, usable_cpus() - DRIVER_CPUS)
-        self._done: list[Outcome] = []
+        self._queued: list[tuple[TrainFn, Trial]] = []
 
     def submit(self, fn: TrainFn, trial: Trial, *, timeout: float | None = None) -> None:
+        """Queue the trial; ``wait`` runs it (after the study has started a background ask, when it prefetches)."""
         if timeout is not None:
             raise ValueError(INLINE_TIMEOUT)
+        self._queued.append((fn, trial))
+
+    def _run(self, fn: TrainFn, trial: Trial) -> Outcome:
         reporter = trial.reporter
         trial.device = torch.device(self.device)
         trial.reporter = lambda number, step, value: decided(answer_report(reporter, number, step, value))
         callers = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
-            self._done.append(run_trial(fn, trial))
+            return run_trial(fn, trial)
         finally:
             torch.set_num_threads(callers)
             trial.reporter = reporter
@@ -60,8 +66,12 @@ class Inline:
         return f"Inline(device={self.device!r}, threads={self.threads})"
 
     def wait(self, timeout: float | None = None) -> list[Outcome]:
-        done, self._done = self._done, []
+        """Run the queued trial(s), one after the other, and return their outcomes (``timeout`` cannot apply: a
+        trial in this process cannot be interrupted)."""
+        done = []
+        while self._queued:
+            done.append(self._run(*self._queued.pop(0)))
         return done
 
     def close(self) -> None:
-        self._done = []
+        self._queued = []
