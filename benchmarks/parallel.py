@@ -216,8 +216,9 @@ class CountedSearcher:
         return out
 
 
-def measure_gp(workers: int, n_trials: int, seconds: float, seed: int) -> dict:
-    """GP + ASHA on ``workers`` Processes, sleeping trials: utilization, refill delays, the searcher's asks."""
+def measure_gp(workers: int, n_trials: int, seconds: float, seed: int, prefetch: str = "auto") -> dict:
+    """GP + ASHA on ``workers`` Processes, sleeping trials: utilization, refill delays, the searcher's asks (in
+    the driver's process: those of a model process, ``prefetch="process"``, are not counted)."""
     from torchhpo.searchers import make_searcher
 
     ex = th.Processes(devices=["cpu"] * workers, threads=1)
@@ -226,7 +227,8 @@ def measure_gp(workers: int, n_trials: int, seconds: float, seed: int) -> dict:
         timed, searcher = Timed(ex), CountedSearcher(make_searcher("gp", seed=seed))
         study = th.Study(SPACE, mode="min", searcher=searcher, scheduler="asha", seed=seed, max_epochs=EPOCHS)
         start = time.perf_counter()
-        study.optimize(sleep_trial(seconds), n_trials=n_trials, executor=timed, progress=False)
+        kwargs = {} if prefetch == "auto" else {"prefetch": prefetch}  # --before code may lack the argument
+        study.optimize(sleep_trial(seconds), n_trials=n_trials, executor=timed, progress=False, **kwargs)
         wall = time.perf_counter() - start
     finally:
         ex.close()
@@ -234,22 +236,24 @@ def measure_gp(workers: int, n_trials: int, seconds: float, seed: int) -> dict:
     gaps = sorted(timed.refills()) or [0.0]
     return {"workers": workers, "trials": len(study.trials), "wall_s": wall, "util": busy / (wall * workers),
             "refill_ms": 1e3 * statistics.mean(gaps), "refill_max_ms": 1e3 * gaps[-1], "asks": len(searcher.seconds),
-            "ask_s": statistics.mean(searcher.seconds), "torchhpo": str(Path(th.__file__).parents[1])}
+            "ask_s": statistics.mean(searcher.seconds) if searcher.seconds else math.nan,
+            "torchhpo": str(Path(th.__file__).parents[1])}
 
 
 def gp_rows(args: argparse.Namespace, seconds: float, per_worker: int) -> list[dict]:
-    """The GP + ASHA rows: this checkout's and (``--before``) the other checkout's, alternating per worker count."""
+    """The GP + ASHA rows: (``--before``) the other checkout's, and this checkout's with the prefetch in a thread
+    (the default) and in a model process, alternating per worker count."""
     rows = []
     for w in (2, 4):
-        for code in ([args.before] if args.before else []) + [None]:
+        for code, prefetch in ([(args.before, "auto")] if args.before else []) + [(None, "auto"), (None, "process")]:
             if code is None:
-                row = measure_gp(w, per_worker * w, seconds, args.seed)
+                row = measure_gp(w, per_worker * w, seconds, args.seed, prefetch)
             else:
                 spec = json.dumps({"workers": w, "n_trials": per_worker * w, "seconds": seconds, "seed": args.seed})
                 out = subprocess.run([sys.executable, __file__, "--gp-row", spec], env={
                     **os.environ, "PYTHONPATH": str(Path(code).resolve())}, stdout=subprocess.PIPE, text=True, check=True)
                 row = json.loads(out.stdout.splitlines()[-1])
-            row["code"] = "before" if code else "this checkout"
+            row["code"] = "before" if code else "this checkout" + (", prefetch='process'" if prefetch != "auto" else "")
             rows.append(row)
             print(row, flush=True)
     return rows
@@ -266,7 +270,7 @@ def gp_table(rows: list[dict], seconds: float, per_worker: int, before: str | No
         lines += [f"before: torchhpo of `{before}` ({rev.stdout.strip() or 'not a git checkout'}), run in a "
                   "subprocess alternately with this checkout's rows.", ""]
     lines += ["| code | workers | trials | wall (s) | utilization | freed slot waits, mean (ms) | max (ms) "
-              "| searcher asks | s per ask |", "|---|---|---|---|---|---|---|---|---|"]
+              "| searcher asks in the driver | s per ask |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['code']} | {r['workers']} | {r['trials']} | {r['wall_s']:.1f} | {100 * r['util']:.1f}% "
                      f"| {r['refill_ms']:.0f} | {r['refill_max_ms']:.0f} | {r['asks']} | {r['ask_s']:.2f} |")

@@ -106,7 +106,7 @@ class MarksItsProcess:
 
 
 def test_prefetch_process_asks_in_a_process_of_its_own(tmp_path):
-    """``prefetch="process"``: once the model process is up (the driver asks itself until then), proposals come
+    """``prefetch="process"``: once the model process is up (a thread asks until then), proposals come
     from a copy of the searcher there, while an Inline trial trains in the driver; nothing repeats or is lost."""
     marker = tmp_path / "asked-elsewhere"
     after = []

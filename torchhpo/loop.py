@@ -242,11 +242,13 @@ class _Prefetch:
     at once), or with ``process`` in a process of its own, on a copy of the searcher sent there once: a model
     fitted there does not hold the driver's interpreter lock, so the driver keeps answering reports and a trial
     training in the driver's own thread (``Inline``) keeps its speed. The copy's state (warm starts, caches) stays
-    in that process; the process starts in the background, and until it is ready the driver asks itself."""
+    in that process; the process starts in the background (seconds: it imports torch and the searcher's
+    libraries), and until it is ready the asks run in a thread."""
 
     def __init__(self, slots: int, searcher: Searcher, process: bool) -> None:
-        self._slots, self._searcher, self._process = slots, searcher, process
-        self._pool: Pool
+        self._slots, self._searcher = slots, searcher
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torchhpo-prefetch")
+        self._process: Pool | None = None
         self._up: Any = None  # process: the start-up, done once the copy of the searcher is ready there
         if process:
             import multiprocessing as mp
@@ -258,11 +260,9 @@ class _Prefetch:
                 raise TypeError(f"optimize: prefetch='process' sends the searcher to a process of its own, but "
                                 f"{type(searcher).__name__} cannot be pickled ({type(e).__name__}: {e}); use "
                                 "prefetch='thread'") from e
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"),
-                                             initializer=_receive, initargs=(blob,))
-            self._up = self._pool.submit(_ready)
-        else:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torchhpo-prefetch")
+            self._process = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"),
+                                                initializer=_receive, initargs=(blob,))
+            self._up = self._process.submit(_ready)
         self._future: Any = None  # the ask in flight
         self._ready: list[Config] = []  # the latest batch's configs not taken yet
         self._since = 0  # how many trials its snapshot held: later ones may repeat its configs
@@ -284,20 +284,19 @@ class _Prefetch:
         self._fresh = False
 
     def start(self, space: Space, records: list[TrialRecord], room: float) -> None:
-        """Ask in the background unless an ask is in flight, the process is still starting, or the ready configs
-        cover ``want`` and no result arrived since their snapshot (``room``: how many new configs the call may
-        still start)."""
+        """Ask in the background unless an ask is in flight, or the ready configs cover ``want`` and no result
+        arrived since their snapshot (``room``: how many new configs the call may still start): in the model
+        process once it is up, else in the thread."""
         want = int(min(self.want(), room))
         if self._future is not None or (self._fresh and len(self._ready) >= want):
             return
-        if self._up is not None:
-            if not self._up.done():
-                return
-            self._up.result()  # a process that could not start raises here
         self._fresh = True
         snapshot = [r.copy() for r in records]
-        self._future = (self._pool.submit(_remote_ask, space, snapshot, want) if self._process
-                        else self._pool.submit(_timed_ask, self._searcher, space, snapshot, want))
+        if self._process is not None and self._up.done():
+            self._up.result()  # a process that could not start raises here
+            self._future = self._process.submit(_remote_ask, space, snapshot, want)
+        else:
+            self._future = self._thread.submit(_timed_ask, self._searcher, space, snapshot, want)
 
     def take(self, k: int, records: Sequence[TrialRecord]) -> list[Config] | None:
         """Up to ``k`` configs from the latest batch, none equal to a trial started after its snapshot (fewer: the
@@ -317,7 +316,9 @@ class _Prefetch:
 
     def close(self) -> None:
         self._future = None
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._thread.shutdown(wait=True)
+        if self._process is not None:
+            self._process.shutdown(wait=True, cancel_futures=True)
 
 
 _remote: Searcher | None = None  # the searcher of a model process (prefetch="process")
