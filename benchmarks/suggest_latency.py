@@ -98,8 +98,9 @@ def botorch_loop(trials: list[TrialRecord], q: int) -> dict[str, float]:
     return {"wall": wall, "cpu": cpu}
 
 
-def steady_ask(method: str, problem: str, n: int, history: int) -> float:
-    """CPU seconds of the second GP ask after ``n - 1`` Sobol points (the first ask's proposal evaluated)."""
+def steady_ask(method: str, problem: str, n: int, history: int) -> tuple[float, float]:
+    """Wall and CPU seconds of the second GP ask after ``n - 1`` Sobol points (the first ask's proposal
+    evaluated)."""
     P = PROBLEMS[problem]
     configs = P.space.sobol(n - 1, seed=history)
     if method == "torchhpo":
@@ -107,7 +108,7 @@ def steady_ask(method: str, problem: str, n: int, history: int) -> float:
         trials = [TrialRecord(i, c, Status.COMPLETED, P.fn(c), sign=-1) for i, c in enumerate(configs)]
         first = gp.ask(P.space, trials, 1)[0]
         trials.append(TrialRecord(n - 1, first, Status.COMPLETED, P.fn(first), sign=-1))
-        return timed(lambda: gp.ask(P.space, trials, 1))[1]
+        return timed(lambda: gp.ask(P.space, trials, 1))
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -116,7 +117,7 @@ def steady_ask(method: str, problem: str, n: int, history: int) -> float:
     study.add_trials([optuna.trial.create_trial(params=c, distributions=dists, value=P.fn(c)) for c in configs])
     trial = study.ask(dists)
     study.tell(trial, P.fn(dict(trial.params)))
-    return timed(lambda: study.ask(dists))[1]
+    return timed(lambda: study.ask(dists))
 
 
 def steady(argv: list[str], sizes: list[int], histories: int, repeats: int) -> None:
@@ -135,7 +136,7 @@ def steady(argv: list[str], sizes: list[int], histories: int, repeats: int) -> N
                 runs: dict[str, list[float]] = {m: [] for m in methods}
                 for r in range(repeats):  # alternate which goes first: the machine's load drifts
                     for m in methods if (h + r) % 2 == 0 else methods[::-1]:
-                        runs[m].append(steady_ask(m, problem, n, h))
+                        runs[m].append(steady_ask(m, problem, n, h)[1])
                 for m in methods:
                     cost[m].append(statistics.median(runs[m]))
             ours, theirs = statistics.median(cost["torchhpo"]), statistics.median(cost["optuna"])

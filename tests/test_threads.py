@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import torchhpo as th
-from torchhpo.executors.base import DRIVER_CPUS, trial_threads, usable_cpus
+import torchhpo.threads
+from torchhpo.threads import DRIVER_CPUS, trial_threads, usable_cpus
 
 SPACE = th.Space({"x": th.Float(0.0, 1.0)})
 
@@ -103,3 +104,55 @@ def test_make_executor_passes_threads_on(no_thread_env):
 
     assert seen(make_executor(None, "cpu", threads=2)) == {2}
     assert make_executor(None, ["cpu"] * 2, threads=3).threads == 3
+
+
+def _recording(monkeypatch, owner, name, wrap=lambda f: f):
+    """Wrap ``owner.name`` (in ``wrap``, e.g. ``staticmethod``) so that every call records the torch thread count
+    it ran with."""
+    counts = []
+    inner = getattr(owner, name)
+
+    def wrapper(*args, **kwargs):
+        counts.append(torch.get_num_threads())
+        return inner(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, wrap(wrapper))
+    return counts
+
+
+def _gp_study(searcher):
+    study = th.Study(SPACE, searcher=searcher, seed=0)
+    study.optimize(lambda config, trial: (config["x"] - 0.3) ** 2, n_trials=6, executor=th.Inline("cpu"),
+                   progress=False)
+    return study
+
+
+def test_a_small_gp_suggestion_runs_on_the_drivers_thread_and_gives_the_callers_count_back(monkeypatch,
+                                                                                          caller_threads):
+    pytest.importorskip("botorch")
+    import torchhpo.gp.searcher as gp_searcher
+    counts = _recording(monkeypatch, gp_searcher, "maximize_acquisition")
+    _gp_study(th.GP(seed=0, n_initial=3))
+    assert counts and set(counts) == {DRIVER_CPUS}
+    assert torch.get_num_threads() == caller_threads
+    # from MODEL_THREADS_MIN_POINTS training points on, a CPU model keeps the caller's threads
+    monkeypatch.setattr(torchhpo.threads, "MODEL_THREADS_MIN_POINTS", 3)
+    counts.clear()
+    _gp_study(th.GP(seed=0, n_initial=3))
+    assert counts and set(counts) == {caller_threads}
+
+
+def test_the_freeze_thaw_curve_model_runs_on_the_drivers_thread(monkeypatch, caller_threads):
+    pytest.importorskip("botorch")
+    from torchhpo.schedulers.curve_model import CurveModel
+    counts = _recording(monkeypatch, CurveModel, "_solve", staticmethod)
+
+    def train(config, trial):
+        for epoch in trial.epochs():
+            trial.report(config["x"] / (epoch + 1))
+        return config["x"] / trial.max_epochs
+
+    study = th.Study(SPACE, scheduler=th.FreezeThaw(1, 4), max_epochs=4, searcher="random", seed=0)
+    study.optimize(train, n_trials=5, executor=th.Inline("cpu"), progress=False)
+    assert counts and set(counts) == {DRIVER_CPUS}
+    assert torch.get_num_threads() == caller_threads

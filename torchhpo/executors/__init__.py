@@ -12,10 +12,11 @@ One file per executor, and what they share:
 
 from __future__ import annotations
 
-from torchhpo.executors.base import Executor, Outcome, Threads, TrainFn, require_executor, resolve_devices, run_trial
+from torchhpo.executors.base import Executor, Outcome, TrainFn, require_executor, resolve_devices, run_trial
 from torchhpo.executors.inline import INLINE_TIMEOUT, Inline
 from torchhpo.executors.processes import Processes, refuse_rerun
 from torchhpo.executors.ray import Ray
+from torchhpo.threads import Threads
 
 __all__ = ["Executor", "Inline", "Outcome", "Processes", "Ray", "TrainFn", "make_executor", "resolve_devices",
            "run_trial"]
@@ -26,7 +27,7 @@ def make_executor(executor: Executor | None, devices: str | list[str] | None = N
     """The executor to use: as given (``TypeError`` naming what it lacks when it does not follow the ``Executor``
     protocol); else ``Processes`` over ``devices`` when they are several (or when ``timeout_per_trial`` needs a
     worker that can be killed), else ``Inline`` on the one device; ``threads`` goes to the one built (torch threads
-    per trial, see ``torchhpo.executors.base.trial_threads``).
+    per trial, see ``torchhpo.threads.trial_threads``).
 
     A process re-running a script without a ``__main__`` guard is stopped here, before its study starts a trial."""
     if executor is not None:

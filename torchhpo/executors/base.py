@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gc
 import numbers
-import os
 import reprlib
 import time
 import traceback
@@ -18,12 +17,10 @@ import torch
 from torchhpo.checks import integer
 from torchhpo.trial import Decision, Reporter, ReportFailed, Status, Trial, TrialPaused, TrialPruned, unusable_value
 
-__all__ = ["DRIVER_CPUS", "THREADS_ENV", "Executor", "Outcome", "Refusal", "Threads", "TrainFn", "answer_report",
-           "decided", "error_text", "release_memory", "require_executor", "resolve_devices", "run_trial", "trial_threads",
-           "usable_cpus"]
+__all__ = ["Executor", "Outcome", "Refusal", "TrainFn", "answer_report", "decided", "error_text", "release_memory",
+           "require_executor", "resolve_devices", "run_trial"]
 
 TrainFn = Callable[[dict[str, Any], Trial], Any]
-Threads = int | str | None  # an executor's threads= argument: a count, or "auto" (None: the same)
 
 
 @dataclass
@@ -221,47 +218,6 @@ def resolve_devices(devices: str | torch.device | list[str] | None) -> list[str]
     if not out:
         raise ValueError("devices is empty; give at least one device, e.g. ['cpu'] or 'auto'")
     return out
-
-
-# --- torch threads of a trial ----------------------------------------------------------------------------------
-THREADS_ENV = "TORCHHPO_THREADS"  # a thread count for every trial, set outside the script (a job file, a shell)
-OMP_ENV = "OMP_NUM_THREADS"
-DRIVER_CPUS = 1  # left to the driver: its searcher runs beside the trials (prefetching), and OpenMP threads wait
-                 # for the slowest of their team at every operation, so a trial that takes every core stalls
-                 # whenever anything else runs
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on: its affinity mask where the OS has one (``taskset``, container and
-    SLURM cpusets), else ``os.cpu_count()``."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def trial_threads(owner: str, threads: Threads, cpus: float) -> int:
-    """How many torch threads (``torch.set_num_threads``) each trial of an executor gets.
-
-    ``threads`` as an int: that many. ``"auto"`` (or ``None``): ``$TORCHHPO_THREADS`` when it is set; else the
-    ``cpus`` one trial may use, rounded down, at least 1 and at most ``$OMP_NUM_THREADS`` when that is set (the
-    ceiling torch itself keeps in a plain script). The executors give ``cpus``: ``Inline`` the usable CPUs but
-    ``DRIVER_CPUS``, ``Processes`` that divided among its workers, ``Ray`` a trial's ``resources_per_trial["cpu"]``.
-    """
-    if threads is not None and threads != "auto":
-        if isinstance(threads, str):
-            raise ValueError(f"{owner}: threads must be a positive int or 'auto', got {threads!r}")
-        return integer(f"{owner}: threads", threads)
-    given = os.environ.get(THREADS_ENV, "").strip()
-    if given:
-        if not given.isdigit() or int(given) < 1:
-            raise ValueError(f"{THREADS_ENV}={given!r}: expected a positive int (torch threads per trial); unset it "
-                             "for the automatic count")
-        return int(given)
-    count = max(1, int(cpus))
-    ceiling = os.environ.get(OMP_ENV, "").strip()
-    if ceiling.isdigit() and int(ceiling) >= 1:  # OpenMP ignores anything else too
-        count = min(count, int(ceiling))
-    return count
 
 
 def release_memory() -> None:

@@ -4,18 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from torchhpo.executors.base import (
-    DRIVER_CPUS,
-    Outcome,
-    Threads,
-    TrainFn,
-    answer_report,
-    decided,
-    resolve_devices,
-    run_trial,
-    trial_threads,
-    usable_cpus,
-)
+from torchhpo.executors.base import Outcome, TrainFn, answer_report, decided, resolve_devices, run_trial
+from torchhpo.threads import DRIVER_CPUS, Threads, trial_threads, usable_cpus
 from torchhpo.trial import Trial
 
 __all__ = ["INLINE_TIMEOUT", "Inline"]
@@ -31,7 +21,7 @@ class Inline:
         device: the device trials see as ``trial.device`` (``"auto"``: the first GPU if any, else the CPU).
         threads: ``torch.set_num_threads`` while a trial runs; the caller's count comes back after it.
             ``"auto"``: ``$TORCHHPO_THREADS`` if set, else every usable CPU but one (left to the driver), at least
-            1, at most ``$OMP_NUM_THREADS`` if set (``torchhpo.executors.base.trial_threads``).
+            1, at most ``$OMP_NUM_THREADS`` if set (``torchhpo.threads.trial_threads``).
     """
 
     slots = 1

@@ -25,10 +25,8 @@ import torch
 
 from torchhpo.checks import integer
 from torchhpo.executors.base import (
-    DRIVER_CPUS,
     Outcome,
     Refusal,
-    Threads,
     TrainFn,
     answer_report,
     decided,
@@ -36,9 +34,8 @@ from torchhpo.executors.base import (
     release_memory,
     resolve_devices,
     run_trial,
-    trial_threads,
-    usable_cpus,
 )
+from torchhpo.threads import DRIVER_CPUS, Threads, trial_threads, usable_cpus
 from torchhpo.trial import Decision, Reporter, Status, Trial
 
 __all__ = ["MAIN_GUARD", "Processes", "death_reason", "refuse_rerun"]
@@ -231,7 +228,7 @@ class Processes:
         per_device: how many workers share each device.
         threads: ``torch.set_num_threads`` in each worker, before its first trial. ``"auto"``:
             ``$TORCHHPO_THREADS`` if set, else the usable CPUs but one (left to the driver) divided among the
-            workers, at least 1, at most ``$OMP_NUM_THREADS`` if set (``torchhpo.executors.base.trial_threads``).
+            workers, at least 1, at most ``$OMP_NUM_THREADS`` if set (``torchhpo.threads.trial_threads``).
 
     Example:
         >>> import torchhpo as th

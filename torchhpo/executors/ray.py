@@ -24,15 +24,14 @@ from torchhpo.checks import integer, number
 from torchhpo.executors.base import (
     Outcome,
     Refusal,
-    Threads,
     TrainFn,
     answer_report,
     decided,
     error_text,
     release_memory,
     run_trial,
-    trial_threads,
 )
+from torchhpo.threads import Threads, trial_threads
 from torchhpo.trial import Decision, Reporter, Status, Trial, checkpoint_file
 
 CHECKPOINTS = ("auto", "ship", "shared")
@@ -135,7 +134,7 @@ class Ray:
         slots: trials at once; default: as many as the cluster's CPUs and GPUs hold.
         threads: ``torch.set_num_threads`` in each trial, before it starts. ``"auto"``: ``$TORCHHPO_THREADS`` (in
             the driver's environment) if set, else the trial's ``resources_per_trial["cpu"]`` rounded down, at
-            least 1, at most ``$OMP_NUM_THREADS`` if set (``torchhpo.executors.base.trial_threads``).
+            least 1, at most ``$OMP_NUM_THREADS`` if set (``torchhpo.threads.trial_threads``).
         checkpoints: how ``trial.save``/``trial.load`` reach the study's checkpoint folder. ``"ship"``: through
             Ray's object store with each task (any node can resume any paused trial; the folder is only on the
             driver's machine); ``"shared"``: directly, for a folder every node mounts at the same path (NFS, a

@@ -25,6 +25,7 @@ from torchhpo.gp.options import ACQUISITIONS, GPOptions
 from torchhpo.observations import config_key, fresh_seed, pending, tried, user_values
 from torchhpo.settings import Described
 from torchhpo.space import Config, Space
+from torchhpo.threads import model_threads
 from torchhpo.trial import TrialRecord
 
 log = logging.getLogger("torchhpo.gp")  # the package's logger, where users look
@@ -94,7 +95,7 @@ class GP(Described):
         X_pending = space.encode(running, device=X.device, dtype=X.dtype) if running else None
         X_new = None
         if len(y) >= 2:
-            with _seeded(self._call_seed(len(trials)), X.device):
+            with _seeded(self._call_seed(len(trials)), X.device), model_threads(len(y), X.device):
                 model = self._fit_or_none(space, X, y)
                 if model is not None:
                     X_new = self._optimize(space, model, X, y, X_pending, n)

@@ -33,6 +33,8 @@ import torch
 from botorch.models.kernels import ExponentialDecayKernel
 from gpytorch.kernels import MaternKernel, ScaleKernel
 
+from torchhpo.threads import model_threads
+
 __all__ = ["CurveModel", "features"]
 
 LOG_RANGE = 20.0  # a positive numeric parameter spanning this ratio or more is seen on a log scale
@@ -115,24 +117,25 @@ class CurveModel:
         device = torch.device(("cuda" if torch.cuda.is_available() and int(mask.sum()) >= GPU_MIN_POINTS else "cpu")
                               if self.device == "auto" else self.device)
         X, t, y, mask = (a.to(device) for a in (X, t, y, mask))
-        self._seen = y[mask].sort().values
-        z = torch.where(mask, self.warp(y), torch.zeros_like(y))
-        warm = self._params is not None and self._dims == X.shape[1]
-        kx, kt, mean, log_noise = self._modules(X.shape[1], device)
-        params = [*kx.parameters(), *kt.parameters(), mean, log_noise]
-        optimizer = torch.optim.Adam(params, lr=0.1)
-        for _ in range(self.refit_steps if warm else self.fit_steps):
-            optimizer.zero_grad()
-            loss = self._solve(kx, kt, mean, log_noise, X, t, z, mask)["nll"]
-            loss.backward()
-            optimizer.step()
-        self._params = {**{f"kx.{k}": v.detach().clone() for k, v in kx.state_dict().items()},
-                        **{f"kt.{k}": v.detach().clone() for k, v in kt.state_dict().items()},
-                        "mean": mean.detach().clone(), "log_noise": log_noise.detach().clone()}
-        self._dims = X.shape[1]
-        with torch.no_grad():
-            self._state = self._solve(kx, kt, mean, log_noise, X, t, z, mask)
-        self._kt, self._t, self._mask, self._mean = kt, t, mask, mean.detach()
+        with model_threads(int(mask.sum()), device):
+            self._seen = y[mask].sort().values
+            z = torch.where(mask, self.warp(y), torch.zeros_like(y))
+            warm = self._params is not None and self._dims == X.shape[1]
+            kx, kt, mean, log_noise = self._modules(X.shape[1], device)
+            params = [*kx.parameters(), *kt.parameters(), mean, log_noise]
+            optimizer = torch.optim.Adam(params, lr=0.1)
+            for _ in range(self.refit_steps if warm else self.fit_steps):
+                optimizer.zero_grad()
+                loss = self._solve(kx, kt, mean, log_noise, X, t, z, mask)["nll"]
+                loss.backward()
+                optimizer.step()
+            self._params = {**{f"kx.{k}": v.detach().clone() for k, v in kx.state_dict().items()},
+                            **{f"kt.{k}": v.detach().clone() for k, v in kt.state_dict().items()},
+                            "mean": mean.detach().clone(), "log_noise": log_noise.detach().clone()}
+            self._dims = X.shape[1]
+            with torch.no_grad():
+                self._state = self._solve(kx, kt, mean, log_noise, X, t, z, mask)
+            self._kt, self._t, self._mask, self._mean = kt, t, mask, mean.detach()
 
     def warp(self, scores: torch.Tensor) -> torch.Tensor:
         """Scores in the model's units: the normal quantile of their mid-rank among the fitted reports."""
@@ -176,7 +179,7 @@ class CurveModel:
         (scaled as ``t``): its own curve's extrapolation, pulled towards ``f``'s posterior as the horizon grows."""
         s = self._state
         at = at.to(self._t.device, self._t.dtype)
-        with torch.no_grad():
+        with torch.no_grad(), model_threads(int(self._mask.sum()), at.device):
             m = self._mask.to(at.dtype)
             k_star = self._kt(at.reshape(-1, 1, 1), self._t.unsqueeze(-1)).to_dense().squeeze(-2) * m  # N x L
             k_ss = self._kt(at.reshape(-1, 1, 1), at.reshape(-1, 1, 1)).to_dense().reshape(-1)
