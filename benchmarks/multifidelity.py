@@ -120,6 +120,9 @@ def methods(E: int, r: int, with_gp: bool) -> dict[str, tuple[Callable[[int], An
         out["gp + Hyperband"] = (lambda s: make_searcher("gp", seed=s), lambda s: th.Hyperband(r, E))
         out["gp + ASHA"] = (lambda s: make_searcher("gp", seed=s), lambda s: th.ASHA(r, E, seed=s))
         out["gp + freeze-thaw"] = (lambda s: make_searcher("gp", seed=s), lambda s: th.FreezeThaw(r, E))
+        # the GP learns from the curve model's predicted finals instead of BOHB's rung rule
+        out["gp + freeze-thaw (predicted finals)"] = (lambda s: make_searcher("gp", seed=s),
+                                                     lambda s: th.FreezeThaw(r, E, predictions=True))
     return out
 
 
@@ -135,7 +138,7 @@ def run_table(curves: Curves, searcher: Any, scheduler: Any, seed: int, budget: 
         pass
     rows = {t.number: curves.row(t.config) for t in study.trials}
     return Run(ex.events, {n: (float(curves.val_loss[r, -1]), float(curves.test_acc[r, -1])) for n, r in rows.items()},
-               _cost(scheduler))
+               cost=_cost(scheduler))
 
 
 def _cost(scheduler: Any) -> float | None:

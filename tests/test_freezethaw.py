@@ -8,9 +8,11 @@ import math
 import pickle
 
 import pytest
+import torch
 from support import ROOT
 
 import torchhpo as th
+from torchhpo.observations import PREDICTED, observations
 from torchhpo.schedulers import FreezeThaw, make_scheduler
 from torchhpo.simulate import Curves, Simulated, Tabulated
 from torchhpo.testing import check_scheduler
@@ -64,6 +66,55 @@ def _paused(scores: list[float], step: int = 1) -> list[th.TrialRecord]:
     return [th.TrialRecord(i, {"x": i / len(scores)}, th.Status.PAUSED, reports={s: v for s in range(1, step + 1)},
                            sign=-1)
             for i, v in enumerate(scores)]
+
+
+def test_searchers_learn_from_the_curve_models_predicted_finals(tmp_path):
+    study = th.Study(SPACE, mode="min", scheduler=FreezeThaw(2, 9, predictions=True), storage=tmp_path / "s.db",
+                     max_epochs=9, searcher=th.RandomSearch(seed=0))
+    study.optimize(_train, n_trials=12, executor=th.Inline("cpu"), progress=False)
+    trials = th.Study.load(tmp_path / "s.db").trials  # what storage kept
+    pruned = [t for t in trials if t.status is th.Status.PRUNED]
+    assert pruned and all(math.isfinite(t.attrs[PREDICTED]) for t in pruned)
+    reported = [v for t in trials for v in t.reports.values()]
+    # the model's mean in the user's sign, inside the range of the reports it was fitted to
+    assert all(min(reported) <= t.attrs[PREDICTED] <= max(reported) for t in pruned)
+    # a pruned trial's prediction is better than (lower) its last report: every curve here falls
+    assert sum(t.attrs[PREDICTED] < t.reports[max(t.reports)] for t in pruned) >= len(pruned) / 2
+    # the GP sees the completed trials' finals and the predictions, in the larger-is-better sign
+    pairs = observations(SPACE, trials)
+    assert sorted(s for _, s in pairs) == sorted(
+        [-t.value for t in trials if t.status is th.Status.COMPLETED] + [-t.attrs[PREDICTED] for t in pruned])
+
+
+def test_by_default_searchers_learn_by_the_rung_rule():
+    study = th.Study(SPACE, mode="min", scheduler=FreezeThaw(2, 9), max_epochs=9,
+                     searcher=th.RandomSearch(seed=0))
+    study.optimize(_train, n_trials=12, executor=th.Inline("cpu"), progress=False)
+    assert not any(PREDICTED in t.attrs for t in study.trials)
+    learned = {score for _, score in observations(SPACE, study.trials)}
+    rungs = [{-t.reports[s] for t in study.trials if s in t.reports} for s in range(1, 10)]
+    assert learned and any(learned <= scores for scores in rungs)  # the scores of one rung
+
+
+def test_the_gp_proposes_from_the_predictions(caplog):
+    study = th.Study(SPACE, mode="min", scheduler=FreezeThaw(2, 9, predictions=True), max_epochs=9,
+                     searcher=th.GP(seed=0, n_initial=4))
+    study.optimize(_train, n_trials=10, executor=th.Inline("cpu"), progress=False)
+    assert len(study.trials) == 10 and "fit failed" not in caplog.text
+    assert any(PREDICTED in t.attrs for t in study.trials)
+
+
+def test_unwarp_inverts_warp_within_the_reports_range():
+    ft = FreezeThaw(1, 9, floor=None)
+    records = _paused([0.9, 0.5, 0.7, 0.2, 0.4])
+    ft.chances(records)
+    seen = torch.tensor([0.1, 0.4, 0.7, 1.3], dtype=torch.float64)
+    model = ft.model
+    model._seen = seen
+    assert torch.allclose(model.unwarp(model.warp(seen)), seen)
+    assert model.unwarp(torch.tensor([-50.0, 50.0], dtype=torch.float64)).tolist() == [0.1, 1.3]  # clamped
+    middle = model.unwarp((model.warp(seen[:1]) + model.warp(seen[1:2])) / 2)
+    assert 0.1 < float(middle) < 0.4
 
 
 def test_the_floor_promotes_the_best_whatever_the_model_says(monkeypatch):

@@ -16,9 +16,10 @@ import numpy as np
 from torchhpo.space import Config, Space
 from torchhpo.trial import Status, TrialRecord
 
-__all__ = ["config_key", "fresh_seed", "observations", "pending", "ranked", "tried", "user_values"]
+__all__ = ["PREDICTED", "config_key", "fresh_seed", "observations", "pending", "ranked", "tried", "user_values"]
 
 EARLY_STOPPED = (Status.PRUNED, Status.PAUSED)
+PREDICTED = "predicted_final"  # attrs key: a learning-curve scheduler's prediction of the fully trained value
 
 
 def config_key(config: Config) -> str:
@@ -46,11 +47,18 @@ def observations(space: Space, trials: Sequence[TrialRecord], *, min_points: int
     """What a model-based searcher learns from: ``(config, score)`` pairs, larger scores better.
 
     Without early-stopped trials: COMPLETED trials' final scores. Once trials were pruned or paused
-    (multi-fidelity), BOHB's rule: the scores reported at the highest step that ``max(d + 2, min_points)`` trials
-    reached (else the step most trials reached), so one model sees every bracket's results. FAILED trials get the
-    worst score of the chosen data: a region where training diverges should not look unexplored.
+    (multi-fidelity): when a learning-curve scheduler (``FreezeThaw``) predicted the fully trained value of the
+    early-stopped trials (``attrs[PREDICTED]``, in the user's sign), the COMPLETED trials' final scores and those
+    predictions, so the searcher and the scheduler decide from one model; else BOHB's rule: the scores reported at
+    the highest step that ``max(d + 2, min_points)`` trials reached (else the step most trials reached), so one
+    model sees every bracket's results. FAILED trials get the worst score of the chosen data: a region where
+    training diverges should not look unexplored.
     """
-    if any(t.status in EARLY_STOPPED for t in trials):
+    stopped = [t for t in trials if t.status in EARLY_STOPPED]
+    pairs = [(t.config, t.score) for t in trials if t.status is Status.COMPLETED and t.score is not None]
+    if stopped and any(PREDICTED in t.attrs for t in stopped):
+        pairs += [(t.config, t.sign * float(t.attrs[PREDICTED])) for t in stopped if PREDICTED in t.attrs]
+    elif stopped:
         counts: dict[int, int] = {}
         for t in trials:
             if t.status is not Status.FAILED:
@@ -61,8 +69,6 @@ def observations(space: Space, trials: Sequence[TrialRecord], *, min_points: int
         step = max(enough) if enough else max(counts, key=lambda k: (counts[k], k)) if counts else None
         pairs = [(t.config, t.score_at(step)) for t in trials
                  if step is not None and t.status is not Status.FAILED and step in t.reports]
-    else:
-        pairs = [(t.config, t.score) for t in trials if t.status is Status.COMPLETED and t.score is not None]
     failed = [t.config for t in trials if t.status is Status.FAILED]
     if pairs and failed:
         worst = min(score for _, score in pairs)

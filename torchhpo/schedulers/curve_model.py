@@ -20,7 +20,7 @@ Woodbury). At 200 trials x 27 epochs a fit is ~0.1 s of CPU.
 Hyperparameters maximize the exact marginal likelihood with Adam from a fixed start (deterministic), warm-started
 from the previous fit when the inputs keep their shape, so a decision refines instead of refitting. Epochs are
 scaled to ``step / max_epochs``; predictions are in warped units (``warp`` maps a score there: it is monotone, so
-a probability of beating a score is the same in either).
+a probability of beating a score is the same in either; ``unwarp`` maps a prediction back).
 """
 
 from __future__ import annotations
@@ -143,6 +143,18 @@ class CurveModel:
         scores = scores.to(seen.device, seen.dtype)
         rank = (torch.searchsorted(seen, scores, right=False) + torch.searchsorted(seen, scores, right=True)) / 2
         return torch.special.ndtri((rank + 0.5) / (len(seen) + 1))
+
+    def unwarp(self, z: torch.Tensor) -> torch.Tensor:
+        """``warp``'s inverse: warped units back to scores, linear between the fitted reports' distinct values and
+        clamped to their range (the ranks say nothing of how far beyond the best report a curve may end)."""
+        seen = self._seen.unique()
+        if len(seen) == 1:
+            return torch.full_like(z, float(seen[0]))
+        knots = self.warp(seen)  # strictly increasing: distinct values have distinct mid-ranks
+        z = z.to(seen.device, seen.dtype).clamp(knots[0], knots[-1])
+        i = torch.searchsorted(knots, z).clamp(1, len(seen) - 1)
+        share = (z - knots[i - 1]) / (knots[i] - knots[i - 1])
+        return (seen[i - 1] + share * (seen[i] - seen[i - 1])).cpu()
 
     @staticmethod
     def _solve(kx: ScaleKernel, kt: ScaleKernel, mean: torch.Tensor, log_noise: torch.Tensor, X: torch.Tensor,
