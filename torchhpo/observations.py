@@ -55,10 +55,8 @@ def observations(space: Space, trials: Sequence[TrialRecord], *, min_points: int
     training diverges should not look unexplored.
     """
     stopped = [t for t in trials if t.status in EARLY_STOPPED]
-    pairs = [(t.config, t.score) for t in trials if t.status is Status.COMPLETED and t.score is not None]
-    if stopped and any(PREDICTED in t.attrs for t in stopped):
-        pairs += [(t.config, t.sign * float(t.attrs[PREDICTED])) for t in stopped if PREDICTED in t.attrs]
-    elif stopped:
+    predicted = [t for t in stopped if PREDICTED in t.attrs]
+    if stopped and not predicted:
         counts: dict[int, int] = {}
         for t in trials:
             if t.status is not Status.FAILED:
@@ -69,6 +67,9 @@ def observations(space: Space, trials: Sequence[TrialRecord], *, min_points: int
         step = max(enough) if enough else max(counts, key=lambda k: (counts[k], k)) if counts else None
         pairs = [(t.config, t.score_at(step)) for t in trials
                  if step is not None and t.status is not Status.FAILED and step in t.reports]
+    else:
+        pairs = [(t.config, t.score) for t in trials if t.status is Status.COMPLETED and t.score is not None]
+        pairs += [(t.config, t.sign * float(t.attrs[PREDICTED])) for t in predicted]
     failed = [t.config for t in trials if t.status is Status.FAILED]
     if pairs and failed:
         worst = min(score for _, score in pairs)
