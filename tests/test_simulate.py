@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from support import ROOT, load_script, run_script
+from support import ROOT, load_script
 
 import torchhpo as th
 from torchhpo.problems import TASKS, Task
@@ -99,11 +99,6 @@ def test_signals_table_is_longer_and_its_first_epochs_rank_configs_roughly():
     statuses = [t.status for t in study.trials]
     assert len(statuses) == 60 and statuses.count(th.Status.PRUNED) > 30 and th.Status.COMPLETED in statuses
     assert sim.epochs < 60 * 81 / 4 and max(max(t.reports) for t in study.trials) == 81
-
-
-def test_multifidelity_benchmark_runs_on_the_signals_table():
-    out = run_script("benchmarks/multifidelity.py", "--quick", "--table", "signals_cnn")
-    assert "tabulated signals_cnn curves (400 configs x 81 epochs" in out and "| random + ASHA |" in out
 
 
 def test_a_grown_table_keeps_its_rows_and_trains_the_same_new_ones(tmp_path, load_script):
