@@ -62,9 +62,11 @@ class _Budget:
         self.inner, self.budget, self.clock = inner, budget, clock
         self.slots, self.concurrent = inner.slots, inner.concurrent
         self.events: list[Event] = []
+        self.running: set[int] = set()  # submitted and not yet back: at the end, the trials the budget cut
 
     def submit(self, fn: Any, trial: th.Trial, *, timeout: float | None = None) -> None:
         study_reporter = trial.reporter
+        self.running.add(trial.number)
 
         def reporter(number: int, step: int, value: float) -> th.Decision:
             self.events.append(Event(self.clock(), len(self.events) + 1, number, step, value))
@@ -76,7 +78,9 @@ class _Budget:
     def wait(self, timeout: float | None = None) -> list[Any]:
         if len(self.events) >= self.budget:
             raise _Spent
-        return self.inner.wait(timeout)
+        done = self.inner.wait(timeout)
+        self.running.difference_update(o.number for o in done)
+        return done
 
     def close(self) -> None:
         self.inner.close()
@@ -90,6 +94,7 @@ class Run:
     full: dict[int, tuple[float, float]]  # number -> (val loss after max_epochs, test accuracy)
     driver: tuple[float, float] | None = None  # real training: shares of wall time in searcher asks, outside training
     cost: float | None = None  # the scheduler's model: CPU seconds per decision (FreezeThaw's cpu_seconds)
+    running: frozenset[int] = frozenset()  # trials still running when the budget ran out (several workers)
 
 
 BUDGET = 40  # full runs
@@ -138,7 +143,7 @@ def run_table(curves: Curves, searcher: Any, scheduler: Any, seed: int, budget: 
         pass
     rows = {t.number: curves.row(t.config) for t in study.trials}
     return Run(ex.events, {n: (float(curves.val_loss[r, -1]), float(curves.test_acc[r, -1])) for n, r in rows.items()},
-               cost=_cost(scheduler))
+               cost=_cost(scheduler), running=frozenset(ex.running))
 
 
 def _cost(scheduler: Any) -> float | None:
@@ -327,8 +332,10 @@ def _reaches(loss: Any, target: float) -> Any:
 
 def winners_cut(run: Run, E: int, budget: int, target: float) -> list[bool] | None:
     """For each "winner" tried (a config whose full training reaches ``target``, started with at least ``E``
-    epochs of the budget left): was it cut short (stopped or left paused before ``E`` epochs)? A searcher that
-    proposes winners early and a scheduler that cuts them are two different failures; this tells them apart.
+    epochs of the budget left): was it cut short (stopped or left paused before ``E`` epochs)? A trial that was
+    still running when the budget ran out (with several workers, the others spent its room) is the budget's cut,
+    not the scheduler's, and is left out. A searcher that proposes winners early and a scheduler that cuts them are
+    two different failures; this tells them apart.
     None when the run does not know every trial's fully trained value (real training)."""
     first: dict[int, int] = {}
     reached: dict[int, int] = {}
@@ -339,7 +346,8 @@ def winners_cut(run: Run, E: int, budget: int, target: float) -> list[bool] | No
         reached[ev.number] = max(reached.get(ev.number, 0), ev.step)
     if any(n not in run.full for n in first):
         return None
-    return [reached[n] < E for n, e in first.items() if e <= budget - E + 1 and _reaches(run.full[n][0], target)]
+    return [reached[n] < E for n, e in first.items()
+            if e <= budget - E + 1 and n not in run.running and _reaches(run.full[n][0], target)]
 
 
 def _winners(counts: list[float], cut: int) -> str:

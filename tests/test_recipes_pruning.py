@@ -69,6 +69,8 @@ def test_multifidelity_counts_winners_the_scheduler_cut_short(load_script):
     full = {0: (0.1, 0.9), 1: (0.1, 0.9), 2: (0.9, 0.5), 3: (0.1, 0.9)}
     assert mf.winners_cut(mf.Run(events, full), E=3, budget=6, target=0.2) == [False, True]
     assert mf.winners_cut(mf.Run(events, full), E=3, budget=6, target=0.05) == []
+    # several workers: trial 1, still running when the budget ran out, is the budget's cut, not the scheduler's
+    assert mf.winners_cut(mf.Run(events, full, running=frozenset({1})), E=3, budget=6, target=0.2) == [False]
     # a budget that ends when trial 0 finishes: the trials started after it had no room left and drop out
     assert mf.winners_cut(mf.Run(events, full), E=3, budget=3, target=0.2) == [False]
     # real training knows only the fully trained trials' values: no answer rather than a wrong one
