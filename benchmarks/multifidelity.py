@@ -98,6 +98,7 @@ class Run:
 
 
 BUDGET = 40  # full runs
+REAL_BUDGET = 12  # full runs of real training (--real): its default
 BUDGETS = {"signals_cnn": 20}  # its 400 rows: pruning methods would use them all up within 40 full runs of 81 epochs
 REFERENCE = "random (full budget)"  # its final median best is the target every method is timed to
 SCREENED = 100  # the top-k baseline's cohort: configs trained one epoch before the top 1/max_epochs train fully
@@ -442,10 +443,10 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=None, help="seeds 100.. (default 20; 2 with --real)")
     p.add_argument("--budget", type=int, default=None,
                    help=f"total epochs, in full runs (default {BUDGET}; "
-                   + "; ".join(f"{n} on {t}" for t, n in BUDGETS.items()) + ")")
+                   + "; ".join(f"{n} on {t}" for t, n in BUDGETS.items()) + f"; {REAL_BUDGET} with --real)")
     p.add_argument("--slots", type=int, default=1, help="simulated workers")
     p.add_argument("--min-epochs", type=int, default=1, help="epochs at the first rung")
-    p.add_argument("--real", action="store_true", help="real training (9 epochs, budget 12 full runs)")
+    p.add_argument("--real", action="store_true", help="real training (9 epochs, budget 12 full runs by default)")
     p.add_argument("--worker", action="store_true",
                    help="with --real: train in one worker process (Processes), the searcher asks meanwhile")
     p.add_argument("--prefetch", default="auto", choices=["auto", "thread", "process", "off"],
@@ -472,7 +473,7 @@ def main() -> None:
             f"{platform.platform()}, seeds {seeds[0]}..{seeds[-1]}")
     runs: dict[str, list[Run]] = {}
     if a.real:
-        E, budget = (3, 4 * 3) if a.quick else (9, 12 * 9)
+        E, budget = (3, 4 * 3) if a.quick else (9, (a.budget or REAL_BUDGET) * 9)
         executor = th.Processes(devices=["cpu"]) if a.worker else th.Inline("cpu")
         try:
             for m, (searcher, sched) in chosen(methods(E, a.min_epochs, with_gp=not a.quick)).items():

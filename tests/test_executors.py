@@ -128,6 +128,46 @@ def test_prefetch_process_asks_in_a_process_of_its_own(tmp_path):
     assert study.searcher.asks < len(study.trials)  # the others were proposed by the copy in the model process
 
 
+class SlowOnceRemote:
+    """A picklable searcher (Sobol inside) whose second ask in the model process touches ``marker`` and then takes
+    a minute, as a large GP fit might."""
+
+    def __init__(self, marker):
+        self.inner, self.marker, self.pid, self.remote = th.Sobol(seed=0), marker, os.getpid(), 0
+
+    def ask(self, space, trials, n=1):
+        if os.getpid() != self.pid:
+            self.remote += 1
+            if self.remote == 2:
+                self.marker.touch()
+                time.sleep(60)
+        return self.inner.ask(space, trials, n)
+
+
+def test_an_interrupted_study_does_not_wait_for_the_model_process_ask(tmp_path):
+    """Ctrl-C while the model process proposes configs nobody will take: ``optimize`` stops that process and
+    raises at once, instead of waiting out its ask; the interrupted trial is failed, the others kept."""
+    marker, raised = tmp_path / "remote-ask-running", []
+
+    def train(config, trial):
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:  # each trial watches for the slow remote ask a moment
+            if marker.exists():
+                raised.append(time.monotonic())
+                raise KeyboardInterrupt
+            time.sleep(0.02)
+        return config["x"]
+
+    study = th.Study(SPACE, searcher=SlowOnceRemote(marker), storage=tmp_path / "s.db", seed=0)
+    with pytest.raises(KeyboardInterrupt):
+        study.optimize(train, n_trials=200, timeout=120, prefetch="process", progress=False)
+    assert raised, "the model process never asked twice"
+    # the slow ask started before the interrupt and would have held optimize for a minute
+    assert time.monotonic() - raised[0] < 10
+    assert study.trials[-1].status is th.Status.FAILED and len(study.trials) >= 2
+    assert all(t.status is th.Status.COMPLETED for t in study.trials[:-1])
+
+
 def test_prefetch_process_refuses_a_searcher_it_cannot_send():
     class Local(Recorder):
         pass

@@ -97,3 +97,21 @@ def test_sequential_executors_ask_after_each_result_in_the_driver():
     again = th.Study(SPACE, searcher=th.Sobol(seed=0), seed=0)
     again.optimize(sleeper(0.0), n_trials=4, executor=th.Inline(), progress=False)
     assert [t.config for t in again.trials] == [t.config for t in study.trials]
+
+
+def test_a_sequential_run_slowed_by_its_searcher_is_told_of_the_model_process(monkeypatch, caplog):
+    """Inline with the default prefetch asks between trials; when those asks take a large share of the call, the
+    torchhpo logger says so once and names prefetch='process'; not when the asks are cheap or prefetch is chosen."""
+    import torchhpo.loop as loop
+
+    monkeypatch.setattr(loop, "HINT_SECONDS", 0.2)  # a long run, shortened
+    monkeypatch.setattr(loop, "usable_cpus", lambda: 2)  # a spare core for the model process
+    hints = lambda: [r for r in caplog.records if "prefetch='process'" in r.getMessage()]  # noqa: E731
+    slow = th.Study(SPACE, searcher=Recorder(th.Sobol(seed=0), seconds=0.05), seed=0)
+    with caplog.at_level("WARNING", logger="torchhpo"):
+        slow.optimize(sleeper(0.01), n_trials=6, progress=False)
+        assert len(hints()) == 1 and "% of this optimize call" in hints()[0].getMessage()
+        caplog.clear()
+        slow.optimize(sleeper(0.01), n_trials=6, prefetch="off", progress=False)  # the user chose: no advice
+        th.Study(SPACE, searcher=th.Sobol(seed=0), seed=0).optimize(sleeper(0.05), n_trials=6, progress=False)
+        assert hints() == []

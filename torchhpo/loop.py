@@ -10,6 +10,7 @@ later call.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import deque
@@ -26,6 +27,7 @@ from torchhpo.observations import config_key
 from torchhpo.searchers import GridSearch, Searcher
 from torchhpo.space import Config, Space
 from torchhpo.storage import INTERRUPTED
+from torchhpo.threads import usable_cpus
 from torchhpo.trial import Status, Trial, TrialRecord
 
 Study = Any  # torchhpo.study.Study, which imports this module: named, not imported, to keep the import graph a tree
@@ -38,6 +40,10 @@ AHEAD_PER_SLOT = 4  # prefetched configs per slot at most: more would be propose
 ASK_MARGIN = 1.5  # an ask may take this much longer than the last one (its batch is larger, the cores busier)
 RATE_WINDOW = 2  # the rate of new configs is measured over the last RATE_WINDOW x slots of them
 PREFETCH = ("auto", "thread", "process", "off")
+HINT_SHARE = 0.25  # a sequential run whose searcher asks took this share of its wall time is told of prefetch=...
+HINT_SECONDS = 30.0  # ... when it ran at least this long
+
+log = logging.getLogger("torchhpo")
 
 
 class FailingTrials(RuntimeError):
@@ -87,6 +93,7 @@ def run(study: Study, driver: Driver, fn: TrainFn, n_trials: int | None, timeout
         for trial in trials:
             executor.submit(fn, trial, timeout=per_trial)  # trial.reporter (the driver's hook) takes its reports
 
+    begun, asking = time.monotonic(), 0.0  # the call's start; the seconds spent asking for new configs
     try:
         while True:
             if not call.over():
@@ -94,7 +101,9 @@ def run(study: Study, driver: Driver, fn: TrainFn, n_trials: int | None, timeout
                 promoted = driver.promote(free, drain=False)  # promoted PAUSED trials go before new configs
                 start(promoted)
                 if free > len(promoted):
+                    asked = time.monotonic()
                     start(call.next(free - len(promoted), ahead))
+                    asking += time.monotonic() - asked
                 if not running:  # nothing new may start: settle the paused ones with the peers there are
                     start(study.settle(executor.slots))
                 if ahead is not None and len(running) >= executor.slots and call.room > 0 and not call.exhausted:
@@ -108,6 +117,8 @@ def run(study: Study, driver: Driver, fn: TrainFn, n_trials: int | None, timeout
                 if ahead is not None:
                     ahead.arrived()
             call.show()
+        if prefetch == "auto" and ahead is None and not batch:  # a sequential run: nothing trained while it asked
+            _hint(asking, time.monotonic() - begun)
     except BaseException:  # Ctrl-C, an error in a scheduler or the storage, FailingTrials: leave storage consistent
         for n in sorted(running | (set(driver.live) - before)):  # started here, submitted or not yet
             if not driver.records[n].status.is_final:
@@ -123,6 +134,15 @@ def run(study: Study, driver: Driver, fn: TrainFn, n_trials: int | None, timeout
         call.close()
         driver.on_end = None
         study.storage.flush()  # the .db file alone now holds the study: safe to copy
+
+
+def _hint(asking: float, wall: float) -> None:
+    """Tell the user of ``prefetch="process"`` when the searcher's asks took much of a sequential run's time."""
+    if wall >= HINT_SECONDS and asking >= HINT_SHARE * wall and usable_cpus() > 1:
+        log.warning("the searcher's asks took %.0f%% of this optimize call's %.0f s, during which no trial trained; "
+                    "optimize(prefetch='process') proposes the next configs in a process of its own on a spare core "
+                    "while the trials train (docs/parallel.md, 'Asynchronous refill or batches')",
+                    100 * asking / wall, wall)
 
 
 class Call:
@@ -315,9 +335,15 @@ class _Prefetch:
         return out
 
     def close(self) -> None:
-        self._future = None
+        """Stop asking. A thread's ask in flight runs to its end (a thread cannot be stopped, and the study's
+        searcher must not be left mid-ask); a model process is stopped at once, its ask in flight abandoned: no
+        one takes its configs now, and a GP fit can take seconds."""
+        abandoned, self._future = self._future is not None and not self._future.done(), None
         self._thread.shutdown(wait=True)
         if self._process is not None:
+            if abandoned:  # terminate the worker: shutdown would wait for its ask to finish first
+                for worker in list((getattr(self._process, "_processes", None) or {}).values()):
+                    worker.terminate()
             self._process.shutdown(wait=True, cancel_futures=True)
 
 
