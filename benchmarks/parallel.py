@@ -16,7 +16,10 @@ driver to the next submit: mean and max), and the searcher's asks (how many, mea
 the same rows with the torchhpo of another checkout (e.g. the commit before prefetching changed) in a
 subprocess, side by side. The Ray rows start a ``ray.cluster_utils.Cluster`` of nodes with one CPU each, in a
 subprocess: one node, then two (``th.Ray(checkpoints="ship")``: paused trials resume on either node from their
-checkpoint), on the same sleeping trials with random search + ASHA.
+checkpoint), on the same sleeping trials with random search + ASHA, 36 per slot (``--node-trials``: a short run is
+mostly its start and its tail). The checkpoints table runs successive halving on two simulated nodes with trials
+that save a large state (16 and 256 MB) every epoch, once with ``checkpoints="ship"`` (Ray's object store) and
+once through a ``file://`` URI, each in a fresh driver process: wall time and the driver's peak memory.
 Run from the repository root (PYTHONPATH=. in a checkout not installed).
 
     git worktree add /tmp/before <commit before>                   # the baseline of the GP + ASHA rows
@@ -330,6 +333,77 @@ def nodes_table(rows: list[dict], seconds: float, per_worker: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+RAY_CHECKPOINTS = """
+import json, resource, sys, tempfile, time
+from pathlib import Path
+import ray
+from ray.cluster_utils import Cluster
+import torch
+sys.path.insert(0, {bench!r})
+import parallel
+import torchhpo as th
+
+def train(config, trial):
+    state = trial.load() or {{"weights": torch.zeros({numel}, dtype=torch.uint8)}}
+    for epoch in trial.epochs():
+        state["weights"] += 1
+        trial.save(state)
+        trial.report(config["x"] * (epoch + 1))
+    return config["x"]
+
+cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 1}})
+cluster.add_node(num_cpus=1)
+cluster.wait_for_nodes()
+ray.init(address=cluster.address, logging_level="warning", runtime_env={{"env_vars": {{"PYTHONPATH": {path!r}}}}})
+with tempfile.TemporaryDirectory() as tmp:
+    mode = {mode!r} if {mode!r} != "uri" else Path(tmp, "bucket").as_uri()
+    with th.Ray(resources_per_trial={{"cpu": 1}}, checkpoints=mode) as ex:
+        th.Study(parallel.SPACE, seed=0).optimize(lambda c, t: 0.0, n_trials=2, executor=ex, progress=False)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        study = th.Study(parallel.SPACE, mode="max", scheduler=th.SuccessiveHalving(1, 4, eta=2), seed=0,
+                         max_epochs=4)
+        start = time.perf_counter()
+        study.optimize(train, n_trials=8, executor=ex, progress=False)
+        wall = time.perf_counter() - start
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        ok = study.checkpoint(study.best)["weights"].eq(4).all().item()
+ray.shutdown()
+cluster.shutdown()
+print(json.dumps({{"wall_s": wall, "rss_before_mb": rss / 1024, "rss_peak_mb": peak / 1024, "ok": ok,
+                  "statuses": sorted(t.status.value for t in study.trials)}}))
+"""
+
+
+def ray_checkpoints(sizes_mb: list[int]) -> list[dict]:
+    """Successive halving (8 trials, 1-2-4 epochs) on two simulated Ray nodes whose trials save a state of each
+    size every epoch, with ``checkpoints="ship"`` and through a ``file://`` URI: wall time and the driver's peak
+    memory, each mode in a fresh driver process."""
+    root, rows = str(Path(__file__).resolve().parents[1]), []
+    for mb in sizes_mb:
+        for mode in ("ship", "uri"):
+            code = RAY_CHECKPOINTS.format(bench=str(Path(__file__).resolve().parent), path=root, mode=mode,
+                                          numel=mb * 2**20)
+            out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": root},
+                                 capture_output=True, text=True)
+            if out.returncode:
+                raise RuntimeError(f"the {mode} run with {mb} MB failed:\n{out.stderr[-3000:]}")
+            rows.append({"mb": mb, "mode": mode, **json.loads(out.stdout.splitlines()[-1])})
+    return rows
+
+
+def checkpoints_table(rows: list[dict]) -> str:
+    lines = ["## Ray checkpoints of large states: through the object store or a URI (two simulated nodes, 1 CPU "
+             "each; successive halving, 8 trials, 1 / 2 / 4 epochs, 14 tasks; each trial saves its state every "
+             "epoch; the best's checkpoint checked in the study's folder)", "",
+             "| state (MB) | `checkpoints=` | wall (s) | driver peak RSS (MB) | over its RSS before the study (MB) "
+             "| best's checkpoint in the study's folder |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        mode = "`\"ship\"`" if r["mode"] == "ship" else "a `file://` URI"
+        lines.append(f"| {r['mb']} | {mode} | {r['wall_s']:.1f} | {r['rss_peak_mb']:.0f} "
+                     f"| {r['rss_peak_mb'] - r['rss_before_mb']:.0f} | {'yes' if r['ok'] else 'NO'} |")
+    return "\n".join(lines) + "\n"
+
+
 def table(rows: list[dict], title: str) -> str:
     lines = [title, "", "| executor | workers | trials | wall (s) | trials/min | speed-up | utilization | s per trial "
              "| report RTT p50 (ms) | p99 (ms) |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -350,10 +424,12 @@ def table(rows: list[dict], title: str) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny settings: a smoke run in seconds")
-    p.add_argument("--parts", default=None, help="comma-separated: cpu,gp,nodes (default all; quick: cpu,gp)")
+    p.add_argument("--parts", default=None,
+                   help="comma-separated: cpu,gp,nodes,checkpoints (default all; quick: cpu,gp)")
     p.add_argument("--executors", default=None, help="comma-separated: processes,ray (quick: processes)")
     p.add_argument("--trial-seconds", type=float, default=None, help="time per trial (default 1, quick 0.1)")
     p.add_argument("--trials", type=int, default=None, help="trials per worker (default 12, quick 2; gp: x2)")
+    p.add_argument("--node-trials", type=int, default=36, help="trials per slot of the Ray nodes table")
     p.add_argument("--reports", type=int, default=None, help="report round trips timed (default 1000, quick 50)")
     p.add_argument("--searcher", default="random")
     p.add_argument("--scheduler", default=None)
@@ -367,7 +443,7 @@ def main() -> None:
         print(json.dumps(measure_gp(**json.loads(args.gp_row))))
         return
     q = args.quick
-    parts = (args.parts or ("cpu,gp" if q else "cpu,gp,nodes")).split(",")
+    parts = (args.parts or ("cpu,gp" if q else "cpu,gp,nodes,checkpoints")).split(",")
     kinds = (args.executors or ("processes" if q else "processes,ray")).split(",")
     seconds = args.trial_seconds or (0.1 if q else 1.0)
     per_worker = args.trials or (2 if q else 12)
@@ -384,10 +460,12 @@ def main() -> None:
     if "gp" in parts:
         sections.append(gp_table(gp_rows(args, seconds, 2 * per_worker), seconds, 2 * per_worker, args.before))
     if "nodes" in parts:
-        sections.append(nodes_table(ray_nodes(seconds, per_worker, args.seed), seconds, per_worker))
+        sections.append(nodes_table(ray_nodes(seconds, args.node_trials, args.seed), seconds, args.node_trials))
+    if "checkpoints" in parts:
+        sections.append(checkpoints_table(ray_checkpoints([16, 256])))
     load = os.getloadavg()
     versions = f"torch {torch.__version__}, torchhpo {th.__version__}, python {platform.python_version()}"
-    if "ray" in kinds or "nodes" in parts:
+    if "ray" in kinds or "nodes" in parts or "checkpoints" in parts:
         import ray
         versions += f", ray {ray.__version__}"
     command = " ".join(["python", "benchmarks/parallel.py", *sys.argv[1:]])

@@ -322,6 +322,70 @@ def test_ray_study_with_pruning_a_dead_worker_and_a_timeout(ray_cluster):
     assert ray_cluster.is_initialized()
 
 
+def _counted(config, trial):
+    """Counts its epochs in its checkpoint; notes whether it started from a saved state."""
+    state = trial.load()
+    trial.set_attr("loaded", state is not None)
+    state = state or {"epochs": []}
+    for epoch in trial.epochs():
+        state["epochs"].append(epoch)
+        trial.save(state)
+        trial.set_attr("epochs", list(state["epochs"]))
+        trial.report(config["x"] * (epoch + 1) * trial.fidelity)
+    return config["x"]
+
+
+@pytest.mark.parametrize("fidelity", ["epochs", "data"])
+def test_ray_checkpoints_through_a_uri(ray_cluster, tmp_path, fidelity):
+    """``checkpoints=URI``: a paused trial resumes from the file its last task put at the URI; the study's folder
+    gets every saved state; a trial restarted from scratch (fidelity="data") does not see its old file; the
+    executor's folder under the URI goes when it closes."""
+    pytest.importorskip("pyarrow")
+    bucket = tmp_path / "bucket"
+    study = th.Study(SPACE, mode="max", scheduler=th.SuccessiveHalving(1, 4, eta=2), seed=0, max_epochs=4,
+                     fidelity=fidelity, storage=tmp_path / "s.db")
+    with th.Ray(resources_per_trial={"cpu": 1}, checkpoints=bucket.as_uri()) as executor:
+        assert executor.checkpoints == bucket.as_uri()
+        study.optimize(_counted, n_trials=8, executor=executor, progress=False)
+        assert len(list(bucket.iterdir())) == 1, "the executor writes into one folder of its own"
+    assert list(bucket.iterdir()) == []
+    trials = study.trials
+    assert all(t.status in (th.Status.COMPLETED, th.Status.PRUNED) for t in trials)
+    resumed = [t for t in trials if t.user_attrs["loaded"]]
+    if fidelity == "epochs":
+        assert resumed, "no trial resumed from the URI"
+        assert all(t.user_attrs["epochs"] == list(range(len(t.user_attrs["epochs"]))) for t in trials)
+        best = study.best
+        assert best.status is th.Status.COMPLETED
+        assert study.checkpoint(best) == {"epochs": [0, 1, 2, 3]}  # streamed into the study's folder
+    else:  # every run starts from scratch: the driver forgot the file, and the URI must not hand it back
+        assert resumed == [] and max(len(t.reports) for t in trials) > 1
+
+
+def test_ray_a_checkpoint_lost_at_the_uri_fails_its_trial_alone(ray_cluster, tmp_path, monkeypatch):
+    """A state saved at the URI that cannot reach the study's folder is lost: its trial FAILED with the reason,
+    never a paused or completed trial without its checkpoint; the study goes on."""
+    pytest.importorskip("pyarrow")
+    from torchhpo.executors import ray as ray_executor
+
+    real, seen = ray_executor._Bucket.download, []
+
+    def flaky(self, study_path, path, **kwargs):  # in the driver only: the third copy into the study's folder fails
+        seen.append(study_path)
+        if len(seen) == 3:
+            raise OSError("connection reset")
+        return real(self, study_path, path, **kwargs)
+
+    monkeypatch.setattr(ray_executor._Bucket, "download", flaky)
+    study = th.Study(SPACE, mode="max", seed=0, max_epochs=2)
+    with th.Ray(resources_per_trial={"cpu": 1}, checkpoints=(tmp_path / "bucket").as_uri()) as executor:
+        study.optimize(_counted, n_trials=5, executor=executor, progress=False)
+    statuses = [t.status for t in study.trials]
+    assert statuses.count(th.Status.FAILED) == 1 and statuses.count(th.Status.COMPLETED) == 4
+    failed = next(t for t in study.trials if t.status is th.Status.FAILED)
+    assert "could not be copied" in failed.reason and "connection reset" in failed.reason
+
+
 # --- choosing an executor, and bad arguments --------------------------------------------------------------------
 def test_devices_build_the_executor():
     assert isinstance(make_executor(None, ["cpu", "cpu"]), th.Processes)
@@ -338,6 +402,8 @@ def test_devices_build_the_executor():
     (lambda: th.Ray(resources_per_trial={"tpu": 1}), "resources_per_trial must be like"),
     (lambda: th.Ray(resources_per_trial={"cpu": 0}), "resources_per_trial must be like"),
     (lambda: th.Ray(slots=0), "slots must be a positive int"),
+    (lambda: th.Ray(checkpoints="nfs"), "or a pyarrow.fs URI"),
+    (lambda: th.Ray(checkpoints="nosuch://bucket"), "cannot be used: Unrecognized filesystem"),
     (lambda: make_executor(th.Inline(), ["cpu"]), "either executor= or devices="),
     (lambda: make_executor(th.Inline(), timeout_per_trial=3), "Inline .* cannot stop"),
 ])

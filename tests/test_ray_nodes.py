@@ -1,6 +1,7 @@
 """Ray across nodes: a cluster of two nodes simulated on this machine (``ray.cluster_utils.Cluster``), in a
 process of its own (the other Ray tests share one single-node Ray). Paused trials resume on whichever node is free,
-from the checkpoint shipped with their task; a node removed mid-study fails its trials alone."""
+from the checkpoint shipped with their task or put at a URI both nodes reach; a node removed mid-study fails its
+trials alone."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def train(config, trial):
     return value
 
 
-def main(out: str) -> None:
+def main(out: str, bucket: str) -> None:
     import ray
     from ray.cluster_utils import Cluster
 
@@ -50,7 +51,7 @@ def main(out: str) -> None:
     space = th.Space({"x": th.Float(0.0, 1.0)})
     results = {}
     with th.Ray(resources_per_trial={"cpu": 1}) as executor:
-        results["ship"] = executor.ship
+        results["checkpoints"] = executor.checkpoints
         results["slots"] = executor.slots
         study = th.Study(space, mode="max", scheduler=th.ASHA(min_epochs=1, max_epochs=EPOCHS, eta=3), seed=0,
                          max_epochs=EPOCHS)
@@ -67,6 +68,13 @@ def main(out: str) -> None:
 
         lost.optimize(train, n_trials=8, executor=executor, callbacks=[drop_node], progress=False)
         results["lost"] = [(t.status.value, t.reason) for t in lost.trials]
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    with th.Ray(resources_per_trial={"cpu": 1}, checkpoints=bucket) as executor:  # large states: through storage
+        study = th.Study(space, mode="max", scheduler=th.ASHA(min_epochs=1, max_epochs=EPOCHS, eta=3), seed=2,
+                         max_epochs=EPOCHS)
+        study.optimize(train, n_trials=8, executor=executor, progress=False)
+        results["uri"] = [t.user_attrs for t in study.trials]
     ray.shutdown()
     cluster.shutdown()
     with open(out, "w") as f:
@@ -76,16 +84,17 @@ def main(out: str) -> None:
 def test_two_nodes_resume_paused_trials_anywhere_and_survive_losing_a_node(tmp_path):
     pytest.importorskip("ray")
     out = tmp_path / "out.json"
-    run_script(str(ROOT / "tests" / "test_ray_nodes.py"), str(out))
+    pytest.importorskip("pyarrow")
+    run_script(str(ROOT / "tests" / "test_ray_nodes.py"), str(out), (tmp_path / "bucket").as_uri())
     results = json.loads(out.read_text())
-    assert results["ship"] and results["slots"] == 2
+    assert results["checkpoints"] == "ship" and results["slots"] == 2
     assert all(s in ("completed", "pruned") for s in results["statuses"])
     # ASHA pauses every trial after its first epoch; a promoted one resumes in a task of its own, which starts in
     # a fresh folder of whichever node Ray picks: its epochs go on only if the checkpoint travelled with the task
-    resumed = [attrs for attrs in results["paused"] if len(attrs["epochs"]) > 1]
-    assert resumed, "no trial was promoted past its first pause"
-    for attrs in results["paused"]:
-        assert attrs["epochs"] == list(range(len(attrs["epochs"]))), "a resumed trial restarted from scratch"
+    for paused in (results["paused"], results["uri"]):
+        assert [attrs for attrs in paused if len(attrs["epochs"]) > 1], "no trial was promoted past its first pause"
+        for attrs in paused:
+            assert attrs["epochs"] == list(range(len(attrs["epochs"]))), "a resumed trial restarted from scratch"
     lost = results["lost"]
     assert len(lost) == 8 and all(s in ("completed", "failed") for s, _ in lost)
     assert all("worker died" in reason for s, reason in lost if s == "failed")
@@ -94,4 +103,4 @@ def test_two_nodes_resume_paused_trials_anywhere_and_survive_losing_a_node(tmp_p
 
 if __name__ == "__main__":
     sys.path[:0] = [str(ROOT)]
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2])

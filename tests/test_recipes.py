@@ -46,3 +46,15 @@ def test_conditional_mlp_digits(tmp_path):
     out = run("conditional_mlp_digits.py", "--trials", "6", "--storage", str(tmp_path / "c.db"), "--no-progress",
               tmp_path=tmp_path)
     assert "best of 6 trials" in out and "trials by depth" in out
+
+
+def test_ray_cluster_cnn_digits(tmp_path):
+    """Two Ray nodes simulated here, checkpoints through a file:// URI: trials pause at ASHA's first rung and the
+    promoted ones resume from their checkpoints (on either node)."""
+    pytest.importorskip("ray")
+    pytest.importorskip("pyarrow")
+    out = run("ray_cluster_cnn_digits.py", "--simulate-nodes", "2", "--trials", "6", "--epochs", "3",
+              "--storage", str(tmp_path / "r.db"), "--checkpoints", (tmp_path / "bucket").as_uri(), tmp_path=tmp_path)
+    assert "on 2 node(s)" in out and "6 trials in" in out
+    resumed = int(out.split(" resumed from their checkpoints")[0].rsplit(" ", 1)[1])
+    assert resumed >= 1 and "best validation loss" in out

@@ -6,15 +6,20 @@ absolute), so that ``import torchhpo`` does not need it.
 Checkpoints on a cluster of several nodes travel with the task ("ship"): the driver puts a paused trial's
 checkpoint file in Ray's object store with the task, the trial saves into a folder of its own node, and the last
 state it saved comes back with its outcome, to be written into the study's checkpoint folder. A trial paused on
-one node therefore resumes on any other, and the study's folder stays on the driver's machine alone.
+one node therefore resumes on any other, and the study's folder stays on the driver's machine alone. Large states
+travel instead through storage that every node reaches (a ``pyarrow.fs`` URI: S3, GCS, HDFS, a shared path): the
+trial reads and writes its file there, and the driver streams it to and from the study's folder, never holding
+it in memory.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +39,7 @@ from torchhpo.executors.base import (
 from torchhpo.threads import Threads, trial_threads
 from torchhpo.trial import Decision, Reporter, Status, Trial, checkpoint_file
 
-CHECKPOINTS = ("auto", "ship", "shared")
+CHECKPOINTS = ("auto", "ship", "shared")  # or a pyarrow.fs URI
 
 __all__ = ["Ray"]
 
@@ -92,11 +97,14 @@ class _Mailbox:
             waiting.set_result(decision)
 
 
-def _ray_trial(fn: TrainFn, trial: Trial, mailbox: Any, gpus: float, threads: int, ship: bool,
-               shipped: bytes | None) -> tuple[Outcome, bytes | None]:
-    """One trial as a Ray task: reports go through the mailbox actor and block for the driver's decision. With
-    ``ship`` the trial checkpoints into a folder of this node, starting from ``shipped`` (the driver's checkpoint
-    file, if any), and the file it last saved returns with the outcome (``None``: it saved nothing)."""
+def _ray_trial(fn: TrainFn, trial: Trial, mailbox: Any, gpus: float, threads: int, move: str | None,
+               shipped: bytes | None) -> tuple[Outcome, bytes | bool | None]:
+    """One trial as a Ray task: reports go through the mailbox actor and block for the driver's decision.
+
+    ``move`` says how its checkpoint reaches the driver: ``None``, the study's folder directly (``"shared"``);
+    ``"ship"``, it starts from ``shipped`` (the driver's checkpoint file, if any) in a folder of this node, and the
+    file it last saved returns with the outcome; a URI, it starts from the file there and puts what it saves back
+    there (``True`` returns with the outcome). ``None`` in place of the file: it saved nothing."""
     import ray
 
     torch.set_num_threads(threads)
@@ -104,16 +112,25 @@ def _ray_trial(fn: TrainFn, trial: Trial, mailbox: Any, gpus: float, threads: in
     trial.reporter = lambda number, step, value: decided(ray.get(mailbox.report.remote(number, step, value)))
     mailbox.start.remote(trial.number)  # the trial's clock (timeout_per_trial) starts now, not at submit
     try:
-        if not ship or trial.checkpoint_dir is None:
+        if move is None or trial.checkpoint_dir is None:
             return run_trial(fn, trial), None
         with tempfile.TemporaryDirectory(prefix="torchhpo-ckpt-") as local:
+            study_path = checkpoint_file(trial.checkpoint_dir, trial.number)  # the driver's: names it in the bucket
             trial.checkpoint_dir = Path(local)
             path = checkpoint_file(trial.checkpoint_dir, trial.number)
-            if shipped is not None:
+            bucket = None if move == "ship" else _Bucket(move)
+            if bucket is not None:
+                bucket.download(study_path, path)
+            elif shipped is not None:
                 path.write_bytes(shipped)
+            before = _stamp(path)
             outcome = run_trial(fn, trial)
-            saved = path.read_bytes() if path.exists() else None
-            return outcome, saved if saved != shipped else None
+            if _stamp(path) == before:
+                return outcome, None
+            if bucket is None:
+                return outcome, path.read_bytes()
+            bucket.upload(path, study_path)
+            return outcome, True
     finally:
         trial.reporter = None
         release_memory()
@@ -139,7 +156,12 @@ class Ray:
             Ray's object store with each task (any node can resume any paused trial; the folder is only on the
             driver's machine); ``"shared"``: directly, for a folder every node mounts at the same path (NFS, a
             shared disk), which saves copying large states; ``"auto"`` (default): ``"ship"`` when the cluster has
-            more than one node at construction, else ``"shared"``.
+            more than one node at construction, else ``"shared"``. A ``pyarrow.fs`` URI (``"s3://bucket/ckpt"``,
+            ``"gs://..."``, ``"hdfs://..."``, ``"file:///nfs/ckpt"``; needs ``pip install pyarrow``): through that
+            storage, for states too large for the object store: trials read and write their files in a folder
+            ``torchhpo-<id>`` of their own under it, the driver streams each to and from the study's folder (paused
+            trials' files stay there until they resume; the folder goes when the executor closes). Credentials come
+            from each node's environment, as pyarrow reads them.
 
     Example:
         >>> import torchhpo as th
@@ -158,8 +180,13 @@ class Ray:
         res = {key: number(f"Ray: resources_per_trial[{key!r}]", value) for key, value in res.items()}
         integer("Ray: slots", slots, none=True)
         self.threads = trial_threads("Ray", threads, res["cpu"])  # checked before a Ray starts
-        if checkpoints not in CHECKPOINTS:
-            raise ValueError(f"Ray: checkpoints must be one of {list(CHECKPOINTS)}, got {checkpoints!r}")
+        if not isinstance(checkpoints, str) or (checkpoints not in CHECKPOINTS and "://" not in checkpoints):
+            raise ValueError(f"Ray: checkpoints must be one of {list(CHECKPOINTS)} or a pyarrow.fs URI such as "
+                             f"'s3://bucket/checkpoints', got {checkpoints!r}")
+        # this executor's own folder under the URI: studies and executors sharing a bucket never meet
+        self._bucket = (None if checkpoints in CHECKPOINTS else
+                        _Bucket(f"{checkpoints.rstrip('/')}/torchhpo-{uuid.uuid4().hex[:12]}", create=True))
+        self._synced: dict[Path, tuple[int, int, int] | None] = {}  # a study's file -> its version in the bucket
         ray = _import_ray()
         self._own = not ray.is_initialized()
         if self._own:
@@ -170,8 +197,11 @@ class Ray:
         if unfit is not None:  # no trial could ever be scheduled: say so now instead of waiting forever
             if self._own:
                 ray.shutdown()
+            if self._bucket is not None:
+                self._bucket.remove()
             raise ValueError(unfit)
-        self.ship = checkpoints == "ship" or (checkpoints == "auto" and len(_node_resources(ray)) > 1)
+        self.checkpoints = (checkpoints if checkpoints != "auto" else "ship" if len(_node_resources(ray)) > 1
+                            else "shared")
         fits = [total.get(k.upper(), 0.0) / v for k, v in res.items() if v > 0]
         self.slots = slots or max(1, int(min(fits) + 1e-9))
         self._task = ray.remote(_ray_trial).options(num_cpus=res["cpu"], num_gpus=res["gpu"], max_retries=0)
@@ -192,7 +222,7 @@ class Ray:
 
     def __repr__(self) -> str:
         return (f"Ray(resources_per_trial={self.resources}, slots={self.slots}, threads={self.threads}, "
-                f"checkpoints={'ship' if self.ship else 'shared'!r})")
+                f"checkpoints={self.checkpoints!r})")
 
     def submit(self, fn: TrainFn, trial: Trial, *, timeout: float | None = None) -> None:
         ray = _import_ray()
@@ -200,10 +230,15 @@ class Ray:
             raise RuntimeError(f"Ray: all {self.slots} slots are busy; wait() for one before submitting")
         if self._fn is None or self._fn[0] is not fn:
             self._fn = (fn, ray.put(fn))  # shipped to the object store once, not once per trial
-        path = trial.checkpoint_path
-        shipped = ray.put(path.read_bytes()) if self.ship and path is not None and path.exists() else None
-        ref = self._task.remote(self._fn[1], trial, self._mailbox, self.resources["gpu"], self.threads, self.ship,
-                                shipped)
+        path, move = trial.checkpoint_path, None if self.checkpoints == "shared" else self.checkpoints
+        shipped = None
+        if move is not None and path is not None:
+            if self._bucket is not None:
+                move = self._bucket.uri
+                self._send(path)
+            elif path.exists():
+                shipped = ray.put(path.read_bytes())
+        ref = self._task.remote(self._fn[1], trial, self._mailbox, self.resources["gpu"], self.threads, move, shipped)
         self._running[ref] = (trial, trial.reporter, math.inf, timeout)
 
     def wait(self, timeout: float | None = None) -> list[Outcome]:
@@ -240,14 +275,46 @@ class Ray:
         trial = self._running.pop(ref)[0]
         try:
             outcome, saved = ray.get(ref)
-            if saved is not None and trial.checkpoint_path is not None:
-                _write_atomically(trial.checkpoint_path, saved)
+            path = trial.checkpoint_path
+            if isinstance(saved, bytes) and path is not None:
+                _write_atomically(path, saved)
+            elif self._bucket is not None and path is not None:
+                try:
+                    self._receive(path, saved is True, keep=outcome.status is Status.PAUSED)
+                except OSError as e:  # what it saved is lost: a trial that goes on as if not would hide it
+                    return Outcome(trial.number, Status.FAILED, reason=f"its checkpoint could not be copied from "
+                                   f"{self._bucket.uri} into the study's folder: {error_text(e)}")
             return outcome
         except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.OutOfMemoryError) as e:
             message = error_text(e).partition(": ")[2].strip() or type(e).__name__
             return Outcome(trial.number, Status.FAILED, reason=f"worker died: {message.splitlines()[0]}")
         except ray.exceptions.RayError as e:  # e.g. the function could not be unpickled on the worker
             return Outcome(trial.number, Status.FAILED, reason=error_text(e))
+
+    def _send(self, path: Path) -> None:
+        """Before a trial's task: the bucket holds what the study's checkpoint file ``path`` holds: the file
+        (uploaded unless it is already there), or nothing (a trial restarting from scratch)."""
+        assert self._bucket is not None
+        stamp = _stamp(path)
+        if self._synced.get(path) == stamp:  # also a new trial: no file, and none in the bucket
+            return
+        if stamp is None:
+            self._bucket.delete(path)
+        else:
+            self._bucket.upload(path, path)
+        self._synced[path] = stamp
+
+    def _receive(self, path: Path, saved: bool, *, keep: bool) -> None:
+        """After a trial's task: the file it saved in the bucket, if any, into the study's checkpoint file
+        ``path``; the bucket's copy stays only for a paused trial (``keep``), which will resume from it."""
+        assert self._bucket is not None
+        if saved:
+            self._bucket.download(path, path, atomic=True, missing_ok=False)
+        if keep:
+            self._synced[path] = _stamp(path)
+        elif path in self._synced or saved:
+            self._bucket.delete(path)
+            self._synced.pop(path, None)
 
     def _expire(self) -> list[Outcome]:
         ray, now, out = _import_ray(), time.monotonic(), []
@@ -266,9 +333,86 @@ class Ray:
             ray.cancel(ref, force=True)
         self._running.clear()
         self._poll = None
+        if self._bucket is not None:
+            self._bucket.remove()
+            self._synced.clear()
         if self._own and ray.is_initialized():
             ray.shutdown()
             self._own = False
+
+
+class _Bucket:
+    """A checkpoint folder at a ``pyarrow.fs`` URI that the driver and every node reach; files stream in chunks.
+    A study's checkpoint file (its path on the driver's machine) has one place in it: trials of several studies
+    run by one executor never meet. Pickles as its URI (a task opens the filesystem anew, with its node's
+    credentials)."""
+
+    def __init__(self, uri: str, *, create: bool = False) -> None:
+        try:
+            from pyarrow import fs
+        except ImportError as e:
+            raise ImportError("th.Ray(checkpoints=URI) needs pyarrow: pip install pyarrow") from e
+        self.uri = uri
+        try:
+            self._fs, self._base = fs.FileSystem.from_uri(uri)
+            if create:
+                self._fs.create_dir(self._base, recursive=True)
+        except (ValueError, OSError) as e:
+            raise ValueError(f"Ray: checkpoints={uri.rpartition('/torchhpo-')[0]!r} cannot be used: {e}") from e
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _Bucket, (self.uri,)
+
+    def _place(self, study_path: Path) -> str:
+        folder = hashlib.sha1(str(study_path.parent).encode()).hexdigest()[:12]
+        return f"{self._base}/{folder}/{study_path.name}"
+
+    def upload(self, path: Path, study_path: Path) -> None:
+        """The local file ``path`` as the bucket's copy of the study's file ``study_path``."""
+        from pyarrow import fs
+
+        place = self._place(study_path)
+        self._fs.create_dir(place.rpartition("/")[0], recursive=True)
+        fs.copy_files(str(path), place, source_filesystem=fs.LocalFileSystem(), destination_filesystem=self._fs)
+
+    def download(self, study_path: Path, path: Path, *, atomic: bool = False, missing_ok: bool = True) -> None:
+        """The bucket's copy of ``study_path`` into the local file ``path`` (nothing when it has none and
+        ``missing_ok``, else ``FileNotFoundError``); ``atomic``: whole or not at all."""
+        from pyarrow import fs
+
+        if self._fs.get_file_info(self._place(study_path)).type == fs.FileType.NotFound:
+            if missing_ok:
+                return
+            raise FileNotFoundError(f"{self.uri}: no {self._place(study_path)}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        target = path.with_suffix(".shipped") if atomic else path
+        fs.copy_files(self._place(study_path), str(target), source_filesystem=self._fs,
+                      destination_filesystem=fs.LocalFileSystem())
+        if atomic:
+            os.replace(target, path)
+
+    def delete(self, study_path: Path) -> None:
+        try:
+            self._fs.delete_file(self._place(study_path))
+        except FileNotFoundError:
+            pass
+
+    def remove(self) -> None:
+        """Delete this folder and everything in it."""
+        try:
+            self._fs.delete_dir(self._base)
+        except FileNotFoundError:
+            pass
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """Which version of a file ``path`` holds (inode, modification time, size; ``trial.save`` replaces the file),
+    or ``None`` when there is none."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
