@@ -3,6 +3,7 @@ timeouts, retries, Ctrl-C, and clear errors for bad arguments."""
 
 import multiprocessing as mp
 import os
+import pickle
 import signal
 import threading
 import time
@@ -348,6 +349,7 @@ def test_ray_checkpoints_through_a_uri(ray_cluster, tmp_path, fidelity):
         assert executor.checkpoints == bucket.as_uri()
         study.optimize(_counted, n_trials=8, executor=executor, progress=False)
         assert len(list(bucket.iterdir())) == 1, "the executor writes into one folder of its own"
+        assert [p for p in bucket.rglob("*") if p.is_file()] == [], "only running trials have files there"
     assert list(bucket.iterdir()) == []
     trials = study.trials
     assert all(t.status in (th.Status.COMPLETED, th.Status.PRUNED) for t in trials)
@@ -360,6 +362,47 @@ def test_ray_checkpoints_through_a_uri(ray_cluster, tmp_path, fidelity):
         assert study.checkpoint(best) == {"epochs": [0, 1, 2, 3]}  # streamed into the study's folder
     else:  # every run starts from scratch: the driver forgot the file, and the URI must not hand it back
         assert resumed == [] and max(len(t.reports) for t in trials) > 1
+
+
+def test_ray_copies_to_the_uri_that_fail_fail_their_trial_alone(ray_cluster, tmp_path, monkeypatch, caplog):
+    """A paused trial whose checkpoint cannot reach the URI (a network error as it resumes) fails alone, the study
+    goes on; a bucket copy that cannot be deleted afterwards only warns (its trial keeps its result)."""
+    pytest.importorskip("pyarrow")
+    from torchhpo.executors import ray as ray_executor
+
+    upload, delete, calls = ray_executor._Bucket.upload, ray_executor._Bucket.delete, []
+
+    def flaky_upload(self, path, study_path):  # in the driver only: the first resume's upload fails
+        calls.append(path.name)
+        if len(calls) == 1:
+            raise OSError("connection reset by peer")
+        return upload(self, path, study_path)
+
+    def failing_delete(self, study_path):
+        delete(self, study_path)
+        raise OSError("503 SlowDown")
+
+    monkeypatch.setattr(ray_executor._Bucket, "upload", flaky_upload)
+    monkeypatch.setattr(ray_executor._Bucket, "delete", failing_delete)
+    study = th.Study(SPACE, mode="max", scheduler=th.SuccessiveHalving(1, 4, eta=2), seed=0, max_epochs=4)
+    with th.Ray(resources_per_trial={"cpu": 1}, checkpoints=(tmp_path / "bucket").as_uri()) as executor:
+        study.optimize(_counted, n_trials=6, executor=executor, progress=False)
+    failed = [t for t in study.trials if t.status is th.Status.FAILED]
+    assert len(failed) == 1 and "could not be copied to" in failed[0].reason and "connection reset" in failed[0].reason
+    assert sum(t.status is th.Status.COMPLETED for t in study.trials) >= 1
+    assert all(t.status in (th.Status.COMPLETED, th.Status.PRUNED) for t in study.trials if t not in failed)
+    assert "503 SlowDown" in caplog.text
+
+
+def test_ray_uri_options_stay_with_the_uri():
+    """``s3://bucket/ckpt?region=...``: the executor's folder joins the path, the options stay options (a folder
+    appended to the whole string would land in the last option's value)."""
+    pytest.importorskip("pyarrow")
+    from torchhpo.executors.ray import _Bucket
+
+    bucket = _Bucket("s3://mybucket/ckpt?region=eu-west-1&endpoint_override=localhost:9000&scheme=http", "torchhpo-1")
+    assert bucket._base == "mybucket/ckpt/torchhpo-1" and bucket._fs.region == "eu-west-1"
+    assert pickle.loads(pickle.dumps(bucket))._base == bucket._base
 
 
 def test_ray_a_checkpoint_lost_at_the_uri_fails_its_trial_alone(ray_cluster, tmp_path, monkeypatch):

@@ -15,6 +15,7 @@ it in memory.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import tempfile
@@ -42,6 +43,8 @@ from torchhpo.trial import Decision, Reporter, Status, Trial, checkpoint_file
 CHECKPOINTS = ("auto", "ship", "shared")  # or a pyarrow.fs URI
 
 __all__ = ["Ray"]
+
+log = logging.getLogger("torchhpo")
 
 
 def _import_ray() -> Any:
@@ -97,14 +100,15 @@ class _Mailbox:
             waiting.set_result(decision)
 
 
-def _ray_trial(fn: TrainFn, trial: Trial, mailbox: Any, gpus: float, threads: int, move: str | None,
-               shipped: bytes | None) -> tuple[Outcome, bytes | bool | None]:
+def _ray_trial(fn: TrainFn, trial: Trial, mailbox: Any, gpus: float, threads: int, move: str | _Bucket | None,
+               start: bytes | bool | None) -> tuple[Outcome, bytes | bool | None]:
     """One trial as a Ray task: reports go through the mailbox actor and block for the driver's decision.
 
     ``move`` says how its checkpoint reaches the driver: ``None``, the study's folder directly (``"shared"``);
-    ``"ship"``, it starts from ``shipped`` (the driver's checkpoint file, if any) in a folder of this node, and the
-    file it last saved returns with the outcome; a URI, it starts from the file there and puts what it saves back
-    there (``True`` returns with the outcome). ``None`` in place of the file: it saved nothing."""
+    ``"ship"``, the trial starts from ``start`` (the driver's checkpoint file, if any) in a folder of this node, and
+    the file it last saved returns with the outcome; a ``_Bucket``, it starts from the bucket's copy of its file
+    when ``start`` is ``True`` (else from nothing) and puts what it saves there (``True`` returns with the outcome).
+    ``None`` in place of the file: it saved nothing."""
     import ray
 
     torch.set_num_threads(threads)
@@ -118,18 +122,23 @@ def _ray_trial(fn: TrainFn, trial: Trial, mailbox: Any, gpus: float, threads: in
             study_path = checkpoint_file(trial.checkpoint_dir, trial.number)  # the driver's: names it in the bucket
             trial.checkpoint_dir = Path(local)
             path = checkpoint_file(trial.checkpoint_dir, trial.number)
-            bucket = None if move == "ship" else _Bucket(move)
-            if bucket is not None:
-                bucket.download(study_path, path)
-            elif shipped is not None:
-                path.write_bytes(shipped)
-            before = _stamp(path)
-            outcome = run_trial(fn, trial)
-            if _stamp(path) == before:
+            if isinstance(move, _Bucket) and start is True:
+                move.download(study_path, path)
+            elif isinstance(start, bytes):
+                path.write_bytes(start)
+            held = path.open("rb") if path.exists() else None  # its inode stays taken: a save makes another
+            try:
+                before = _stamp(path)
+                outcome = run_trial(fn, trial)
+                saved = _stamp(path) != before
+            finally:
+                if held is not None:
+                    held.close()
+            if not saved:
                 return outcome, None
-            if bucket is None:
+            if not isinstance(move, _Bucket):
                 return outcome, path.read_bytes()
-            bucket.upload(path, study_path)
+            move.upload(path, study_path)
             return outcome, True
     finally:
         trial.reporter = None
@@ -158,10 +167,11 @@ class Ray:
             shared disk), which saves copying large states; ``"auto"`` (default): ``"ship"`` when the cluster has
             more than one node at construction, else ``"shared"``. A ``pyarrow.fs`` URI (``"s3://bucket/ckpt"``,
             ``"gs://..."``, ``"hdfs://..."``, ``"file:///nfs/ckpt"``; needs ``pip install pyarrow``): through that
-            storage, for states too large for the object store: trials read and write their files in a folder
-            ``torchhpo-<id>`` of their own under it, the driver streams each to and from the study's folder (paused
-            trials' files stay there until they resume; the folder goes when the executor closes). Credentials come
-            from each node's environment, as pyarrow reads them.
+            storage, for states too large for the object store: the driver streams a resuming trial's file into a
+            folder ``torchhpo-<id>`` of this executor's under it, the trial reads it there and writes what it saves
+            back, and the driver streams that into the study's folder when the task ends (only running trials have
+            files there; the folder goes when the executor closes). Credentials come from each node's
+            environment, as pyarrow reads them.
 
     Example:
         >>> import torchhpo as th
@@ -183,10 +193,8 @@ class Ray:
         if not isinstance(checkpoints, str) or (checkpoints not in CHECKPOINTS and "://" not in checkpoints):
             raise ValueError(f"Ray: checkpoints must be one of {list(CHECKPOINTS)} or a pyarrow.fs URI such as "
                              f"'s3://bucket/checkpoints', got {checkpoints!r}")
-        # this executor's own folder under the URI: studies and executors sharing a bucket never meet
-        self._bucket = (None if checkpoints in CHECKPOINTS else
-                        _Bucket(f"{checkpoints.rstrip('/')}/torchhpo-{uuid.uuid4().hex[:12]}", create=True))
-        self._synced: dict[Path, tuple[int, int, int] | None] = {}  # a study's file -> its version in the bucket
+        # this executor's own folder under the URI (made once Ray is up): executors sharing a bucket never meet
+        bucket = None if checkpoints in CHECKPOINTS else _Bucket(checkpoints, f"torchhpo-{uuid.uuid4().hex[:12]}")
         ray = _import_ray()
         self._own = not ray.is_initialized()
         if self._own:
@@ -197,9 +205,16 @@ class Ray:
         if unfit is not None:  # no trial could ever be scheduled: say so now instead of waiting forever
             if self._own:
                 ray.shutdown()
-            if self._bucket is not None:
-                self._bucket.remove()
             raise ValueError(unfit)
+        try:
+            if bucket is not None:
+                bucket.create()
+        except ValueError:
+            if self._own:
+                ray.shutdown()
+            raise
+        self._bucket = bucket
+        self._refused: list[Outcome] = []  # trials whose checkpoint could not reach the bucket: failed at submit
         self.checkpoints = (checkpoints if checkpoints != "auto" else "ship" if len(_node_resources(ray)) > 1
                             else "shared")
         fits = [total.get(k.upper(), 0.0) / v for k, v in res.items() if v > 0]
@@ -230,21 +245,27 @@ class Ray:
             raise RuntimeError(f"Ray: all {self.slots} slots are busy; wait() for one before submitting")
         if self._fn is None or self._fn[0] is not fn:
             self._fn = (fn, ray.put(fn))  # shipped to the object store once, not once per trial
-        path, move = trial.checkpoint_path, None if self.checkpoints == "shared" else self.checkpoints
-        shipped = None
-        if move is not None and path is not None:
-            if self._bucket is not None:
-                move = self._bucket.uri
-                self._send(path)
-            elif path.exists():
-                shipped = ray.put(path.read_bytes())
-        ref = self._task.remote(self._fn[1], trial, self._mailbox, self.resources["gpu"], self.threads, move, shipped)
+        path = trial.checkpoint_path
+        move = None if self.checkpoints == "shared" else self._bucket or "ship"
+        start: Any = None
+        if move is not None and path is not None and path.exists():
+            if self._bucket is None:
+                start = ray.put(path.read_bytes())
+            else:
+                try:
+                    self._bucket.upload(path, path)
+                except OSError as e:  # this trial fails alone (wait() returns it next), the study goes on
+                    self._refused.append(Outcome(trial.number, Status.FAILED, reason=f"its checkpoint could not "
+                                                 f"be copied to {self._bucket}: {error_text(e)}"))
+                    return
+                start = True
+        ref = self._task.remote(self._fn[1], trial, self._mailbox, self.resources["gpu"], self.threads, move, start)
         self._running[ref] = (trial, trial.reporter, math.inf, timeout)
 
     def wait(self, timeout: float | None = None) -> list[Outcome]:
         ray = _import_ray()
         end = math.inf if timeout is None else time.monotonic() + timeout
-        out: list[Outcome] = []
+        out, self._refused = self._refused, []
         while self._running and not out:
             if self._poll is None:
                 self._poll = self._mailbox.poll.remote(0.5)
@@ -273,48 +294,34 @@ class Ray:
     def _collect(self, ref: Any) -> Outcome:
         ray = _import_ray()
         trial = self._running.pop(ref)[0]
+        path = trial.checkpoint_path
         try:
             outcome, saved = ray.get(ref)
-            path = trial.checkpoint_path
             if isinstance(saved, bytes) and path is not None:
                 _write_atomically(path, saved)
-            elif self._bucket is not None and path is not None:
+            elif saved is True and self._bucket is not None and path is not None:
                 try:
-                    self._receive(path, saved is True, keep=outcome.status is Status.PAUSED)
+                    self._bucket.download(path, path, atomic=True)
                 except OSError as e:  # what it saved is lost: a trial that goes on as if not would hide it
                     return Outcome(trial.number, Status.FAILED, reason=f"its checkpoint could not be copied from "
-                                   f"{self._bucket.uri} into the study's folder: {error_text(e)}")
+                                   f"{self._bucket} into the study's folder: {error_text(e)}")
             return outcome
         except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.OutOfMemoryError) as e:
             message = error_text(e).partition(": ")[2].strip() or type(e).__name__
             return Outcome(trial.number, Status.FAILED, reason=f"worker died: {message.splitlines()[0]}")
         except ray.exceptions.RayError as e:  # e.g. the function could not be unpickled on the worker
             return Outcome(trial.number, Status.FAILED, reason=error_text(e))
+        finally:
+            self._discard(path)
 
-    def _send(self, path: Path) -> None:
-        """Before a trial's task: the bucket holds what the study's checkpoint file ``path`` holds: the file
-        (uploaded unless it is already there), or nothing (a trial restarting from scratch)."""
-        assert self._bucket is not None
-        stamp = _stamp(path)
-        if self._synced.get(path) == stamp:  # also a new trial: no file, and none in the bucket
-            return
-        if stamp is None:
-            self._bucket.delete(path)
-        else:
-            self._bucket.upload(path, path)
-        self._synced[path] = stamp
-
-    def _receive(self, path: Path, saved: bool, *, keep: bool) -> None:
-        """After a trial's task: the file it saved in the bucket, if any, into the study's checkpoint file
-        ``path``; the bucket's copy stays only for a paused trial (``keep``), which will resume from it."""
-        assert self._bucket is not None
-        if saved:
-            self._bucket.download(path, path, atomic=True, missing_ok=False)
-        if keep:
-            self._synced[path] = _stamp(path)
-        elif path in self._synced or saved:
-            self._bucket.delete(path)
-            self._synced.pop(path, None)
+    def _discard(self, path: Path | None) -> None:
+        """The bucket's copy of a study's checkpoint file, deleted once its task ended (the study's folder has
+        what the trial saved; a resume uploads it again): only running trials have files there. Best effort."""
+        if self._bucket is not None and path is not None:
+            try:
+                self._bucket.delete(path)
+            except OSError as e:  # close() removes the folder
+                log.warning("Ray: could not delete %s's copy of %s (%s)", self._bucket, path.name, error_text(e))
 
     def _expire(self) -> list[Outcome]:
         ray, now, out = _import_ray(), time.monotonic(), []
@@ -322,6 +329,7 @@ class Ray:
             if now >= deadline:
                 ray.cancel(ref, force=True)  # kills the worker process; Ray starts another
                 del self._running[ref]
+                self._discard(trial.checkpoint_path)
                 out.append(Outcome(trial.number, Status.FAILED, reason=f"timed out after {timeout:g} s"))
         return out
 
@@ -333,35 +341,48 @@ class Ray:
             ray.cancel(ref, force=True)
         self._running.clear()
         self._poll = None
-        if self._bucket is not None:
-            self._bucket.remove()
-            self._synced.clear()
-        if self._own and ray.is_initialized():
-            ray.shutdown()
-            self._own = False
+        self._refused.clear()
+        try:
+            if self._bucket is not None:
+                self._bucket.remove()
+        except OSError as e:
+            log.warning("Ray: could not delete %s (%s); delete it by hand", self._bucket, error_text(e))
+        finally:
+            if self._own and ray.is_initialized():
+                ray.shutdown()
+                self._own = False
 
 
 class _Bucket:
-    """A checkpoint folder at a ``pyarrow.fs`` URI that the driver and every node reach; files stream in chunks.
+    """Folder ``folder`` under a ``pyarrow.fs`` URI that the driver and every node reach; files stream in chunks.
     A study's checkpoint file (its path on the driver's machine) has one place in it: trials of several studies
-    run by one executor never meet. Pickles as its URI (a task opens the filesystem anew, with its node's
-    credentials)."""
+    run by one executor never meet. Pickles as its URI and folder (a task opens the filesystem anew, with its
+    node's credentials)."""
 
-    def __init__(self, uri: str, *, create: bool = False) -> None:
+    def __init__(self, uri: str, folder: str) -> None:
         try:
             from pyarrow import fs
         except ImportError as e:
-            raise ImportError("th.Ray(checkpoints=URI) needs pyarrow: pip install pyarrow") from e
-        self.uri = uri
-        try:
-            self._fs, self._base = fs.FileSystem.from_uri(uri)
-            if create:
-                self._fs.create_dir(self._base, recursive=True)
+            raise ImportError("th.Ray(checkpoints=URI) needs pyarrow: pip install 'torchhpo[ray]' (or pip install "
+                              "pyarrow)") from e
+        self.uri, self.folder = uri, folder
+        try:  # the URI's options (?region=..., ?endpoint_override=...) stay with it: the folder joins its path
+            self._fs, base = fs.FileSystem.from_uri(uri)
         except (ValueError, OSError) as e:
-            raise ValueError(f"Ray: checkpoints={uri.rpartition('/torchhpo-')[0]!r} cannot be used: {e}") from e
+            raise ValueError(f"Ray: checkpoints={uri!r} cannot be used: {e}") from e
+        self._base = f"{base.rstrip('/')}/{folder}" if base.rstrip("/") else folder
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return _Bucket, (self.uri,)
+        return _Bucket, (self.uri, self.folder)
+
+    def __str__(self) -> str:
+        return f"{self.uri} (folder {self.folder})"
+
+    def create(self) -> None:
+        try:
+            self._fs.create_dir(self._base, recursive=True)
+        except OSError as e:
+            raise ValueError(f"Ray: checkpoints={self.uri!r} cannot be used: {e}") from e
 
     def _place(self, study_path: Path) -> str:
         folder = hashlib.sha1(str(study_path.parent).encode()).hexdigest()[:12]
@@ -375,19 +396,17 @@ class _Bucket:
         self._fs.create_dir(place.rpartition("/")[0], recursive=True)
         fs.copy_files(str(path), place, source_filesystem=fs.LocalFileSystem(), destination_filesystem=self._fs)
 
-    def download(self, study_path: Path, path: Path, *, atomic: bool = False, missing_ok: bool = True) -> None:
-        """The bucket's copy of ``study_path`` into the local file ``path`` (nothing when it has none and
-        ``missing_ok``, else ``FileNotFoundError``); ``atomic``: whole or not at all."""
+    def download(self, study_path: Path, path: Path, *, atomic: bool = False) -> None:
+        """The bucket's copy of ``study_path`` into the local file ``path`` (``FileNotFoundError`` when it has
+        none); ``atomic``: whole or not at all."""
         from pyarrow import fs
 
-        if self._fs.get_file_info(self._place(study_path)).type == fs.FileType.NotFound:
-            if missing_ok:
-                return
-            raise FileNotFoundError(f"{self.uri}: no {self._place(study_path)}")
+        place = self._place(study_path)
+        if self._fs.get_file_info(place).type == fs.FileType.NotFound:
+            raise FileNotFoundError(f"{self}: no {place}")
         path.parent.mkdir(parents=True, exist_ok=True)
         target = path.with_suffix(".shipped") if atomic else path
-        fs.copy_files(self._place(study_path), str(target), source_filesystem=self._fs,
-                      destination_filesystem=fs.LocalFileSystem())
+        fs.copy_files(place, str(target), source_filesystem=self._fs, destination_filesystem=fs.LocalFileSystem())
         if atomic:
             os.replace(target, path)
 
