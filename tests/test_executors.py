@@ -394,6 +394,55 @@ def test_ray_copies_to_the_uri_that_fail_fail_their_trial_alone(ray_cluster, tmp
     assert "503 SlowDown" in caplog.text
 
 
+def _slow_upload_after_training(config, trial):
+    """Trains in a blink; its checkpoint takes 3 s to upload (the bucket's upload slowed in this worker)."""
+    from torchhpo.executors import ray as ray_executor
+
+    if not getattr(ray_executor._Bucket, "slowed", False):
+        upload = ray_executor._Bucket.upload
+
+        def slow(self, path, study_path):
+            time.sleep(3)
+            return upload(self, path, study_path)
+
+        ray_executor._Bucket.upload, ray_executor._Bucket.slowed = slow, True
+    for _ in trial.epochs():
+        trial.save({"w": [1.0]})
+        trial.report(config["x"])
+    return config["x"]
+
+
+def test_ray_timeout_per_trial_counts_training_not_copies(ray_cluster, tmp_path):
+    """A trial that trains within ``timeout_per_trial`` completes although its checkpoint's copy through the URI
+    takes longer than the timeout."""
+    pytest.importorskip("pyarrow")
+    study = th.Study(SPACE, seed=0, max_epochs=1)
+    with th.Ray(resources_per_trial={"cpu": 1}, slots=1, checkpoints=(tmp_path / "b").as_uri()) as executor:
+        study.optimize(_slow_upload_after_training, n_trials=1, executor=executor, timeout_per_trial=2.0,
+                       progress=False)
+    assert study.trials[0].status is th.Status.COMPLETED and study.checkpoint(0) == {"w": [1.0]}
+
+
+def _deletes_its_checkpoint(config, trial):
+    for _ in trial.epochs():
+        trial.save({"w": [1.0]})
+        trial.report(config["x"])
+    trial.checkpoint_path.unlink()  # e.g. cleaning up after itself once fully trained
+    return config["x"]
+
+
+@pytest.mark.parametrize("mode", ["ship", "uri"])
+def test_ray_a_resumed_trial_that_deletes_its_checkpoint_still_completes(ray_cluster, tmp_path, mode):
+    """Nothing to send back is no error: the promoted trial resumes from its file, deletes it at the end, and
+    completes."""
+    pytest.importorskip("pyarrow")
+    study = th.Study(SPACE, mode="max", scheduler=th.SuccessiveHalving(1, 2, eta=2), seed=0, max_epochs=2)
+    checkpoints = "ship" if mode == "ship" else (tmp_path / "b").as_uri()
+    with th.Ray(resources_per_trial={"cpu": 1}, checkpoints=checkpoints) as executor:
+        study.optimize(_deletes_its_checkpoint, n_trials=2, executor=executor, progress=False)
+    assert sorted(t.status.value for t in study.trials) == ["completed", "pruned"]
+
+
 def test_ray_uri_options_stay_with_the_uri():
     """``s3://bucket/ckpt?region=...``: the executor's folder joins the path, the options stay options (a folder
     appended to the whole string would land in the last option's value)."""

@@ -41,6 +41,7 @@ from torchhpo.threads import Threads, trial_threads
 from torchhpo.trial import Decision, Reporter, Status, Trial, checkpoint_file
 
 CHECKPOINTS = ("auto", "ship", "shared")  # or a pyarrow.fs URI
+CANCEL_WAIT = 10.0  # seconds close() waits for cancelled tasks to end before it removes the bucket folder
 
 __all__ = ["Ray"]
 
@@ -62,7 +63,7 @@ class _Mailbox:
         import asyncio
 
         self._reports: list[tuple[int, int, float]] = []
-        self._started: list[int] = []
+        self._started: list[tuple[int, bool]] = []
         self._arrived = asyncio.Event()
         self._decisions: dict[int, Any] = {}
 
@@ -75,11 +76,12 @@ class _Mailbox:
         self._arrived.set()
         return await decision
 
-    async def start(self, number: int) -> None:
-        self._started.append(number)
+    async def start(self, number: int, training: bool = True) -> None:
+        """Trial ``number``'s training started (its clock runs) or, ``training=False``, ended (it stops)."""
+        self._started.append((number, training))
         self._arrived.set()
 
-    async def poll(self, timeout: float) -> tuple[list[int], list[tuple[int, int, float]]]:
+    async def poll(self, timeout: float) -> tuple[list[tuple[int, bool]], list[tuple[int, int, float]]]:
         """The trials started and the reports waiting for a decision since the last poll; waits up to ``timeout``
         seconds for one to arrive."""
         import asyncio
@@ -114,9 +116,9 @@ def _ray_trial(fn: TrainFn, trial: Trial, mailbox: Any, gpus: float, threads: in
     torch.set_num_threads(threads)
     trial.device = torch.device("cuda:0" if gpus > 0 and torch.cuda.is_available() else "cpu")
     trial.reporter = lambda number, step, value: decided(ray.get(mailbox.report.remote(number, step, value)))
-    mailbox.start.remote(trial.number)  # the trial's clock (timeout_per_trial) starts now, not at submit
     try:
         if move is None or trial.checkpoint_dir is None:
+            mailbox.start.remote(trial.number)  # the trial's clock (timeout_per_trial) starts now, not at submit
             return run_trial(fn, trial), None
         with tempfile.TemporaryDirectory(prefix="torchhpo-ckpt-") as local:
             study_path = checkpoint_file(trial.checkpoint_dir, trial.number)  # the driver's: names it in the bucket
@@ -129,8 +131,11 @@ def _ray_trial(fn: TrainFn, trial: Trial, mailbox: Any, gpus: float, threads: in
             held = path.open("rb") if path.exists() else None  # its inode stays taken: a save makes another
             try:
                 before = _stamp(path)
+                mailbox.start.remote(trial.number)  # the clock runs while it trains, not while files copy
                 outcome = run_trial(fn, trial)
-                saved = _stamp(path) != before
+                mailbox.start.remote(trial.number, False)
+                after = _stamp(path)
+                saved = after is not None and after != before  # a file the trial deleted: nothing to send back
             finally:
                 if held is not None:
                     held.close()
@@ -215,6 +220,7 @@ class Ray:
             raise
         self._bucket = bucket
         self._refused: list[Outcome] = []  # trials whose checkpoint could not reach the bucket: failed at submit
+        self._killed: dict[Any, Path | None] = {}  # cancelled tasks -> their bucket copy, deleted once they end
         self.checkpoints = (checkpoints if checkpoints != "auto" else "ship" if len(_node_resources(ray)) > 1
                             else "shared")
         fits = [total.get(k.upper(), 0.0) / v for k, v in res.items() if v > 0]
@@ -266,6 +272,7 @@ class Ray:
         ray = _import_ray()
         end = math.inf if timeout is None else time.monotonic() + timeout
         out, self._refused = self._refused, []
+        self._reap()
         while self._running and not out:
             if self._poll is None:
                 self._poll = self._mailbox.poll.remote(0.5)
@@ -277,14 +284,17 @@ class Ray:
                 self._poll = None
             out += [self._collect(ref) for ref in ready if ref in self._running]
             out += self._expire()
+            self._reap()
             if time.monotonic() >= end:
                 break
         return out
 
-    def _answer(self, started: list[int], reports: list[tuple[int, int, float]]) -> None:
+    def _answer(self, started: list[tuple[int, bool]], reports: list[tuple[int, int, float]]) -> None:
+        clocks = dict(started)  # the latest news of each trial: training (its clock runs) or done training
         for ref, (trial, reporter, _, timeout) in self._running.items():
-            if trial.number in started:
-                self._running[ref] = (trial, reporter, math.inf if timeout is None else time.monotonic() + timeout, timeout)
+            if trial.number in clocks:
+                deadline = time.monotonic() + timeout if clocks[trial.number] and timeout is not None else math.inf
+                self._running[ref] = (trial, reporter, deadline, timeout)
         reporters = {trial.number: reporter for trial, reporter, _, _ in self._running.values()}
         for trial_number, step, value in reports:  # a trial no longer running (timed out) is told to stop
             answer = (answer_report(reporters[trial_number], trial_number, step, value) if trial_number in reporters
@@ -329,9 +339,18 @@ class Ray:
             if now >= deadline:
                 ray.cancel(ref, force=True)  # kills the worker process; Ray starts another
                 del self._running[ref]
-                self._discard(trial.checkpoint_path)
+                if self._bucket is not None:  # its copy goes once it ended: an upload in flight could land after
+                    self._killed[ref] = trial.checkpoint_path
                 out.append(Outcome(trial.number, Status.FAILED, reason=f"timed out after {timeout:g} s"))
         return out
+
+    def _reap(self) -> None:
+        """Delete the bucket copies of cancelled tasks that have ended."""
+        if self._killed:
+            ray = _import_ray()
+            ended, _ = ray.wait(list(self._killed), num_returns=len(self._killed), timeout=0)
+            for ref in ended:
+                self._discard(self._killed.pop(ref))
 
     def close(self) -> None:
         """Cancel the running trials (their workers are killed); shut Ray down only if this executor started it
@@ -339,11 +358,15 @@ class Ray:
         ray = _import_ray()
         for ref in self._running:
             ray.cancel(ref, force=True)
+        cancelled = [*self._running, *self._killed]
         self._running.clear()
+        self._killed.clear()
         self._poll = None
         self._refused.clear()
         try:
             if self._bucket is not None:
+                if cancelled:  # an upload in flight would land after the folder went, and make it again
+                    ray.wait(cancelled, num_returns=len(cancelled), timeout=CANCEL_WAIT)
                 self._bucket.remove()
         except OSError as e:
             log.warning("Ray: could not delete %s (%s); delete it by hand", self._bucket, error_text(e))
