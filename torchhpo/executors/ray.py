@@ -21,6 +21,7 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -308,10 +309,10 @@ class Ray:
         try:
             outcome, saved = ray.get(ref)
             if isinstance(saved, bytes) and path is not None:
-                _write_atomically(path, saved)
+                _write_atomically(path, lambda tmp: tmp.write_bytes(saved))
             elif saved is True and self._bucket is not None and path is not None:
                 try:
-                    self._bucket.download(path, path, atomic=True)
+                    self._bucket.download(path, path)
                 except OSError as e:  # what it saved is lost: a trial that goes on as if not would hide it
                     return Outcome(trial.number, Status.FAILED, reason=f"its checkpoint could not be copied from "
                                    f"{self._bucket} into the study's folder: {error_text(e)}")
@@ -419,19 +420,16 @@ class _Bucket:
         self._fs.create_dir(place.rpartition("/")[0], recursive=True)
         fs.copy_files(str(path), place, source_filesystem=fs.LocalFileSystem(), destination_filesystem=self._fs)
 
-    def download(self, study_path: Path, path: Path, *, atomic: bool = False) -> None:
-        """The bucket's copy of ``study_path`` into the local file ``path`` (``FileNotFoundError`` when it has
-        none); ``atomic``: whole or not at all."""
+    def download(self, study_path: Path, path: Path) -> None:
+        """The bucket's copy of ``study_path`` into the local file ``path``, whole or not at all
+        (``FileNotFoundError`` when it has none)."""
         from pyarrow import fs
 
         place = self._place(study_path)
         if self._fs.get_file_info(place).type == fs.FileType.NotFound:
             raise FileNotFoundError(f"{self}: no {place}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        target = path.with_suffix(".shipped") if atomic else path
-        fs.copy_files(place, str(target), source_filesystem=self._fs, destination_filesystem=fs.LocalFileSystem())
-        if atomic:
-            os.replace(target, path)
+        _write_atomically(path, lambda tmp: fs.copy_files(place, str(tmp), source_filesystem=self._fs,
+                                                          destination_filesystem=fs.LocalFileSystem()))
 
     def delete(self, study_path: Path) -> None:
         try:
@@ -457,11 +455,12 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
     return st.st_ino, st.st_mtime_ns, st.st_size
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """``data`` into ``path`` whole or not at all (a crash leaves the previous checkpoint)."""
+def _write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
+    """``path``'s new content, written by ``write(tmp)`` into a file beside it, whole or not at all (a crash leaves
+    the previous checkpoint)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".shipped")
-    tmp.write_bytes(data)
+    write(tmp)
     os.replace(tmp, path)
 
 
