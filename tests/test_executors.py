@@ -602,6 +602,13 @@ def test_ray_missing_gives_an_install_hint(monkeypatch):
         th.Ray()
 
 
+def test_ray_uri_checkpoints_without_pyarrow_give_an_install_hint(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "pyarrow", None)  # as if pyarrow were not installed
+    monkeypatch.setitem(__import__("sys").modules, "pyarrow.fs", None)
+    with pytest.raises(ImportError, match=r"checkpoints=URI\) needs pyarrow: pip install 'torchhpo\[ray\]'"):
+        th.Ray(checkpoints="s3://bucket/ckpt")
+
+
 def test_successive_halving_pauses_and_resumes_across_worker_processes(procs, tmp_path):
     """Paused trials resume from their checkpoints in whichever worker is free: no epoch is trained twice."""
     log = tmp_path / "epochs"
