@@ -285,6 +285,45 @@ def test_plain_torch_fit_and_cached_posterior_match_botorch(name, tkwargs):
         assert torch.allclose(a.mean, b.mean, atol=1e-8) and torch.allclose(a.variance, b.variance, atol=1e-8)
 
 
+@pytest.mark.parametrize("name", ["continuous", "mixed"])
+def test_closed_form_acquisition_gradients_match_botorch_autograd(name, tkwargs):
+    """The cached posterior's moments (one autograd node, closed-form backward) and the default acquisition's
+    value and gradient (``CachedLogEI``) equal BoTorch's autograd through its own model and LogEI: at random
+    points, at the corners, at an observation (variance at the floor) and after believed pending points."""
+    from botorch.acquisition import LogExpectedImprovement, UpperConfidenceBound
+
+    from torchhpo.gp import CachedGP, _believe, build_model
+    from torchhpo.gp.acquisition import CachedLogEI
+    from torchhpo.gp.model import fit
+
+    space = th.testing.CONTRACT_SPACES[name]
+    X = space.encode(space.sobol(12, seed=0), **tkwargs)
+    y = torch.sin(6 * X).sum(-1)
+    model = build_model(space, X, y)
+    fit(model, th.GPOptions())
+    cached, best = CachedGP.of(model), y.max()
+    test = torch.cat([space.encode(space.sobol(16, seed=9), **tkwargs), torch.zeros_like(X[:1]),
+                      torch.ones_like(X[:1]), X[y.argmax()].unsqueeze(0)]).unsqueeze(-2)
+    P = space.encode(space.sobol(2, seed=5), **tkwargs)
+    pairs = [(CachedLogEI(cached, best), LogExpectedImprovement(model, best)),
+             (UpperConfidenceBound(cached, 4.0), UpperConfidenceBound(model, 4.0))]
+    believed, best_b = _believe(cached, P, best)
+    theirs_b, best_t = _believe(model, P, best)
+    assert torch.allclose(best_b, best_t)
+    pairs.append((CachedLogEI(believed, best_b), LogExpectedImprovement(theirs_b, best_t)))
+    continuous = [j for j in range(X.shape[-1]) if j not in space.categorical_dims]
+    for ours, theirs in pairs:
+        values, grads = [], []
+        for acqf in (ours, theirs):
+            Z = test.clone().requires_grad_(True)
+            value = acqf(Z)
+            values.append(value.detach())
+            grads.append(torch.autograd.grad(value.sum(), Z)[0][..., continuous])
+        assert torch.allclose(values[0], values[1], rtol=1e-7, atol=1e-8), type(ours).__name__
+        assert torch.allclose(grads[0], grads[1], rtol=1e-6, atol=1e-6), type(ours).__name__
+        assert torch.isfinite(grads[0]).all() and grads[0].abs().sum() > 0
+
+
 def test_a_fit_starts_warm_only_from_an_earlier_state_of_the_same_history():
     space = th.testing.CONTRACT_SPACES["continuous"]
     first = [_done(i, c, -float(i % 3)) for i, c in enumerate(space.sobol(8, seed=1))]

@@ -19,7 +19,7 @@ from botorch.sampling.pathwise import draw_matheron_paths
 from botorch.utils.sampling import draw_sobol_samples
 
 from torchhpo.checks import integer, number
-from torchhpo.gp.acquisition import maximize_acquisition
+from torchhpo.gp.acquisition import CachedLogEI, maximize_acquisition
 from torchhpo.gp.model import CachedGP, _believe, build_model, fit, supported, training_data
 from torchhpo.gp.options import ACQUISITIONS, GPOptions
 from torchhpo.observations import config_key, fresh_seed, pending, tried, user_values
@@ -226,6 +226,8 @@ class GP(Described):
         ``X_pending``.
         """
         analytic = self._analytic()
+        if isinstance(model, CachedGP) and self.acquisition == "logei":  # the default: closed-form gradients
+            return CachedLogEI(model, best_f)
         seed = self._call_seed(len(X))
         sampler = SobolQMCNormalSampler(torch.Size([self.options.mc_samples]), seed=seed)
         kwargs = {"model": model, "best_f": best_f, "X_baseline": X, "X_pending": X_pending,
