@@ -133,6 +133,12 @@ def _matern(d: torch.Tensor) -> torch.Tensor:
     return (1 + d + d.pow(2) / 3) * torch.exp(-d)
 
 
+def matern52(A: torch.Tensor, B: torch.Tensor, lengthscale: torch.Tensor) -> torch.Tensor:
+    """The Matern-5/2 correlation of every row of ``A`` (``... x n1 x d``) with every row of ``B`` (``n2 x d``):
+    ``... x n1 x n2``, the lengthscales ``1 x d``; GPyTorch's ``MaternKernel(nu=2.5)`` in plain torch."""
+    return _matern(_distance(A, B, lengthscale))
+
+
 def _differ(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     """Whether each pair's categories differ, per column: ``... x n1 x n2 x d``."""
     return A.unsqueeze(-2) != B.unsqueeze(-3)
@@ -144,7 +150,7 @@ def _kernel(scale: torch.Tensor, factors: Factors, X1: torch.Tensor, X2: torch.T
     for matern, dims, ls in factors:
         A, B = (X1, X2) if dims is None else (X1[..., dims], X2[..., dims])
         if matern:
-            out = out * _matern(_distance(A, B, ls))
+            out = out * matern52(A, B, ls)
         else:
             out = out * torch.exp(-(_differ(A, B) / ls.unsqueeze(-2)).mean(-1))
     return out
