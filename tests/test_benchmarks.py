@@ -19,7 +19,7 @@ def peers(load_script):
 
 def test_overhead_quick(tmp_path):
     out = tmp_path / "overhead.md"
-    run_script(str(ROOT / "benchmarks" / "overhead.py"), "--quick", "--out", str(out))
+    run_script(str(ROOT / "benchmarks" / "overhead.py"), "--quick", "--budget", "5", "--out", str(out))
     text = out.read_text()
     assert "| per trial | memory |" in text and "| per report | SQLite |" in text
 
