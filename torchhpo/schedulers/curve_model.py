@@ -15,7 +15,7 @@ correlation between the predicted and the true 27-epoch scores of the 1-epoch cu
 The structure makes inference cost ``O(N^3 + N L^3)`` for ``N`` trials with at most ``L`` reports each instead of
 ``O((N L)^3)``: the curves are padded into one ``N x L`` batch (a batched Cholesky), and the configs' GP sees
 them through ``Lambda = diag(1' K_n^-1 1)`` and ``gamma = (1' K_n^-1 y_n)`` (the matrix determinant lemma and
-Woodbury). At 200 trials x 27 epochs a fit is ~0.1 s of CPU.
+Woodbury). At 200 trials x 27 epochs a warm-started decision takes a few tenths of a second of CPU.
 
 Hyperparameters maximize the exact marginal likelihood with Adam from a fixed start (deterministic), warm-started
 from the previous fit when the inputs keep their shape, so a decision refines instead of refitting. Epochs are
