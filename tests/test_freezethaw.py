@@ -104,6 +104,34 @@ def test_the_gp_proposes_from_the_predictions(caplog):
     assert any(PREDICTED in t.attrs for t in study.trials)
 
 
+def test_the_curve_models_kernels_equal_gpytorchs_with_their_gradients():
+    """The curve model computes its kernels from the GPyTorch modules' parameters in plain torch: the same values,
+    and the same gradients with respect to those parameters (what the fit's Adam steps follow)."""
+    from botorch.models.kernels import ExponentialDecayKernel
+    from gpytorch.kernels import MaternKernel, ScaleKernel
+
+    from torchhpo.schedulers.curve_model import _decay, matern52
+
+    torch.manual_seed(0)
+    kt = ScaleKernel(ExponentialDecayKernel()).double()
+    kx = ScaleKernel(MaternKernel(nu=2.5, ard_num_dims=3)).double()
+    with torch.no_grad():  # away from the defaults
+        for p in (*kt.parameters(), *kx.parameters()):
+            p.add_(torch.randn_like(p))
+    t = torch.rand(5, 4, dtype=torch.float64)
+    X = torch.rand(7, 3, dtype=torch.float64)
+    pairs = [(_decay(kt, t, t), kt(t.unsqueeze(-1)).to_dense()),
+             (_decay(kt, t[:, :1], t), kt(t[:, :1].unsqueeze(-1), t.unsqueeze(-1)).to_dense()),
+             (kx.outputscale * matern52(X, X, kx.base_kernel.lengthscale), kx(X).to_dense())]
+    for ours, theirs in pairs:
+        assert ours.shape == theirs.shape and torch.allclose(ours, theirs, rtol=1e-10, atol=1e-12)
+        params = [p for p in (*kt.parameters(), *kx.parameters())]
+        a = torch.autograd.grad(ours.sum(), params, allow_unused=True, retain_graph=True)
+        b = torch.autograd.grad(theirs.sum(), params, allow_unused=True, retain_graph=True)
+        for ga, gb in zip(a, b, strict=True):
+            assert (ga is None) == (gb is None) and (ga is None or torch.allclose(ga, gb, rtol=1e-8, atol=1e-10))
+
+
 def test_unwarp_inverts_warp_within_the_reports_range():
     ft = FreezeThaw(1, 9, floor=None)
     records = _paused([0.9, 0.5, 0.7, 0.2, 0.4])
